@@ -1,0 +1,5 @@
+"""Allow ``python -m meet``."""
+
+from meet.cli import main
+
+raise SystemExit(main())

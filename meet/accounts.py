@@ -1,0 +1,311 @@
+"""Accounts: sign-up, email verification, sign-in/out, sessions and password reset.
+
+This is the service the HTTP views call. It validates values, applies throttles, talks to
+the store and the mailer, and raises :mod:`meet.errors` exceptions for the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from meet import tokens as purposes
+from meet.clock import Clock
+from meet.config import AuthConfig
+from meet.errors import BadRequest, Forbidden, Throttled, Unauthorized
+from meet.mail import Mailer, MailError, build_message
+from meet.passwords import MAX_LENGTH, MIN_LENGTH, Passwords
+from meet.store import Store
+from meet.store import accounts as q
+from meet.throttle import Throttle
+from meet.tokens import Tokens, new_code, new_nonce
+
+log = logging.getLogger("meet.accounts")
+
+CODE_TTL = 15 * 60
+CODE_MAX_ATTEMPTS = 5
+RESET_TTL = 60 * 60
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+CODE_RE = re.compile(r"^[0-9]{6}$")
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as the rest of the program sees it (never with the password hash)."""
+
+    id: int
+    username: str
+    email: str
+    verified: bool
+    is_admin: bool
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> User:
+        return cls(
+            id=row["id"],
+            username=row["username"],
+            email=row["email"],
+            verified=bool(row["verified"]),
+            is_admin=bool(row["is_admin"]),
+            created_at=row["created_at"],
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of ``{"user": …}`` for the signed-in user."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "email": self.email,
+            "verified": self.verified,
+            "is_admin": self.is_admin,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class Session:
+    """A resolved, live sign-in."""
+
+    id: int
+    user: User
+
+
+def check_username(username: str) -> str:
+    if not USERNAME_RE.match(username):
+        raise BadRequest(
+            "Usernames are 3–32 characters of letters, digits, '_', '.' and '-'.",
+            code="invalid_username",
+            field="username",
+        )
+    return username
+
+
+def check_email(email: str, field: str = "email") -> str:
+    email = email.strip()
+    if len(email) > 254 or not EMAIL_RE.match(email):
+        raise BadRequest("That does not look like an email address.", code="invalid_email", field=field)
+    return email
+
+
+def check_password(password: str) -> str:
+    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+        raise BadRequest(
+            f"Passwords are {MIN_LENGTH} to {MAX_LENGTH} characters long.",
+            code="invalid_password",
+            field="password",
+        )
+    return password
+
+
+class Accounts:
+    """The accounts service; one instance per server."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        passwords: Passwords,
+        tokens: Tokens,
+        mailer: Mailer,
+        clock: Clock,
+        settings: AuthConfig,
+        sender: str,
+    ) -> None:
+        self.store = store
+        self.passwords = passwords
+        self.tokens = tokens
+        self.mailer = mailer
+        self.clock = clock
+        self.settings = settings
+        self.sender = sender
+        window = settings.throttle_window_s
+        self.login_throttle = Throttle(settings.login_max_failures, window, clock)
+        self.mail_throttle = Throttle(settings.mail_max_per_window, window, clock)
+
+    # -- throttling ---------------------------------------------------------------------
+
+    @staticmethod
+    def _enforce(throttle: Throttle, keys: list[str], what: str) -> None:
+        waits = [w for w in map(throttle.retry_after, keys) if w is not None]
+        if waits:
+            raise Throttled(f"Too many {what}. Try again later.", retry_after=int(max(waits)) + 1)
+
+    def _count_mail(self, email: str, client: str) -> None:
+        keys = [f"ip:{client}", f"to:{email.lower()}"]
+        self._enforce(self.mail_throttle, keys, "mail requests")
+        for key in keys:
+            self.mail_throttle.hit(key)
+
+    async def _deliver(self, to: str, subject: str, text: str) -> None:
+        try:
+            await self.mailer.send(build_message(self.sender, to, subject, text))
+        except MailError as exc:
+            # The request still succeeds: the person can ask for the mail again.
+            log.error("mail to %s not sent: %s", to, exc)
+
+    # -- sign-up and verification -------------------------------------------------------
+
+    async def signup(self, username: str, email: str, password: str, client: str, base_url: str) -> User:
+        """Create an unverified account and mail it a code and a link."""
+        check_username(username)
+        email = check_email(email)
+        check_password(password)
+        self._count_mail(email, client)
+        password_hash = await self.passwords.hash(password)
+        row = await self.store.run(q.signup_user, username, email, password_hash, self.clock.now())
+        user = User.from_row(row)
+        await self._send_code(user, base_url)
+        return user
+
+    async def _send_code(self, user: User, base_url: str) -> None:
+        code, nonce = new_code(), new_nonce()
+        expires = self.clock.now() + CODE_TTL
+        code_hash = self.tokens.digest(purposes.VERIFY_LINK, f"{user.id}:{code}")
+        await self.store.run(q.replace_email_code, user.id, code_hash, nonce, expires)
+        link = f"{base_url}/verify?token={self.tokens.sign(purposes.VERIFY_LINK, [user.id, nonce])}"
+        text = (
+            f"Hello {user.username},\n\nyour meet verification code is {code}\n\n"
+            f"or open this link to verify your email address:\n{link}\n\n"
+            "The code and link work for 15 minutes. If you did not sign up, ignore this mail.\n"
+        )
+        await self._deliver(user.email, f"Your meet code: {code}", text)
+
+    async def verify_code(self, email: str, code: str) -> User:
+        """Verify with the 6-digit code; wrong codes count towards burning it."""
+        email = check_email(email)
+        if not CODE_RE.match(code):
+            raise BadRequest("The code is 6 digits.", code="invalid_code", field="code")
+        user_row = await self.store.run(q.user_by_email, email)
+        digest = self.tokens.digest(purposes.VERIFY_LINK, f"{user_row['id'] if user_row else 0}:{code}")
+        row = await self.store.run(q.verify_code, email, digest, self.clock.now(), CODE_MAX_ATTEMPTS)
+        if row is None:
+            raise BadRequest(
+                "That code is wrong or has expired. Check the mail or ask for a new code.",
+                code="invalid_code",
+                field="code",
+            )
+        return User.from_row(row)
+
+    async def verify_link(self, token: str) -> User | None:
+        """Verify with the one-click link's token; None when it is invalid or used."""
+        payload = self.tokens.unsign(purposes.VERIFY_LINK, token)
+        if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], int)):
+            return None
+        row = await self.store.run(q.verify_link, payload[0], str(payload[1]), self.clock.now())
+        return None if row is None else User.from_row(row)
+
+    async def resend(self, email: str, client: str, base_url: str) -> None:
+        """Send a fresh code to an unverified account; silent about whether it exists."""
+        email = check_email(email)
+        self._count_mail(email, client)
+        row = await self.store.run(q.user_by_email, email)
+        if row is not None and not row["verified"]:
+            await self._send_code(User.from_row(row), base_url)
+
+    # -- sessions -----------------------------------------------------------------------
+
+    async def login(self, login: str, password: str, client: str, user_agent: str) -> tuple[User, str]:
+        """Check credentials (throttled) and open a session; returns (user, token)."""
+        login = login.strip()
+        if not login or len(login) > 254:
+            raise BadRequest("Enter your email or username.", code="invalid_login", field="login")
+        row = await self.store.run(q.user_by_login, login)
+        account_key = f"user:{row['id']}" if row else f"login:{login.lower()}"
+        keys = [account_key, f"ip:{client}"]
+        self._enforce(self.login_throttle, keys, "failed sign-ins")
+        ok, rehash = await self.passwords.check(row["password_hash"] if row else None, password)
+        if not ok or row is None:
+            for key in keys:
+                self.login_throttle.hit(key)
+            raise Unauthorized("Wrong email/username or password.", code="invalid_credentials")
+        user = User.from_row(row)
+        if self.settings.require_verification and not user.verified:
+            raise Forbidden("Verify your email address before signing in.", code="not_verified")
+        self.login_throttle.reset(account_key)
+        new_hash = await self.passwords.hash(password) if rehash else None
+        sid = new_nonce()
+        now = self.clock.now()
+        expires = now + self.settings.session_days * 86400
+        token_hash = self.tokens.digest(purposes.SESSION, sid)
+        await self.store.run(q.record_login, user.id, token_hash, now, expires, user_agent, new_hash)
+        return user, self.tokens.sign(purposes.SESSION, sid)
+
+    async def authenticate(self, token: str) -> Session | None:
+        """The live session behind a cookie or bearer token, or None."""
+        sid = self.tokens.unsign(purposes.SESSION, token)
+        if not isinstance(sid, str):
+            return None
+        found = await self.store.run(
+            q.session_user, self.tokens.digest(purposes.SESSION, sid), self.clock.now()
+        )
+        if found is None:
+            return None
+        return Session(found[0], User.from_row(found[1]))
+
+    async def logout(self, session: Session) -> None:
+        """Revoke one session."""
+        await self.store.run(q.revoke_session, session.id, self.clock.now())
+
+    # -- password reset -----------------------------------------------------------------
+
+    async def forgot(self, email: str, client: str, base_url: str) -> None:
+        """Mail a single-use reset link when the account exists; silent otherwise."""
+        email = check_email(email)
+        self._count_mail(email, client)
+        row = await self.store.run(q.user_by_email, email)
+        if row is None:
+            return
+        nonce = new_nonce()
+        expires = self.clock.now() + RESET_TTL
+        await self.store.run(q.add_reset, row["id"], self.tokens.digest(purposes.RESET, nonce), expires)
+        link = f"{base_url}/reset?token={self.tokens.sign(purposes.RESET, [row['id'], nonce])}"
+        text = (
+            f"Hello {row['username']},\n\nopen this link to choose a new meet password:\n{link}\n\n"
+            "The link works once, for one hour. If you did not ask for it, ignore this mail: "
+            "your password stays as it is.\n"
+        )
+        await self._deliver(row["email"], "Reset your meet password", text)
+
+    async def reset(self, token: str, password: str) -> None:
+        """Set a new password with a reset token; every session of the user is revoked."""
+        check_password(password)
+        payload = self.tokens.unsign(purposes.RESET, token)
+        invalid = BadRequest(
+            "This reset link is invalid, expired or already used. Ask for a new one.",
+            code="invalid_token",
+            field="token",
+        )
+        if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], int)):
+            raise invalid
+        password_hash = await self.passwords.hash(password)
+        nonce_hash = self.tokens.digest(purposes.RESET, str(payload[1]))
+        if not await self.store.run(q.consume_reset, payload[0], nonce_hash, password_hash, self.clock.now()):
+            raise invalid
+
+    # -- administration (CLI) -----------------------------------------------------------
+
+    async def add_user(self, username: str, email: str, password: str, *, admin: bool) -> User:
+        """Create a verified user without mail."""
+        check_username(username)
+        email = check_email(email)
+        check_password(password)
+        password_hash = await self.passwords.hash(password)
+        row = await self.store.run(
+            q.add_user, username, email, password_hash, self.clock.now(), True, admin
+        )
+        return User.from_row(row)
+
+    async def set_password(self, login: str, password: str) -> User:
+        """Replace a user's password and sign them out everywhere."""
+        check_password(password)
+        row = await self.store.run(q.user_by_login, login)
+        if row is None:
+            raise BadRequest(f"No user {login!r}.", code="user_not_found", field="login")
+        password_hash = await self.passwords.hash(password)
+        await self.store.run(q.set_password, row["id"], password_hash)
+        await self.store.run(q.revoke_all_sessions, row["id"], self.clock.now())
+        return User.from_row(row)

@@ -1,0 +1,200 @@
+"""The ``meet`` command: argument parsing only; the work happens in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import trio
+
+from meet import __version__
+from meet.config import Config, example_toml, load_config, render_toml
+from meet.errors import ConfigError, MeetError, StoreError
+
+DEFAULT_CONFIG = "meet.toml"
+
+
+def _config_path(arg: str | None) -> Path | None:
+    """--config, else $MEET_CONFIG, else ./meet.toml when present, else embedded defaults."""
+    chosen = arg or os.environ.get("MEET_CONFIG")
+    if chosen:
+        return Path(chosen)
+    return Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(_config_path(args.config))
+    overrides = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+    if overrides:
+        try:
+            config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+        except ConfigError as exc:
+            raise ConfigError(f"command line: {exc}") from None
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from meet.server import serve
+
+    config = _load(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    trio.run(serve, config)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise ConfigError(f"{path} already exists (use --force to overwrite)")
+    path.write_text(example_toml(secrets.token_urlsafe(48)))
+    path.chmod(0o600)  # it holds the secret key
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    print(render_toml(_load(args)), end="")
+    return 0
+
+
+@asynccontextmanager
+async def _accounts(config: Config) -> AsyncIterator[Any]:
+    from meet.clock import SystemClock
+    from meet.server import build_services
+    from meet.store import open_store
+
+    clock = SystemClock()
+    async with open_store(config.database_path, clock.now()) as store:
+        yield build_services(config, store, clock, None).accounts
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise MeetError("The passwords differ.")
+    return first
+
+
+def _run_accounts(args: argparse.Namespace, action: Callable[[Any], Awaitable[None]]) -> int:
+    config = _load(args)
+
+    async def main() -> None:
+        async with _accounts(config) as accounts:
+            await action(accounts)
+
+    trio.run(main)
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    password = _read_password(args)
+
+    async def action(accounts: Any) -> None:
+        user = await accounts.add_user(args.username, args.email, password, admin=args.admin)
+        print(f"added user {user.username} <{user.email}> (id {user.id}{', admin' if user.is_admin else ''})")
+
+    return _run_accounts(args, action)
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from meet.store import accounts as q
+
+    async def action(accounts: Any) -> None:
+        rows = await accounts.store.run(q.list_users)
+        print(f"{'id':>5}  {'username':<32}  {'email':<40}  verified  admin")
+        for row in rows:
+            print(
+                f"{row['id']:>5}  {row['username']:<32}  {row['email']:<40}  "
+                f"{'yes' if row['verified'] else 'no':<8}  {'yes' if row['is_admin'] else 'no'}"
+            )
+
+    return _run_accounts(args, action)
+
+
+def cmd_user_set_password(args: argparse.Namespace) -> int:
+    password = _read_password(args)
+
+    async def action(accounts: Any) -> None:
+        user = await accounts.set_password(args.login, password)
+        print(f"password changed for {user.username}; their sessions were signed out")
+
+    return _run_accounts(args, action)
+
+
+def cmd_user_delete(args: argparse.Namespace) -> int:
+    from meet.store import accounts as q
+
+    async def action(accounts: Any) -> None:
+        await accounts.store.run(q.delete_user, args.login)
+        print(f"deleted user {args.login}")
+
+    return _run_accounts(args, action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meet", description="A self-hosted video meeting server.")
+    parser.add_argument("--version", action="version", version=f"meet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", "-c", help="config file (default: $MEET_CONFIG or ./meet.toml)")
+        return p
+
+    serve = with_config(sub.add_parser("serve", help="run the server"))
+    serve.add_argument("--host", help="override [server] host")
+    serve.add_argument("--port", type=int, help="override [server] port")
+    serve.set_defaults(func=cmd_serve)
+
+    init = sub.add_parser("init", help="write a commented config with a fresh secret")
+    init.add_argument("path", nargs="?", default=DEFAULT_CONFIG)
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=cmd_init)
+
+    check = with_config(sub.add_parser("check-config", help="validate and print the effective config"))
+    check.set_defaults(func=cmd_check_config)
+
+    user = sub.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)
+    add = with_config(user.add_parser("add", help="add a verified user (password from prompt or stdin)"))
+    add.add_argument("username")
+    add.add_argument("email")
+    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(func=cmd_user_add)
+    with_config(user.add_parser("list", help="list users")).set_defaults(func=cmd_user_list)
+    setpw = with_config(user.add_parser("set-password", help="set a user's password"))
+    setpw.add_argument("login", help="username or email")
+    setpw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    setpw.set_defaults(func=cmd_user_set_password)
+    delete = with_config(user.add_parser("delete", help="delete a user"))
+    delete.add_argument("login", help="username or email")
+    delete.set_defaults(func=cmd_user_delete)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script and ``python -m meet``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"meet: config error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"meet: database error: {exc}", file=sys.stderr)
+        return 1
+    except MeetError as exc:
+        print(f"meet: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,465 @@
+"""Configuration: one frozen dataclass per TOML section, with defaults and help text.
+
+Every key has a default, so a missing file section means "use the defaults". Values are
+checked when the dataclass is built; any problem is raised as :class:`ConfigError`, which
+names the key (``[section] key``) and the file so the CLI can print one clear line.
+
+Environment variables ``MEET_<SECTION>__<KEY>`` override the file (values are parsed as
+TOML literals when they look like one, else taken as plain strings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import textwrap
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meet.errors import ConfigError
+
+ENV_PREFIX = "MEET_"
+
+
+def setting(default: Any, help: str, *, key: str | None = None) -> Any:
+    """A dataclass field carrying its help text (and TOML key, when it differs)."""
+    meta = {"help": help, "key": key}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults")
+    return field(default=default, metadata=meta)
+
+
+def _require(cond: bool, section: str, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"[{section}] {key}: {message}")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """[server]: where and how the HTTP server listens."""
+
+    host: str = setting("127.0.0.1", "Address to listen on (0.0.0.0 or :: for all interfaces).")
+    port: int = setting(8080, "TCP port to listen on (0 picks a free port).")
+    public_url: str = setting(
+        "",
+        "The URL people use to reach meet, e.g. https://meet.example.org. Used in mails and for "
+        "the same-origin check; empty means derive it from each request.",
+    )
+    tls_cert: str = setting("", "PEM certificate file; with tls_key, serve HTTPS directly.")
+    tls_key: str = setting("", "PEM private key file for tls_cert.")
+    proxy_hops: int = setting(
+        0,
+        "Number of trusted reverse proxies in front of meet; when > 0 the client address and "
+        "scheme come from X-Forwarded-For / X-Forwarded-Proto.",
+    )
+    graceful_timeout: float = setting(
+        5.0, "Seconds to let in-flight requests finish on shutdown before they are cut."
+    )
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.port <= 65535, "server", "port", "must be between 0 and 65535")
+        _require(
+            not self.public_url or re.match(r"^https?://[^/\s]+/?$", self.public_url) is not None,
+            "server",
+            "public_url",
+            "must look like http(s)://host[:port] with no path",
+        )
+        _require(
+            bool(self.tls_cert) == bool(self.tls_key),
+            "server",
+            "tls_cert",
+            "tls_cert and tls_key must be set together",
+        )
+        _require(self.proxy_hops >= 0, "server", "proxy_hops", "must be 0 or more")
+        _require(self.graceful_timeout > 0, "server", "graceful_timeout", "must be positive")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """[storage]: where meet keeps its data."""
+
+    data_dir: str = setting(
+        "data", "Folder for the database, generated secret and mail outbox (created if missing)."
+    )
+    database: str = setting("meet.db", "SQLite file name, relative to data_dir unless absolute.")
+
+    def __post_init__(self) -> None:
+        _require(bool(self.data_dir), "storage", "data_dir", "must not be empty")
+        _require(bool(self.database), "storage", "database", "must not be empty")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """[auth]: accounts, sessions and abuse limits."""
+
+    secret_key: str = setting(
+        "",
+        "Secret for signing sessions and links (32+ characters). Empty: use secret_key_file, "
+        "or generate one into data_dir/secret_key on first start and keep it.",
+    )
+    secret_key_file: str = setting("", "File holding the secret key (instead of secret_key).")
+    session_days: int = setting(30, "Days a sign-in stays valid.")
+    require_verification: bool = setting(
+        True, "Refuse sign-in until the email address is verified."
+    )
+    login_max_failures: int = setting(
+        10, "Failed sign-ins allowed per account and per client address within throttle_window_s."
+    )
+    mail_max_per_window: int = setting(
+        5, "Mails (verification, reset) allowed per address and per client within the window."
+    )
+    throttle_window_s: int = setting(900, "Length of the throttling window in seconds.")
+    argon2_time_cost: int = setting(3, "argon2id iterations.")
+    argon2_memory_kib: int = setting(65536, "argon2id memory in KiB.")
+    argon2_parallelism: int = setting(4, "argon2id lanes.")
+
+    def __post_init__(self) -> None:
+        _require(
+            not self.secret_key or len(self.secret_key) >= 32,
+            "auth",
+            "secret_key",
+            "must be at least 32 characters (run `meet init` to generate one)",
+        )
+        _require(
+            not (self.secret_key and self.secret_key_file),
+            "auth",
+            "secret_key_file",
+            "set either secret_key or secret_key_file, not both",
+        )
+        for key in ("session_days", "login_max_failures", "mail_max_per_window", "throttle_window_s"):
+            _require(getattr(self, key) > 0, "auth", key, "must be positive")
+        _require(self.argon2_time_cost >= 1, "auth", "argon2_time_cost", "must be at least 1")
+        _require(self.argon2_memory_kib >= 8, "auth", "argon2_memory_kib", "must be at least 8")
+        _require(self.argon2_parallelism >= 1, "auth", "argon2_parallelism", "must be at least 1")
+
+
+MAIL_BACKENDS = ("console", "file", "smtp")
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """[mail]: how verification and reset mails are delivered."""
+
+    backend: str = setting(
+        "console", 'Delivery: "console" (print to the log), "file" (.eml files) or "smtp".'
+    )
+    sender: str = setting("meet <meet@localhost>", "The From: address of mails.", key="from")
+    outbox: str = setting("outbox", "Folder for the file backend, relative to data_dir.")
+    smtp_host: str = setting("localhost", "SMTP server host.")
+    smtp_port: int = setting(587, "SMTP server port.")
+    smtp_username: str = setting("", "SMTP user name (empty: no login).")
+    smtp_password: str = setting("", "SMTP password.")
+    smtp_starttls: bool = setting(True, "Upgrade the SMTP connection with STARTTLS.")
+    smtp_ssl: bool = setting(False, "Use implicit TLS (usually port 465) instead of STARTTLS.")
+    smtp_timeout: float = setting(15.0, "Seconds before an SMTP delivery attempt gives up.")
+
+    def __post_init__(self) -> None:
+        _require(
+            self.backend in MAIL_BACKENDS,
+            "mail",
+            "backend",
+            f"must be one of {', '.join(MAIL_BACKENDS)}",
+        )
+        _require("@" in self.sender, "mail", "from", "must contain an email address")
+        _require(0 < self.smtp_port <= 65535, "mail", "smtp_port", "must be between 1 and 65535")
+        _require(
+            not (self.smtp_ssl and self.smtp_starttls),
+            "mail",
+            "smtp_ssl",
+            "smtp_ssl and smtp_starttls exclude each other",
+        )
+        _require(self.smtp_timeout > 0, "mail", "smtp_timeout", "must be positive")
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """One entry of ``[rtc] ice_servers`` (the browser's RTCIceServer)."""
+
+    urls: tuple[str, ...]
+    username: str = ""
+    credential: str = ""
+
+    def __post_init__(self) -> None:
+        for url in self.urls:
+            _require(
+                re.match(r"^(stun|stuns|turn|turns):", url) is not None,
+                "rtc",
+                "ice_servers",
+                f"url {url!r} must start with stun:, stuns:, turn: or turns:",
+            )
+        _require(bool(self.urls), "rtc", "ice_servers", "each entry needs at least one url")
+
+    def as_json(self) -> dict[str, Any]:
+        """The RTCIceServer dictionary a browser expects."""
+        out: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username:
+            out["username"] = self.username
+            out["credential"] = self.credential
+        return out
+
+
+@dataclass(frozen=True)
+class RtcConfig:
+    """[rtc]: WebRTC settings handed to browsers."""
+
+    ice_servers: tuple[IceServer, ...] = setting(
+        (),
+        "STUN/TURN servers as a list of tables {urls, username, credential}; "
+        "empty means host candidates only (fine on a LAN).",
+    )
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "storage": StorageConfig,
+    "auth": AuthConfig,
+    "mail": MailConfig,
+    "rtc": RtcConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, plus the folder relative paths are resolved against."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+    rtc: RtcConfig = field(default_factory=RtcConfig)
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def data_dir(self) -> Path:
+        """The data folder as an absolute path."""
+        return (self.base_dir / self.storage.data_dir).resolve()
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file as an absolute path."""
+        return self.data_dir / self.storage.database
+
+    @property
+    def outbox_dir(self) -> Path:
+        """The file mail backend's folder as an absolute path."""
+        return self.data_dir / self.mail.outbox
+
+
+def toml_key(f: dataclasses.Field[Any]) -> str:
+    """The TOML spelling of a field (``from`` for ``sender``)."""
+    return f.metadata.get("key") or f.name
+
+
+def section_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The documented fields of a section class."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """Check a TOML value against a field's annotated type; tuples come from lists."""
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if kind == tuple[IceServer, ...]:
+        return tuple(_ice_server(item, where) for item in _as_list(value, where))
+    raise TypeError(f"unsupported setting type {kind}")  # a programming error, not bad input
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    return value
+
+
+def _ice_server(item: Any, where: str) -> IceServer:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: each entry must be a table {{urls, username, credential}}")
+    unknown = set(item) - {"urls", "username", "credential"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} in an ice server")
+    urls = item.get("urls")
+    urls_list = [urls] if isinstance(urls, str) else urls
+    if not isinstance(urls_list, list) or not all(isinstance(u, str) for u in urls_list):
+        raise ConfigError(f"{where}: urls must be a string or a list of strings")
+    for key in ("username", "credential"):
+        if not isinstance(item.get(key, ""), str):
+            raise ConfigError(f"{where}: {key} must be a string")
+    return IceServer(tuple(urls_list), item.get("username", ""), item.get("credential", ""))
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    by_key = {toml_key(f): f for f in section_fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        f = by_key.get(key)
+        if f is None:
+            raise ConfigError(f"[{name}] {key}: unknown key")
+        kwargs[f.name] = _coerce(value, hints[f.name], f"[{name}] {key}")
+    return cls(**kwargs)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Collect ``MEET_SECTION__KEY=value`` variables into a nested mapping."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        if section not in SECTIONS:
+            raise ConfigError(f"{name}: unknown section [{section}]")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word such as smtp or a path: take it as a string
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def config_from_mapping(
+    data: Mapping[str, Any], *, base_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Build a :class:`Config` from parsed TOML plus environment overrides."""
+    merged: dict[str, dict[str, Any]] = {}
+    for name, values in data.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"[{name}]: unknown section")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}]: must be a table")
+        merged[name] = dict(values)
+    for name, values in _env_overrides(env or {}).items():
+        merged.setdefault(name, {}).update(values)
+    sections = {n: _build_section(n, cls, merged.get(n, {})) for n, cls in SECTIONS.items()}
+    return Config(**sections, base_dir=(base_dir or Path.cwd()).resolve())
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (or only defaults and environment when None) into a :class:`Config`.
+
+    Relative paths in the file are resolved against the file's folder.
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        return config_from_mapping({}, env=env)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return config_from_mapping(data, base_dir=path.parent, env=env)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_secret_key(config: Config) -> bytes:
+    """The signing secret: configured, read from a file, or generated once and kept."""
+    auth = config.auth
+    if auth.secret_key:
+        return auth.secret_key.encode()
+    if auth.secret_key_file:
+        path = config.base_dir / auth.secret_key_file
+        try:
+            key = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"[auth] secret_key_file: cannot read {path} ({exc.strerror})") from None
+        if len(key) < 32:
+            raise ConfigError(f"[auth] secret_key_file: {path} must hold at least 32 characters")
+        return key.encode()
+    path = config.data_dir / "secret_key"
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting at once must not overwrite each other's key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip().encode()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48) + "\n")
+    return path.read_text().strip().encode()
+
+
+def render_toml(config: Config, *, mask_secrets: bool = True) -> str:
+    """The effective configuration as TOML, for ``meet check-config``."""
+    lines: list[str] = []
+    for name in SECTIONS:
+        section = getattr(config, name)
+        lines.append(f"[{name}]")
+        for f in section_fields(type(section)):
+            value = getattr(section, f.name)
+            if mask_secrets and f.name in {"secret_key", "smtp_password"} and value:
+                value = "********"
+            lines.append(f"{toml_key(f)} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, IceServer):
+        parts = [f"urls = {_toml_value(value.urls)}"]
+        if value.username:
+            parts += [f"username = {_toml_value(value.username)}", 'credential = "********"']
+        return "{ " + ", ".join(parts) + " }"
+    raise TypeError(type(value))
+
+
+def example_toml(secret_key: str = "") -> str:
+    """A complete, commented configuration file holding every key at its default.
+
+    ``meet init`` writes it with a fresh secret; the repository's ``meet.toml`` is it with
+    none (a secret is then generated into data_dir on first start).
+    """
+    lines = [
+        "# meet configuration. Every key is optional: the value shown is the default.",
+        "# Relative paths are resolved against this file's folder.",
+        "# Environment variables MEET_<SECTION>__<KEY> override any key, e.g. MEET_SERVER__PORT=9000.",
+        "",
+    ]
+    defaults = Config()
+    for name, cls in SECTIONS.items():
+        lines.append(f"[{name}]")
+        for f in section_fields(cls):
+            lines.extend(f"# {chunk}" for chunk in _wrap(f.metadata["help"]))
+            value = getattr(getattr(defaults, name), f.name)
+            if name == "auth" and f.name == "secret_key":
+                value = secret_key
+            if name == "rtc" and f.name == "ice_servers":
+                lines.append('# e.g. ice_servers = [{ urls = ["stun:stun.example.org:3478"] }]')
+            lines.append(f"{toml_key(f)} = {_toml_value(value)}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _wrap(text: str, width: int = 88) -> list[str]:
+    return textwrap.wrap(text, width)

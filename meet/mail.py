@@ -1,0 +1,116 @@
+"""Outgoing mail: console, file (one RFC 5322 ``.eml`` per mail) and SMTP backends.
+
+Delivery runs in a worker thread (file and socket I/O); a failure raises
+:class:`MailError`, which callers log without failing the request that caused it.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import sys
+import time
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from meet.config import Config, MailConfig
+
+log = logging.getLogger("meet.mail")
+
+
+class MailError(Exception):
+    """A mail could not be delivered."""
+
+
+class Mailer(Protocol):
+    """Anything that can deliver a message."""
+
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+def build_message(sender: str, to: str, subject: str, text: str) -> EmailMessage:
+    """A plain-text mail with the headers every receiving server expects."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(" >") or None)
+    message.set_content(text)
+    return message
+
+
+class ConsoleMailer:
+    """Prints each mail to standard error: enough to try meet without a mail server."""
+
+    async def send(self, message: EmailMessage) -> None:
+        # Decoded body, not the wire form: links must be copyable from a terminal.
+        headers = "".join(f"{k}: {v}\n" for k, v in message.items() if k in ("From", "To", "Subject"))
+        sys.stderr.write(f"----- mail -----\n{headers}\n{message.get_content()}----- end of mail -----\n")
+        sys.stderr.flush()
+
+
+class FileMailer:
+    """Writes each mail as ``<time>-<id>.eml`` into a folder, atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def send(self, message: EmailMessage) -> None:
+        await trio.to_thread.run_sync(self._write, message)
+
+    def _write(self, message: EmailMessage) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # Time first so a folder listing sorts mails in the order they were sent.
+            name = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}.eml"
+            tmp = self.folder / f".{name}.tmp"
+            tmp.write_bytes(message.as_bytes())
+            # The rename makes the mail appear whole: readers never see half a file.
+            tmp.replace(self.folder / name)
+        except OSError as exc:
+            raise MailError(f"cannot write to outbox {self.folder}: {exc.strerror}") from exc
+
+
+class SmtpMailer:
+    """Delivers through an SMTP server (STARTTLS or implicit TLS, optional login)."""
+
+    def __init__(self, settings: MailConfig) -> None:
+        self.settings = settings
+
+    async def send(self, message: EmailMessage) -> None:
+        await trio.to_thread.run_sync(self._deliver, message)
+
+    def _deliver(self, message: EmailMessage) -> None:
+        s = self.settings
+        try:
+            if s.smtp_ssl:
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=ssl.create_default_context()
+                )
+            else:
+                client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+            with client:
+                if s.smtp_starttls:
+                    client.starttls(context=ssl.create_default_context())
+                if s.smtp_username:
+                    client.login(s.smtp_username, s.smtp_password)
+                client.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailError(f"SMTP delivery to {s.smtp_host}:{s.smtp_port} failed: {exc}") from exc
+
+
+def make_mailer(config: Config) -> Mailer:
+    """The backend named by ``[mail] backend``."""
+    backend = config.mail.backend
+    if backend == "file":
+        return FileMailer(config.outbox_dir)
+    if backend == "smtp":
+        return SmtpMailer(config.mail)
+    return ConsoleMailer()

@@ -1,0 +1,137 @@
+"""The root nursery: the database, the services, Hypercorn and background jobs.
+
+``open_server`` is what tests use (bind port 0, get the URLs back); ``serve`` is what
+``meet serve`` runs: the same plus signal handling and a shutdown deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.middleware import ProxyFixMiddleware
+from hypercorn.trio import serve as hypercorn_serve
+
+from meet.accounts import Accounts
+from meet.app import Services, create_app
+from meet.clock import Clock, SystemClock
+from meet.config import Config, load_secret_key
+from meet.mail import Mailer, make_mailer
+from meet.passwords import Passwords
+from meet.store import Store, open_store
+from meet.store import accounts as account_queries
+from meet.tokens import Tokens
+
+log = logging.getLogger("meet.server")
+
+PURGE_INTERVAL = 3600.0
+SHUTDOWN_MARGIN = 5.0
+
+
+@dataclass
+class RunningServer:
+    """A started server: its URLs, services, and the event that stops it."""
+
+    urls: list[str]
+    services: Services
+    stop: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def url(self) -> str:
+        """The first bound URL (e.g. ``http://127.0.0.1:8080``)."""
+        return self.urls[0]
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    """Translate ``[server]`` into Hypercorn's settings."""
+    hc = HypercornConfig()
+    host = config.server.host
+    hc.bind = [f"[{host}]:{config.server.port}" if ":" in host else f"{host}:{config.server.port}"]
+    hc.graceful_timeout = config.server.graceful_timeout
+    hc.include_server_header = False
+    hc.websocket_max_message_size = 64 * 1024
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.accesslog = None
+    if config.server.tls_cert:
+        hc.certfile = str(config.base_dir / config.server.tls_cert)
+        hc.keyfile = str(config.base_dir / config.server.tls_key)
+    return hc
+
+
+def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | None) -> Services:
+    """Wire the services around an open store."""
+    auth = config.auth
+    accounts = Accounts(
+        store=store,
+        passwords=Passwords(auth.argon2_time_cost, auth.argon2_memory_kib, auth.argon2_parallelism),
+        tokens=Tokens(load_secret_key(config)),
+        mailer=mailer or make_mailer(config),
+        clock=clock,
+        settings=auth,
+        sender=config.mail.sender,
+    )
+    return Services(config=config, store=store, accounts=accounts, clock=clock)
+
+
+async def purge_job(store: Store, clock: Clock, interval: float = PURGE_INTERVAL) -> None:
+    """Delete dead sessions, codes and reset tokens once an hour."""
+    while True:
+        removed = await store.run(account_queries.purge_expired, clock.now())
+        if removed:
+            log.info("purged %d expired sessions/codes/tokens", removed)
+        await trio.sleep(interval)
+
+
+@asynccontextmanager
+async def open_server(
+    config: Config, *, clock: Clock | None = None, mailer: Mailer | None = None
+) -> AsyncIterator[RunningServer]:
+    """Start everything under one nursery; leaving the block shuts down gracefully."""
+    clock = clock or SystemClock()
+    async with open_store(config.database_path, clock.now()) as store:
+        svc = build_services(config, store, clock, mailer)
+        app = create_app(svc)
+        asgi = ProxyFixMiddleware(app, "legacy", config.server.proxy_hops) if config.server.proxy_hops else app
+        async with trio.open_nursery() as nursery:
+            running = RunningServer(urls=[], services=svc)
+            running.urls = await nursery.start(
+                partial(hypercorn_serve, asgi, hypercorn_config(config), shutdown_trigger=running.stop.wait)
+            )
+            jobs = trio.CancelScope()
+            nursery.start_soon(_run_jobs, jobs, store, clock)
+            try:
+                yield running
+            finally:
+                # Stop background jobs at once; Hypercorn drains requests up to graceful_timeout.
+                jobs.cancel()
+                running.stop.set()
+
+
+async def _run_jobs(scope: trio.CancelScope, store: Store, clock: Clock) -> None:
+    with scope:
+        await purge_job(store, clock)
+
+
+async def serve(config: Config, *, task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run until SIGINT/SIGTERM, then shut down within ``graceful_timeout`` plus a margin."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        deadline = trio.CancelScope()
+        with deadline:
+            async with open_server(config) as running:
+                for url in running.urls:
+                    log.info("meet is listening on %s", url)
+                if not config.server.public_url:
+                    log.warning("[server] public_url is not set: mail links use each request's Host header")
+                task_status.started(running)
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    break
+                deadline.deadline = trio.current_time() + config.server.graceful_timeout + SHUTDOWN_MARGIN
+        if deadline.cancelled_caught:
+            log.warning("shutdown deadline passed; remaining connections were cut")

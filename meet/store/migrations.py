@@ -1,0 +1,61 @@
+"""Numbered schema migrations, applied in order at start and recorded in ``migrations``.
+
+Never edit a migration that has shipped: add a new one. Each entry is (version, name, SQL).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "accounts",
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL COLLATE NOCASE UNIQUE,
+            email TEXT NOT NULL COLLATE NOCASE UNIQUE,
+            password_hash TEXT NOT NULL,
+            verified INTEGER NOT NULL DEFAULT 0,
+            is_admin INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL
+        );
+        CREATE INDEX sessions_user ON sessions(user_id);
+        CREATE TABLE email_codes (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            code_hash TEXT NOT NULL,
+            link_nonce TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            used_at REAL
+        );
+        CREATE INDEX email_codes_user ON email_codes(user_id);
+        CREATE TABLE password_resets (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            nonce_hash TEXT NOT NULL UNIQUE,
+            expires_at REAL NOT NULL,
+            used_at REAL
+        );
+        """,
+    ),
+    (
+        2,
+        "session activity",
+        """
+        ALTER TABLE users ADD COLUMN last_login_at REAL;
+        ALTER TABLE sessions ADD COLUMN last_seen_at REAL;
+        ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
+        """,
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
