@@ -181,7 +181,7 @@ def create_app(svc: Services) -> QuartTrio:
     """Build the application around already-running services."""
     from meet.views import auth, health, pages
 
-    app = QuartTrio("meet")
+    app = QuartTrio("meet", static_folder=None)  # web/ is served by views.pages
     app.request_class = MeetRequest
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["BODY_TIMEOUT"] = 30

@@ -1,0 +1,117 @@
+"""Shared fixtures: a real Hypercorn server on a loopback port, SQLite in a temp dir,
+the file mail backend, a fake clock, and an HTTP client."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from meet.clock import FakeClock
+from meet.config import Config, config_from_mapping
+from meet.server import RunningServer, open_server
+
+PASSWORD = "correct horse battery"
+
+
+def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
+    """Test settings: port 0, fast argon2, file mail; ``sections`` override per test."""
+    data: dict[str, dict[str, Any]] = {
+        "server": {"host": "127.0.0.1", "port": 0, "graceful_timeout": 1.0},
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 64, "argon2_parallelism": 1},
+        "mail": {"backend": "file"},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return config_from_mapping(data, base_dir=tmp_path, env={})
+
+
+@dataclass
+class Outbox:
+    """Reads the file mail backend's folder."""
+
+    folder: Path
+
+    def messages(self) -> list[email.message.EmailMessage]:
+        if not self.folder.is_dir():
+            return []
+        files = sorted(p for p in self.folder.iterdir() if p.suffix == ".eml")
+        return [
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+            for p in files
+        ]
+
+    def last(self, to: str) -> email.message.EmailMessage:
+        mails = [m for m in self.messages() if m["To"] == to]
+        assert mails, f"no mail to {to}"
+        return mails[-1]
+
+    def code(self, to: str) -> str:
+        match = re.search(r"code is (\d{6})", self.last(to).get_content())
+        assert match
+        return match.group(1)
+
+    def link(self, to: str) -> str:
+        match = re.search(r"(http://\S+)", self.last(to).get_content())
+        assert match
+        return match.group(1)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    import time
+
+    return FakeClock(time.time())
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+async def server(config: Config, clock: FakeClock) -> AsyncIterator[RunningServer]:
+    async with open_server(config, clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+def outbox(config: Config) -> Outbox:
+    return Outbox(config.outbox_dir)
+
+
+@pytest.fixture
+async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def new_client(server: RunningServer) -> Callable[[], httpx.AsyncClient]:
+    """Make more independent clients (own cookie jars); close them with ``async with``."""
+    return lambda: httpx.AsyncClient(base_url=server.url, timeout=10)
+
+
+async def signup_verified(
+    client: httpx.AsyncClient, outbox: Outbox, username: str = "alice", mail: str = "alice@example.org"
+) -> dict[str, Any]:
+    """Sign up and verify with the mailed code; returns the user."""
+    r = await client.post("/api/auth/signup", json={"username": username, "email": mail, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/auth/verify", json={"email": mail, "code": outbox.code(mail)})
+    assert r.status_code == 200, r.text
+    return r.json()["user"]  # type: ignore[no-any-return]
+
+
+async def login(client: httpx.AsyncClient, login: str = "alice", password: str = PASSWORD) -> str:
+    r = await client.post("/api/auth/login", json={"login": login, "password": password})
+    assert r.status_code == 200, r.text
+    return r.json()["token"]  # type: ignore[no-any-return]

@@ -1,0 +1,43 @@
+/* Sign-in page: login with email or username, then follow a safe `next`. */
+import { login } from "../api.js";
+import { bindForm } from "../forms.js";
+import { looksLikeEmail, navigate, queryParam, safeNextPath, withQuery } from "../urls.js";
+
+const form = document.getElementById("signin-form");
+const notice = document.getElementById("signin-notice");
+
+// Prefill from links such as /signin?verified=1&login=ann@example.com
+const prefill = queryParam("login");
+if (prefill) form.elements.login.value = prefill;
+
+if (queryParam("verified") === "1") {
+  notice.textContent = "Email verified — sign in to continue.";
+} else if (queryParam("reset") === "1") {
+  notice.textContent = "Your password has been reset — sign in with your new password.";
+}
+
+// Carry `next` over to the sign-up link so new users land in the same place.
+const next = safeNextPath(queryParam("next"));
+if (next) {
+  const signupLink = document.getElementById("signup-link");
+  if (signupLink) signupLink.href = withQuery("/signup", { next });
+}
+
+(prefill ? form.elements.password : form.elements.login).focus();
+
+bindForm(form, {
+  submit: (values) => login(values),
+  onSuccess() {
+    navigate(next || "/dashboard");
+    return true; // stay busy while the browser navigates
+  },
+  onError(result, values, ui) {
+    if (result.status !== 403 || !result.error || result.error.code !== "not_verified") return false;
+    const email = looksLikeEmail(values.login) ? values.login : "";
+    const link = document.createElement("a");
+    link.href = withQuery("/verify", { email });
+    link.textContent = "Enter your verification code";
+    ui.setMessage([result.error.message, " ", link], "error");
+    return true;
+  },
+});
