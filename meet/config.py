@@ -295,7 +295,7 @@ def _ice_server(item: Any, where: str) -> IceServer:
         raise ConfigError(f"{where}: each entry must be a table {{urls, username, credential}}")
     unknown = set(item) - {"urls", "username", "credential"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} in an ice server")
+        raise ConfigError(f"{where}: unknown key {min(unknown)!r} in an ice server")
     urls = item.get("urls")
     urls_list = [urls] if isinstance(urls, str) else urls
     if not isinstance(urls_list, list) or not all(isinstance(u, str) for u in urls_list):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import PASSWORD, Outbox, login, make_config, signup_verified
+
 from meet.clock import FakeClock
 from meet.server import RunningServer, open_server
 

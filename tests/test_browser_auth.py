@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from browser import TIMEOUT_MS, run_scenario
 from conftest import PASSWORD, Outbox
+
 from meet.server import RunningServer
 
 pytestmark = pytest.mark.browser

@@ -94,7 +94,7 @@ def signup_user(
             )
             db.execute("DELETE FROM email_codes WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-    user = user_by_id(db, int(user_id))
+    user = user_by_id(db, int(user_id or 0))
     assert user is not None
     return user
 
@@ -119,7 +119,7 @@ def add_user(
             " VALUES (?, ?, ?, ?, ?, ?)",
             (username, email, password_hash, int(verified), int(is_admin), now),
         ).lastrowid
-    user = user_by_id(db, int(user_id))
+    user = user_by_id(db, int(user_id or 0))
     assert user is not None
     return user
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quart import Blueprint, Response, redirect, request, send_from_directory
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from meet.app import current_session, services
 
@@ -36,21 +37,21 @@ async def _page(name: str) -> Response:
 
 
 @blueprint.get("/")
-async def index() -> Response:
+async def index() -> WerkzeugResponse:
     """Signed-in people go to their dashboard, everyone else to sign in."""
     target = "/dashboard" if await current_session() else "/signin"
     return redirect(target)
 
 
 @blueprint.get("/dashboard")
-async def dashboard() -> Response:
+async def dashboard() -> Response | WerkzeugResponse:
     if await current_session() is None:
         return redirect("/signin?next=/dashboard")
     return await _page("dashboard")
 
 
 @blueprint.get("/verify")
-async def verify() -> Response:
+async def verify() -> Response | WerkzeugResponse:
     """With ``?token=`` (the mail's link) verify at once; without, the code-entry page."""
     token = request.args.get("token")
     if token is None:
