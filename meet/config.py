@@ -215,11 +215,40 @@ class RtcConfig:
     )
 
 
+@dataclass(frozen=True)
+class RoomsConfig:
+    """[rooms]: meetings and their WebSocket connections."""
+
+    max_participants: int = setting(
+        50, "Largest room allowed, and the capacity of a room created without one."
+    )
+    reconnect_grace: float = setting(
+        30.0, "Seconds within which rejoining continues the same stay in the call history."
+    )
+    ping_interval: float = setting(20.0, "Seconds between server pings on each WebSocket.")
+    idle_timeout: float = setting(45.0, "Seconds of silence after which a WebSocket client is dropped.")
+    ring_timeout: float = setting(30.0, "Seconds an unanswered ring lasts.")
+    send_queue: int = setting(
+        256, "Messages queued for one client before it counts as too slow and is dropped."
+    )
+    message_rate: float = setting(20.0, "Messages per second one connection may send, sustained.")
+    message_burst: int = setting(200, "Messages one connection may send in a burst.")
+
+    def __post_init__(self) -> None:
+        _require(2 <= self.max_participants <= 1000, "rooms", "max_participants", "must be 2 to 1000")
+        for key in ("reconnect_grace", "ping_interval", "idle_timeout", "ring_timeout", "message_rate"):
+            _require(getattr(self, key) > 0, "rooms", key, "must be positive")
+        _require(self.idle_timeout > self.ping_interval, "rooms", "idle_timeout", "must exceed ping_interval")
+        _require(self.send_queue >= 8, "rooms", "send_queue", "must be at least 8")
+        _require(self.message_burst >= 1, "rooms", "message_burst", "must be at least 1")
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "storage": StorageConfig,
     "auth": AuthConfig,
     "mail": MailConfig,
+    "rooms": RoomsConfig,
     "rtc": RtcConfig,
 }
 
@@ -232,6 +261,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     mail: MailConfig = field(default_factory=MailConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
     rtc: RtcConfig = field(default_factory=RtcConfig)
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -463,3 +493,16 @@ def example_toml(secret_key: str = "") -> str:
 
 def _wrap(text: str, width: int = 88) -> list[str]:
     return textwrap.wrap(text, width)
+
+
+def settings_markdown() -> str:
+    """The settings reference as Markdown tables (kept in README.md between markers)."""
+    defaults = Config()
+    out: list[str] = []
+    for name, cls in SECTIONS.items():
+        out += [f"### `[{name}]`", "", "| key | default | meaning |", "|---|---|---|"]
+        for f in section_fields(cls):
+            value = _toml_value(getattr(getattr(defaults, name), f.name))
+            out.append(f"| `{toml_key(f)}` | `{value}` | {f.metadata['help']} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,436 @@
+"""The SQLite store: migrations on real files, and the account queries through a real Store."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+import trio
+
+from meet.errors import Conflict, NotFound, StoreError
+from meet.store import Store, open_store
+from meet.store import accounts as q
+from meet.store import db as store_db
+from meet.store.db import migrate, schema_version
+from meet.store.migrations import LATEST, MIGRATIONS
+
+NOW = 1_800_000_000.0
+DAY = 86400.0
+
+
+def rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Read with a separate, short-lived sqlite3 connection."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def columns(path: Path, table: str) -> list[str]:
+    return [r[1] for r in rows(path, f"PRAGMA table_info({table})")]
+
+
+async def get_user(store: Store, user_id: int) -> dict[str, Any]:
+    row = await store.run(q.user_by_id, user_id)
+    assert row is not None
+    return row
+
+
+def create_v1_database(path: Path) -> None:
+    """A database as meet 1-schema left it: only the first migration applied, one user."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(
+            "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        version, name, sql = MIGRATIONS[0]
+        assert version == 1
+        conn.executescript(sql)
+        conn.execute("INSERT INTO migrations VALUES (?, ?, ?)", (version, name, NOW - 100 * DAY))
+        conn.execute(
+            "INSERT INTO users (username, email, password_hash, verified, is_admin, created_at)"
+            " VALUES ('olga', 'olga@example.org', 'hash-olga', 1, 1, ?)",
+            (NOW - 100 * DAY,),
+        )
+    finally:
+        conn.close()
+
+
+# -- migrations ----------------------------------------------------------------------------
+
+
+def test_migrations_are_numbered_from_one_without_gaps() -> None:
+    assert [m[0] for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+    assert LATEST == len(MIGRATIONS)
+
+
+async def test_fresh_database_ends_at_latest(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "meet.db"
+    async with open_store(path, NOW) as store:
+        assert await store.run(schema_version) == LATEST
+        journal = await store.run(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0])
+        foreign_keys = await store.run(lambda db: db.execute("PRAGMA foreign_keys").fetchone()[0])
+        assert journal == "wal"
+        assert foreign_keys == 1
+    assert rows(path, "SELECT version, name, applied_at FROM migrations ORDER BY version") == [
+        (version, name, NOW) for version, name, _ in MIGRATIONS
+    ]
+    assert {"users", "sessions", "email_codes", "password_resets", "migrations"} <= {
+        r[0] for r in rows(path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+
+
+async def test_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "meet.db"
+    create_v1_database(path)
+    assert "last_login_at" not in columns(path, "users")
+
+    async with open_store(path, NOW) as store:
+        assert await store.run(schema_version) == LATEST
+        olga = await store.run(q.user_by_login, "OLGA")  # usernames compare case-insensitively
+        assert olga is not None
+        assert olga["email"] == "olga@example.org"
+        assert olga["password_hash"] == "hash-olga"
+        assert olga["verified"] == 1 and olga["is_admin"] == 1
+        assert olga["last_login_at"] is None
+        # The new columns work: a sign-in can be recorded on the upgraded schema.
+        await store.run(q.record_login, olga["id"], "tok", NOW, NOW + DAY, "agent", None)
+        assert (await get_user(store, olga["id"]))["last_login_at"] == NOW
+
+    assert "last_login_at" in columns(path, "users")
+    assert {"last_seen_at", "user_agent"} <= set(columns(path, "sessions"))
+    history = rows(path, "SELECT version, applied_at FROM migrations ORDER BY version")
+    assert history[0] == (1, NOW - 100 * DAY)  # the old row is untouched
+    assert history[1:] == [(v, NOW) for v, _, _ in MIGRATIONS[1:]]
+
+
+async def test_up_to_date_database_applies_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "meet.db"
+    async with open_store(path, NOW) as store:
+        await store.run(q.add_user, "ann", "ann@example.org", "h", NOW, True, False)
+    async with open_store(path, NOW + DAY) as store:
+        assert await store.run(migrate, NOW + 2 * DAY) == []
+        assert await store.run(q.user_by_login, "ann") is not None
+    assert rows(path, "SELECT version, applied_at FROM migrations ORDER BY version") == [
+        (v, NOW) for v, _, _ in MIGRATIONS
+    ]
+
+
+def mark_future_version(path: Path) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("INSERT INTO migrations VALUES (?, 'from the future', ?)", (LATEST + 1, NOW))
+    finally:
+        conn.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "meet.db"
+    async with open_store(path, NOW):
+        pass
+    mark_future_version(path)
+    with pytest.raises(StoreError) as info:
+        async with open_store(path, NOW):
+            pytest.fail("a newer schema must not be opened")
+    message = str(info.value)
+    assert f"version {LATEST + 1}" in message
+    assert f"({LATEST})" in message
+    # Nothing was changed or removed.
+    assert rows(path, "SELECT MAX(version), COUNT(*) FROM migrations") == [(LATEST + 1, LATEST + 1)]
+
+
+def run_meet(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEET_")}
+    return subprocess.run(
+        [sys.executable, "-m", "meet", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_newer_schema_cli(tmp_path: Path) -> None:
+    config = tmp_path / "meet.toml"
+    config.write_text(
+        "[storage]\ndata_dir = 'data'\n"
+        "[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 64\nargon2_parallelism = 1\n"
+    )
+    path = tmp_path / "data" / "meet.db"
+    async with open_store(path, NOW):
+        pass
+    mark_future_version(path)
+
+    checked = await trio.to_thread.run_sync(run_meet, tmp_path, "check-config", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    assert "[storage]" in checked.stdout
+
+    listed = await trio.to_thread.run_sync(run_meet, tmp_path, "user", "list", "--config", str(config))
+    assert listed.returncode == 1
+    assert "Traceback" not in listed.stderr
+    assert "database error" in listed.stderr
+    assert str(LATEST + 1) in listed.stderr and f"({LATEST})" in listed.stderr
+    assert listed.stdout == ""
+
+
+async def test_failed_migration_is_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "meet.db"
+    async with open_store(path, NOW):
+        pass
+    broken = (
+        LATEST + 1,
+        "broken",
+        "CREATE TABLE half_done (x INTEGER); INSERT INTO no_such_table VALUES (1)",
+    )
+    monkeypatch.setattr(store_db, "MIGRATIONS", [*MIGRATIONS, broken])
+    monkeypatch.setattr(store_db, "LATEST", LATEST + 1)
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        async with open_store(path, NOW):
+            pass
+    tables = {r[0] for r in rows(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "half_done" not in tables
+    assert rows(path, "SELECT MAX(version) FROM migrations") == [(LATEST,)]
+
+
+async def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "meet.db", NOW) as store:
+        pass
+    with pytest.raises(StoreError, match="closed"):
+        await store.run(schema_version)
+    # Closing the last connection checkpoints the WAL away.
+    assert not (tmp_path / "meet.db-wal").exists()
+
+
+# -- account queries -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    async with open_store(tmp_path / "meet.db", NOW) as s:
+        yield s
+
+
+async def new_user(store: Store, name: str = "ann", verified: bool = False) -> dict[str, Any]:
+    return await store.run(q.add_user, name, f"{name}@example.org", f"hash-{name}", NOW, verified, False)
+
+
+def count(db: sqlite_utils.Database, table: str) -> int:
+    return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_add_user_conflicts_ignore_case(store: Store) -> None:
+    await new_user(store, "ann")
+    with pytest.raises(Conflict) as by_name:
+        await store.run(q.add_user, "ANN", "other@example.org", "h", NOW, True, False)
+    assert by_name.value.code == "username_taken"
+    with pytest.raises(Conflict) as by_mail:
+        await store.run(q.add_user, "other", "Ann@Example.org", "h", NOW, True, False)
+    assert by_mail.value.code == "email_taken"
+    assert len(await store.run(q.list_users)) == 1
+
+
+async def test_delete_user_cascades(store: Store) -> None:
+    user = await new_user(store)
+    await store.run(q.record_login, user["id"], "tok", NOW, NOW + DAY, "agent", None)
+    await store.run(q.replace_email_code, user["id"], "code", "nonce", NOW + 900)
+    await store.run(q.add_reset, user["id"], "reset", NOW + 3600)
+    await store.run(q.delete_user, "ann@example.org")
+    for table in ("users", "sessions", "email_codes", "password_resets"):
+        assert await store.run(count, table) == 0, table
+    with pytest.raises(NotFound):
+        await store.run(q.delete_user, "ann")
+
+
+async def test_signup_takes_over_an_unverified_email(store: Store) -> None:
+    first = await store.run(q.signup_user, "ann", "ann@example.org", "h1", NOW)
+    await store.run(q.replace_email_code, first["id"], "code", "nonce", NOW + 900)
+    again = await store.run(q.signup_user, "anna", "ann@example.org", "h2", NOW + 10)
+    assert again["id"] == first["id"]
+    assert (again["username"], again["password_hash"]) == ("anna", "h2")
+    assert await store.run(count, "email_codes") == 0
+    # Once verified, the address is taken; a username of someone else is taken too.
+    await store.run(lambda db: db.execute("UPDATE users SET verified = 1"))
+    with pytest.raises(Conflict, match="email"):
+        await store.run(q.signup_user, "zed", "ann@example.org", "h3", NOW)
+    with pytest.raises(Conflict, match="username"):
+        await store.run(q.signup_user, "anna", "zed@example.org", "h3", NOW)
+
+
+async def test_verify_code_burns_the_code_after_max_attempts(store: Store) -> None:
+    user = await new_user(store)
+    await store.run(q.replace_email_code, user["id"], "right", "nonce", NOW + 900)
+    for attempt in range(1, 6):
+        assert await store.run(q.verify_code, "ann@example.org", "wrong", NOW, 5) is None
+        attempts = await store.run(lambda db: db.execute("SELECT attempts FROM email_codes").fetchone()[0])
+        assert attempts == attempt
+    # The fifth wrong guess burnt it: even the right code no longer works.
+    assert await store.run(q.verify_code, "ann@example.org", "right", NOW, 5) is None
+    assert not (await get_user(store, user["id"]))["verified"]
+    # A new code (resend) works again.
+    await store.run(q.replace_email_code, user["id"], "fresh", "nonce2", NOW + 900)
+    verified = await store.run(q.verify_code, "ann@example.org", "fresh", NOW, 5)
+    assert verified is not None and verified["verified"] == 1
+
+
+async def test_verify_code_succeeds_on_the_last_allowed_attempt(store: Store) -> None:
+    user = await new_user(store)
+    await store.run(q.replace_email_code, user["id"], "right", "nonce", NOW + 900)
+    for _ in range(4):
+        assert await store.run(q.verify_code, "ann@example.org", "wrong", NOW, 5) is None
+    row = await store.run(q.verify_code, "ANN@example.org", "right", NOW, 5)
+    assert row is not None and row["verified"] == 1
+    # Used codes do not verify twice (and a verified user needs none).
+    assert await store.run(q.verify_code, "ann@example.org", "right", NOW, 5) is None
+
+
+async def test_verify_code_expires(store: Store) -> None:
+    user = await new_user(store)
+    await store.run(q.replace_email_code, user["id"], "right", "nonce", NOW + 900)
+    assert await store.run(q.verify_code, "ann@example.org", "right", NOW + 900, 5) is None
+    assert await store.run(q.verify_code, "nobody@example.org", "right", NOW, 5) is None
+    assert await store.run(q.verify_code, "ann@example.org", "right", NOW + 899, 5) is not None
+
+
+async def test_replace_email_code_kills_the_previous_code(store: Store) -> None:
+    user = await new_user(store)
+    await store.run(q.replace_email_code, user["id"], "old", "nonce-old", NOW + 900)
+    await store.run(q.replace_email_code, user["id"], "new", "nonce-new", NOW + 900)
+    assert await store.run(q.verify_code, "ann@example.org", "old", NOW, 5) is None
+    assert await store.run(q.verify_link, user["id"], "nonce-old", NOW) is None
+    assert await store.run(q.verify_link, user["id"], "nonce-new", NOW) is not None
+    assert await store.run(q.verify_link, user["id"], "nonce-new", NOW) is None  # single use
+
+
+async def test_consume_reset_is_single_use(store: Store) -> None:
+    user = await new_user(store)
+    uid = user["id"]
+    await store.run(q.record_login, uid, "tok1", NOW, NOW + DAY, "a", None)
+    await store.run(q.record_login, uid, "tok2", NOW, NOW + DAY, "b", None)
+    await store.run(q.add_reset, uid, "reset-1", NOW + 3600)
+    await store.run(q.add_reset, uid, "reset-2", NOW + 3600)
+
+    assert await store.run(q.consume_reset, uid, "reset-1", "new-hash", NOW + 1) is True
+    after = await get_user(store, uid)
+    assert after["password_hash"] == "new-hash"
+    assert after["verified"] == 1  # the mailbox was proven
+    assert await store.run(q.session_user, "tok1", NOW + 2) is None
+    assert await store.run(q.session_user, "tok2", NOW + 2) is None
+
+    # The same token again, and the user's other outstanding token, are dead.
+    assert await store.run(q.consume_reset, uid, "reset-1", "evil", NOW + 3) is False
+    assert await store.run(q.consume_reset, uid, "reset-2", "evil", NOW + 3) is False
+    assert (await get_user(store, uid))["password_hash"] == "new-hash"
+
+
+async def test_consume_reset_checks_owner_and_expiry(store: Store) -> None:
+    ann = await new_user(store, "ann")
+    bob = await new_user(store, "bob")
+    await store.run(q.add_reset, ann["id"], "reset-ann", NOW + 3600)
+    assert await store.run(q.consume_reset, bob["id"], "reset-ann", "evil", NOW) is False
+    assert await store.run(q.consume_reset, ann["id"], "reset-ann", "evil", NOW + 3600) is False
+    assert (await get_user(store, ann["id"]))["password_hash"] == "hash-ann"
+    assert await store.run(q.consume_reset, ann["id"], "reset-ann", "ok", NOW + 3599) is True
+
+
+async def test_session_user_and_last_seen(store: Store) -> None:
+    user = await new_user(store, verified=True)
+    await store.run(q.record_login, user["id"], "tok", NOW, NOW + DAY, "x" * 300, None)
+    live = await store.run(q.session_user, "tok", NOW + 30)
+    assert live is not None
+    sid, found = live
+    assert found["id"] == user["id"]
+
+    def seen(db: sqlite_utils.Database) -> tuple[float, str]:
+        return db.execute("SELECT last_seen_at, user_agent FROM sessions").fetchone()  # type: ignore[no-any-return]
+
+    last_seen, agent = await store.run(seen)
+    assert last_seen == NOW  # not rewritten within a minute
+    assert len(agent) == 256
+    await store.run(q.session_user, "tok", NOW + 61)
+    assert (await store.run(seen))[0] == NOW + 61
+    assert await store.run(q.session_user, "tok", NOW + DAY) is None  # expired
+    await store.run(q.revoke_session, sid, NOW + 100)
+    assert await store.run(q.session_user, "tok", NOW + 101) is None
+    assert await store.run(q.session_user, "unknown", NOW) is None
+
+
+async def test_purge_expired(store: Store) -> None:
+    uid = (await new_user(store))["id"]
+    now = NOW + 10 * DAY
+    old, recent, future = now - 2 * DAY, now - 3600, now + DAY
+
+    def seed(db: sqlite_utils.Database) -> None:
+        sessions = [
+            ("s-live", future, None),
+            ("s-expired-old", old, None),  # gone
+            ("s-expired-recent", recent, None),  # kept for the grace day
+            ("s-revoked-old", future, old),  # gone
+            ("s-revoked-recent", future, recent),  # kept
+        ]
+        for token, expires, revoked in sessions:
+            db.execute(
+                "INSERT INTO sessions (user_id, token_hash, created_at, expires_at, revoked_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (uid, token, old, expires, revoked),
+            )
+        for code, expires, used in [
+            ("c-live", future, None),
+            ("c-old", old, None),
+            ("c-used-old", future, old),
+        ]:
+            db.execute(
+                "INSERT INTO email_codes (user_id, code_hash, link_nonce, expires_at, used_at) VALUES (?, ?, ?, ?, ?)",
+                (uid, code, code, expires, used),
+            )
+        for nonce, expires, used in [
+            ("r-live", future, None),
+            ("r-old", old, None),
+            ("r-used-old", future, old),
+        ]:
+            db.execute(
+                "INSERT INTO password_resets (user_id, nonce_hash, expires_at, used_at) VALUES (?, ?, ?, ?)",
+                (uid, nonce, expires, used),
+            )
+
+    await store.run(seed)
+    assert await store.run(q.purge_expired, now) == 6
+
+    def remaining(db: sqlite_utils.Database) -> dict[str, set[str]]:
+        return {
+            "sessions": {r[0] for r in db.execute("SELECT token_hash FROM sessions")},
+            "codes": {r[0] for r in db.execute("SELECT code_hash FROM email_codes")},
+            "resets": {r[0] for r in db.execute("SELECT nonce_hash FROM password_resets")},
+        }
+
+    assert await store.run(remaining) == {
+        "sessions": {"s-live", "s-expired-recent", "s-revoked-recent"},
+        "codes": {"c-live"},
+        "resets": {"r-live"},
+    }
+    assert await store.run(q.purge_expired, now) == 0
+    assert await store.run(q.user_by_id, uid) is not None  # users are never purged
+
+
+async def test_transaction_rolls_back_on_error(store: Store) -> None:
+    def half(db: sqlite_utils.Database) -> None:
+        with q.transaction(db):
+            db.execute(
+                "INSERT INTO users (username, email, password_hash, created_at) VALUES ('x', 'x@e.org', 'h', 0)"
+            )
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.run(half)
+    assert await store.run(q.list_users) == []
+    # The connection is usable afterwards (no transaction left open).
+    await new_user(store)
+    assert len(await store.run(q.list_users)) == 1
