@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from quart import Response, current_app, g, jsonify, request
+from quart import Response, current_app, g, has_websocket_context, jsonify, request, websocket
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioRequest
@@ -20,6 +20,9 @@ from meet.accounts import Accounts, Session
 from meet.clock import Clock
 from meet.config import Config
 from meet.errors import BadRequest, Forbidden, MeetError, Unauthorized
+from meet.history import History
+from meet.presence import Presence
+from meet.rooms import Rooms
 from meet.store import Store
 
 log = logging.getLogger("meet.app")
@@ -50,6 +53,9 @@ class Services:
     config: Config
     store: Store
     accounts: Accounts
+    rooms: Rooms
+    history: History
+    presence: Presence
     clock: Clock
 
 
@@ -65,20 +71,25 @@ def services() -> Services:
     return current_app.extensions["meet"]  # type: ignore[no-any-return]
 
 
+def incoming() -> Any:
+    """The current HTTP request or WebSocket handshake."""
+    return websocket if has_websocket_context() else request
+
+
 def base_url() -> str:
     """Where people reach this server: ``public_url``, else this request's own origin."""
     public = services().config.server.public_url
-    return public.rstrip("/") if public else request.host_url.rstrip("/")
+    return public.rstrip("/") if public else str(incoming().host_url).rstrip("/")
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    return str(incoming().remote_addr or "unknown")
 
 
 async def current_session() -> Session | None:
     """The session behind the bearer token or the cookie (cached per request)."""
     if "session" not in g:
-        token = bearer_token() or request.cookies.get(SESSION_COOKIE)
+        token = bearer_token() or incoming().cookies.get(SESSION_COOKIE)
         g.session = await services().accounts.authenticate(token) if token else None
     return g.session  # type: ignore[no-any-return]
 
@@ -91,18 +102,23 @@ async def require_session() -> Session:
 
 
 def bearer_token() -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, token = incoming().headers.get("Authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _check_same_origin() -> None:
-    """Refuse cross-site state changes; bearer-token clients carry no ambient authority."""
-    if request.method in SAFE_METHODS or bearer_token() is not None:
+def check_same_origin() -> None:
+    """Refuse cross-site requests riding on the cookie; bearer clients carry no ambient authority.
+
+    Applies to state-changing HTTP requests and to every WebSocket handshake (a WebSocket is
+    not covered by the browser's same-origin policy).
+    """
+    if bearer_token() is not None:
         return
-    fetch_site = request.headers.get("Sec-Fetch-Site")
+    headers = incoming().headers
+    fetch_site = headers.get("Sec-Fetch-Site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         raise Forbidden("Cross-site requests are not allowed.", code="cross_origin")
-    origin = request.headers.get("Origin")
+    origin = headers.get("Origin")
     if origin is not None and origin.rstrip("/") != _origin_of(base_url()):
         raise Forbidden("Cross-site requests are not allowed.", code="cross_origin")
 
@@ -179,7 +195,7 @@ async def _html_error(status: int, description: str) -> Response:
 
 def create_app(svc: Services) -> QuartTrio:
     """Build the application around already-running services."""
-    from meet.views import auth, health, pages
+    from meet.views import auth, health, pages, rooms, sockets
 
     app = QuartTrio("meet", static_folder=None)  # web/ is served by views.pages
     app.request_class = MeetRequest
@@ -199,7 +215,8 @@ def create_app(svc: Services) -> QuartTrio:
 
     @app.before_request
     async def same_origin() -> None:
-        _check_same_origin()
+        if request.method not in SAFE_METHODS:
+            check_same_origin()
 
     @app.after_request
     async def security_headers(response: Response) -> Response:
@@ -214,4 +231,6 @@ def create_app(svc: Services) -> QuartTrio:
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(rooms.blueprint)
+    app.register_blueprint(sockets.blueprint)
     return app

@@ -22,8 +22,11 @@ from meet.accounts import Accounts
 from meet.app import Services, create_app
 from meet.clock import Clock, SystemClock
 from meet.config import Config, load_secret_key
+from meet.history import History
 from meet.mail import Mailer, make_mailer
 from meet.passwords import Passwords
+from meet.presence import Presence
+from meet.rooms import Rooms, close_stale_stays
 from meet.store import Store, open_store
 from meet.store import accounts as account_queries
 from meet.tokens import Tokens
@@ -55,7 +58,8 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.bind = [f"[{host}]:{config.server.port}" if ":" in host else f"{host}:{config.server.port}"]
     hc.graceful_timeout = config.server.graceful_timeout
     hc.include_server_header = False
-    hc.websocket_max_message_size = 64 * 1024
+    # Frames between 64 KiB and 1 MiB get a protocol error; larger ones a 1009 close.
+    hc.websocket_max_message_size = 1024 * 1024
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.accesslog = None
     if config.server.tls_cert:
@@ -76,7 +80,15 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
         settings=auth,
         sender=config.mail.sender,
     )
-    return Services(config=config, store=store, accounts=accounts, clock=clock)
+    return Services(
+        config=config,
+        store=store,
+        accounts=accounts,
+        rooms=Rooms(store, clock, config.rooms, config.rtc),
+        history=History(store, clock),
+        presence=Presence(config.rooms.ring_timeout),
+        clock=clock,
+    )
 
 
 async def purge_job(store: Store, clock: Clock, interval: float = PURGE_INTERVAL) -> None:
@@ -95,27 +107,37 @@ async def open_server(
     """Start everything under one nursery; leaving the block shuts down gracefully."""
     clock = clock or SystemClock()
     async with open_store(config.database_path, clock.now()) as store:
+        await close_stale_stays(store, clock.now())
         svc = build_services(config, store, clock, mailer)
         app = create_app(svc)
         asgi = ProxyFixMiddleware(app, "legacy", config.server.proxy_hops) if config.server.proxy_hops else app
         async with trio.open_nursery() as nursery:
+            jobs = trio.CancelScope()
+            await nursery.start(_run_jobs, jobs, svc)
             running = RunningServer(urls=[], services=svc)
             running.urls = await nursery.start(
                 partial(hypercorn_serve, asgi, hypercorn_config(config), shutdown_trigger=running.stop.wait)
             )
-            jobs = trio.CancelScope()
-            nursery.start_soon(_run_jobs, jobs, store, clock)
             try:
                 yield running
             finally:
-                # Stop background jobs at once; Hypercorn drains requests up to graceful_timeout.
-                jobs.cancel()
+                # WebSockets first, with 1001 so pages reconnect to the next run; then Hypercorn
+                # drains HTTP requests up to graceful_timeout; background jobs stop at once.
+                svc.rooms.shutdown()
+                svc.presence.shutdown()
                 running.stop.set()
+                jobs.cancel()
 
 
-async def _run_jobs(scope: trio.CancelScope, store: Store, clock: Clock) -> None:
+async def _run_jobs(
+    scope: trio.CancelScope, svc: Services, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The background jobs, all cancelled together at shutdown."""
     with scope:
-        await purge_job(store, clock)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(svc.presence.run)
+            nursery.start_soon(purge_job, svc.store, svc.clock)
+            task_status.started()
 
 
 async def serve(config: Config, *, task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED) -> None:

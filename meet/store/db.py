@@ -42,6 +42,20 @@ def schema_version(db: sqlite_utils.Database) -> int:
     return int(row[0] or 0)
 
 
+def split_statements(sql: str) -> list[str]:
+    """Split a script into statements; a trigger body's inner ';' does not end one."""
+    statements, buffer = [], ""
+    for piece in sql.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \n;"):
+        statements.append(buffer.strip())
+    return statements
+
+
 def migrate(db: sqlite_utils.Database, now: float) -> list[int]:
     """Apply pending migrations, each in its own transaction; return the versions applied."""
     db.execute(
@@ -61,7 +75,7 @@ def migrate(db: sqlite_utils.Database, now: float) -> list[int]:
         # executescript would COMMIT on its own; run the statements inside one transaction.
         with db.conn:
             db.conn.execute("BEGIN")
-            for statement in filter(str.strip, sql.split(";")):
+            for statement in split_statements(sql):
                 db.conn.execute(statement)
             db.conn.execute(
                 "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",

@@ -56,6 +56,48 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        3,
+        "rooms, stays and chat",
+        """
+        CREATE TABLE rooms (
+            id INTEGER PRIMARY KEY,
+            code TEXT NOT NULL UNIQUE,
+            title TEXT NOT NULL,
+            host_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            ended_at REAL,
+            locked INTEGER NOT NULL DEFAULT 0,
+            max_participants INTEGER NOT NULL
+        );
+        CREATE INDEX rooms_host ON rooms(host_id, id);
+        CREATE TABLE stays (
+            id INTEGER PRIMARY KEY,
+            room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            joined_at REAL NOT NULL,
+            left_at REAL
+        );
+        CREATE INDEX stays_user ON stays(user_id, id);
+        CREATE INDEX stays_room ON stays(room_id, user_id);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+            user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+            username TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX messages_room ON messages(room_id, id);
+        CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages', content_rowid='id');
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

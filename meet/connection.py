@@ -1,0 +1,77 @@
+"""The send side of one WebSocket client, as the rooms and presence logic see it.
+
+Rooms never touch a socket: they put encoded frames into the client's bounded queue with
+:meth:`Connection.send`, which never blocks. A client whose queue is full is too slow to keep
+up and is aborted, so one stalled browser cannot slow a whole room down. ``meet.signaling``
+owns the loop that drains the queue into the real WebSocket.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import trio
+
+from meet.protocol import Message, encode
+
+# Close codes (documented in docs/protocol.md). 4xxx mirror the HTTP statuses they resemble.
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_TIMEOUT = 4408
+CLOSE_ENDED = 4410
+CLOSE_TOO_SLOW = 4429
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """Who is behind a connection, as shown to others."""
+
+    id: int
+    username: str
+
+    def public(self) -> dict[str, object]:
+        return {"id": self.id, "username": self.username}
+
+
+class Connection:
+    """A client's outgoing queue plus the means to close it (gracefully or at once)."""
+
+    def __init__(self, user: UserRef, queue_size: int) -> None:
+        self.id = secrets.token_urlsafe(9)
+        self.user = user
+        self.frames_in, self.frames_out = trio.open_memory_channel[str](queue_size)
+        self.scope = trio.CancelScope()
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    @property
+    def closing(self) -> bool:
+        return self.close_code is not None
+
+    def send(self, message: Message) -> None:
+        """Queue a message without blocking; a full queue aborts the connection."""
+        if self.closing:
+            return
+        try:
+            self.frames_in.send_nowait(encode(message))
+        except trio.WouldBlock:
+            self.abort(CLOSE_TOO_SLOW, "too slow: messages were piling up")
+        except trio.ClosedResourceError:
+            pass
+
+    def finish(self, code: int, reason: str) -> None:
+        """Close after the frames already queued are delivered (e.g. ``kicked`` first)."""
+        if not self.closing:
+            self.close_code, self.close_reason = code, reason
+            self.frames_in.close()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close now, dropping whatever is queued."""
+        if not self.closing:
+            self.close_code, self.close_reason = code, reason
+            self.frames_in.close()
+        self.scope.cancel()

@@ -1,0 +1,348 @@
+"""The WebSocket signaling protocol: one small dataclass per message type.
+
+Client frames are parsed and validated here, at the edge (:func:`parse_room_message`,
+:func:`parse_user_message`); anything malformed raises :class:`ProtocolError` carrying the
+``error`` code sent back. Server messages are built from dataclasses too, so every type on
+the wire is listed in :data:`SERVER_MESSAGES` and documented in ``docs/protocol.md``.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 64 * 1024
+MAX_CHAT = 2000
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be accepted; ``code`` goes into the ``error`` message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Message:
+    """Base of every message: ``type`` names it on the wire."""
+
+    type: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The frame as a JSON-ready dict (``None`` fields are left out)."""
+        body = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}  # type: ignore[call-overload]
+        return {"type": self.type, **body}
+
+
+# -- client → server (room channel) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signal(Message):
+    """Relay ``data`` (SDP or ICE candidate) to one peer of the room."""
+
+    type: ClassVar[str] = "signal"
+    to: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Chat(Message):
+    type: ClassVar[str] = "chat"
+    text: str
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ProtocolError("invalid_message", "chat text must not be empty")
+        if len(self.text) > MAX_CHAT:
+            raise ProtocolError("invalid_message", f"chat text is limited to {MAX_CHAT} characters")
+
+
+@dataclass(frozen=True)
+class State(Message):
+    """The sender's media state; only the fields present change."""
+
+    type: ClassVar[str] = "state"
+    audio: bool | None = None
+    video: bool | None = None
+    screen: bool | None = None
+    hand: bool | None = None
+
+    def changes(self) -> dict[str, bool]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Kick(Message):
+    type: ClassVar[str] = "kick"
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class Mute(Message):
+    type: ClassVar[str] = "mute"
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class End(Message):
+    type: ClassVar[str] = "end"
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    type: ClassVar[str] = "ping"
+
+
+@dataclass(frozen=True)
+class Pong(Message):
+    type: ClassVar[str] = "pong"
+
+
+# -- client → server (user channel) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ring(Message):
+    """Ring every dashboard of ``user_id`` with an invitation to ``room``."""
+
+    type: ClassVar[str] = "ring"
+    user_id: int
+    room: str
+
+
+@dataclass(frozen=True)
+class RingAnswer(Message):
+    """The callee's answer (client → server); relayed to the caller with ``user_id``."""
+
+    type: ClassVar[str] = "ring-answer"
+    ring_id: str
+    accepted: bool
+    user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RingCancel(Message):
+    """The caller hangs up (client → server); the callee's prompts close (server → client)."""
+
+    type: ClassVar[str] = "ring-cancel"
+    ring_id: str
+
+
+# -- server → client --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Welcome(Message):
+    type: ClassVar[str] = "welcome"
+    peer_id: str
+    user: dict[str, Any]
+    role: str
+    room: dict[str, Any]
+    peers: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    ice_servers: list[dict[str, Any]]
+    mode: str = "mesh"
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class SignalFrom(Message):
+    type: ClassVar[str] = "signal"
+    from_: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "from": self.from_, "data": self.data}
+
+
+@dataclass(frozen=True)
+class ChatPosted(Message):
+    type: ClassVar[str] = "chat"
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StateChanged(Message):
+    type: ClassVar[str] = "state"
+    peer_id: str
+    audio: bool
+    video: bool
+    screen: bool
+    hand: bool
+
+
+@dataclass(frozen=True)
+class PeerJoined(Message):
+    type: ClassVar[str] = "peer-joined"
+    peer: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PeerLeft(Message):
+    type: ClassVar[str] = "peer-left"
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class RoomUpdated(Message):
+    """Title, lock or capacity changed (by the host)."""
+
+    type: ClassVar[str] = "room-updated"
+    room: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoomEnded(Message):
+    type: ClassVar[str] = "room-ended"
+
+
+@dataclass(frozen=True)
+class Kicked(Message):
+    type: ClassVar[str] = "kicked"
+
+
+@dataclass(frozen=True)
+class MuteRequest(Message):
+    type: ClassVar[str] = "mute-request"
+    by: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Presence(Message):
+    type: ClassVar[str] = "presence"
+    online: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Online(Message):
+    type: ClassVar[str] = "online"
+    user: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Offline(Message):
+    type: ClassVar[str] = "offline"
+    user_id: int
+
+
+@dataclass(frozen=True)
+class Ringing(Message):
+    """Sent to the caller: the ring is out, with the id answers will carry."""
+
+    type: ClassVar[str] = "ringing"
+    ring_id: str
+    user_id: int
+    room: str
+
+
+@dataclass(frozen=True)
+class IncomingCall(Message):
+    type: ClassVar[str] = "incoming-call"
+    ring_id: str
+    from_: dict[str, Any]
+    room: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "ring_id": self.ring_id, "from": self.from_, "room": self.room}
+
+
+@dataclass(frozen=True)
+class RingTimeout(Message):
+    type: ClassVar[str] = "ring-timeout"
+    ring_id: str
+    user_id: int
+
+
+ROOM_CLIENT_MESSAGES: dict[str, type[Message]] = {
+    m.type: m for m in (Signal, Chat, State, Kick, Mute, End, Ping, Pong)
+}
+USER_CLIENT_MESSAGES: dict[str, type[Message]] = {m.type: m for m in (Ring, RingAnswer, RingCancel, Ping, Pong)}
+SERVER_MESSAGES: tuple[type[Message], ...] = (
+    Welcome, SignalFrom, ChatPosted, StateChanged, PeerJoined, PeerLeft, RoomUpdated, RoomEnded, Kicked,
+    MuteRequest, Error, Ping, Pong, Presence, Online, Offline, Ringing, IncomingCall, RingAnswer,
+    RingCancel, RingTimeout,
+)
+
+HOST_ONLY = frozenset({"kick", "mute", "end"})
+
+
+def _check(value: Any, kind: Any, name: str) -> Any:
+    """Validate one field against its annotation (str, bool, int, dict, optional)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        kind = next(o for o in options if o is not type(None))
+    base = typing.get_origin(kind) or kind
+    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+    if not ok:
+        label = {str: "a string", bool: "true or false", int: "an integer", dict: "an object"}.get(base, str(base))
+        raise ProtocolError("invalid_message", f"'{name}' must be {label}")
+    if base is str and len(value) > MAX_FRAME:
+        raise ProtocolError("invalid_message", f"'{name}' is too long")
+    return value
+
+
+def _build(cls: type[Message], frame: dict[str, Any]) -> Message:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in frame.items():
+        if key == "type":
+            continue
+        if key not in fields:
+            raise ProtocolError("invalid_message", f"'{cls.type}' has no field '{key}'")
+        kwargs[key] = _check(value, hints[key], key)
+    for name, f in fields.items():
+        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if missing and name not in kwargs:
+            raise ProtocolError("invalid_message", f"'{cls.type}' needs '{name}'")
+    return cls(**kwargs)
+
+
+def _parse(raw: str | bytes, table: dict[str, type[Message]]) -> Message:
+    if isinstance(raw, bytes):
+        raise ProtocolError("invalid_message", "frames must be JSON text, not binary")
+    if len(raw) > MAX_FRAME:
+        raise ProtocolError("frame_too_large", f"frames are limited to {MAX_FRAME // 1024} KiB")
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        raise ProtocolError("invalid_json", "the frame is not valid JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise ProtocolError("invalid_message", "a frame is a JSON object with a string 'type'")
+    cls = table.get(frame["type"])
+    if cls is None:
+        raise ProtocolError("unknown_type", f"unknown message type '{frame['type'][:40]}'")
+    return _build(cls, frame)
+
+
+def parse_room_message(raw: str | bytes) -> Message:
+    """Parse a frame received on a room's WebSocket."""
+    return _parse(raw, ROOM_CLIENT_MESSAGES)
+
+
+def parse_user_message(raw: str | bytes) -> Message:
+    """Parse a frame received on the user (presence/ringing) WebSocket."""
+    return _parse(raw, USER_CLIENT_MESSAGES)
+
+
+def encode(message: Message) -> str:
+    """Serialize a server message as one text frame."""
+    return json.dumps(message.to_json(), separators=(",", ":"))
+

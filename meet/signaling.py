@@ -1,0 +1,197 @@
+"""WebSocket clients: one loop per client, fed by its bounded action queue.
+
+For each client three tasks share one nursery: the reader parses frames at the edge and
+dispatches them, the writer drains the client's queue into the socket, and the heartbeat
+pings and drops clients that went silent. The socket is anything with Quart's
+``receive/send/close`` coroutines, so this module knows no web framework.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import trio
+
+from meet import protocol as p
+from meet.config import RoomsConfig
+from meet.connection import CLOSE_POLICY, CLOSE_TIMEOUT, Connection
+from meet.errors import MeetError
+from meet.presence import Presence
+from meet.rooms import Participant, Rooms, room_json
+
+log = logging.getLogger("meet.signaling")
+
+MAX_STRIKES = 20  # consecutive refused frames before a client counts as abusive
+
+
+class Socket(Protocol):
+    async def receive(self) -> str | bytes: ...
+    async def send(self, data: str) -> None: ...
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+class TokenBucket:
+    """``rate`` frames per second sustained, ``burst`` at once (trio's clock)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens = float(burst)
+        self.stamp = trio.current_time()
+
+    def allow(self) -> bool:
+        now = trio.current_time()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+Handler = Callable[[p.Message], Awaitable[None]]
+
+
+class ClientLoop:
+    """Runs one client until it leaves, is dropped, or the server shuts down."""
+
+    def __init__(
+        self,
+        socket: Socket,
+        conn: Connection,
+        settings: RoomsConfig,
+        parse: Callable[[str | bytes], p.Message],
+        handle: Handler,
+    ) -> None:
+        self.socket, self.conn, self.settings = socket, conn, settings
+        self.parse, self.handle = parse, handle
+        self.bucket = TokenBucket(settings.message_rate, settings.message_burst)
+        self.last_heard = trio.current_time()
+        self.strikes = 0
+
+    async def run(self) -> None:
+        with self.conn.scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._heartbeat)
+                await self._writer()
+                nursery.cancel_scope.cancel()
+        with trio.move_on_after(2, shield=True):
+            await self.socket.close(self.conn.close_code or 1000, self.conn.close_reason)
+
+    async def _writer(self) -> None:
+        """Deliver queued frames; returns once the queue is closed and drained."""
+        async for frame in self.conn.frames_out:
+            await self.socket.send(frame)
+
+    async def _reader(self) -> None:
+        while True:
+            raw = await self.socket.receive()
+            self.last_heard = trio.current_time()
+            await self._on_frame(raw)
+
+    async def _on_frame(self, raw: str | bytes) -> None:
+        try:
+            if not self.bucket.allow():
+                raise p.ProtocolError("rate_limited", "too many messages: slow down")
+            await self.handle(self.parse(raw))
+            self.strikes = 0
+        except p.ProtocolError as exc:
+            self._refuse(exc.code, exc.message)
+        except MeetError as exc:
+            self._refuse(exc.code, exc.message)
+
+    def _refuse(self, code: str, message: str) -> None:
+        self.conn.send(p.Error(code=code, message=message))
+        self.strikes += 1
+        if self.strikes >= MAX_STRIKES:
+            self.conn.finish(CLOSE_POLICY, "too many invalid messages")
+
+    async def _heartbeat(self) -> None:
+        interval, timeout = self.settings.ping_interval, self.settings.idle_timeout
+        next_ping = trio.current_time() + interval
+        while True:
+            await trio.sleep_until(min(next_ping, self.last_heard + timeout))
+            now = trio.current_time()
+            if now >= self.last_heard + timeout:
+                self.conn.abort(CLOSE_TIMEOUT, "no message within the heartbeat timeout")
+                return
+            if now >= next_ping:
+                self.conn.send(p.Ping())
+                next_ping = now + interval
+
+
+def room_handlers(rooms: Rooms, peer: Participant) -> Handler:
+    """The dispatch table of a room connection."""
+    conn = peer.conn
+
+    def live() -> Any:
+        room = rooms.room_of(peer)
+        if room is None:
+            raise p.ProtocolError("not_in_room", "you are no longer in this room")
+        return room
+
+    async def on_signal(m: Any) -> None:
+        rooms.signal(live(), peer, m)
+
+    async def on_chat(m: Any) -> None:
+        await rooms.chat(live(), peer, m)
+
+    async def on_state(m: Any) -> None:
+        rooms.state(live(), peer, m)
+
+    async def on_kick(m: Any) -> None:
+        rooms.kick(live(), peer, m)
+
+    async def on_mute(m: Any) -> None:
+        rooms.mute(live(), peer, m)
+
+    async def on_end(m: Any) -> None:
+        await rooms.end_by(live(), peer)
+
+    async def on_ping(m: Any) -> None:
+        conn.send(p.Pong())
+
+    async def on_pong(m: Any) -> None:
+        pass  # arriving at all is what the heartbeat needs
+
+    table: dict[type[p.Message], Handler] = {
+        p.Signal: on_signal, p.Chat: on_chat, p.State: on_state, p.Kick: on_kick, p.Mute: on_mute,
+        p.End: on_end, p.Ping: on_ping, p.Pong: on_pong,
+    }
+
+    async def handle(message: p.Message) -> None:
+        await table[type(message)](message)
+
+    return handle
+
+
+def user_handlers(presence: Presence, rooms: Rooms, conn: Connection) -> Handler:
+    """The dispatch table of a user (presence/ringing) connection."""
+
+    async def on_ring(m: Any) -> None:
+        row = await rooms.get(m.room)
+        rooms.check_admission(row, conn.user) if row["ended_at"] is not None else None
+        presence.ring(conn, m.user_id, room_json(row))
+
+    async def on_answer(m: Any) -> None:
+        presence.answer(conn, m.ring_id, m.accepted)
+
+    async def on_cancel(m: Any) -> None:
+        presence.cancel(conn, m.ring_id)
+
+    async def on_ping(m: Any) -> None:
+        conn.send(p.Pong())
+
+    async def on_pong(m: Any) -> None:
+        pass
+
+    table: dict[type[p.Message], Handler] = {
+        p.Ring: on_ring, p.RingAnswer: on_answer, p.RingCancel: on_cancel, p.Ping: on_ping, p.Pong: on_pong,
+    }
+
+    async def handle(message: p.Message) -> None:
+        await table[type(message)](message)
+
+    return handle

@@ -1,0 +1,192 @@
+"""``/api/rooms`` and ``/api/calls``: meetings, their chat, history and attendance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from quart import Blueprint, Response, jsonify, request
+from quart_schema import document_response, security_scheme, validate_request
+
+from meet.app import base_url, require_session, services
+from meet.connection import UserRef
+from meet.errors import BadRequest
+from meet.history import attendance_csv, page_size
+from meet.rooms import room_json
+from meet.views.auth import Body
+
+blueprint = Blueprint("rooms", __name__, url_prefix="/api")
+
+
+class CreateRoomBody(Body):
+    title: str | None = None
+    max_participants: int | None = None
+
+
+class UpdateRoomBody(Body):
+    title: str | None = None
+    locked: bool | None = None
+    max_participants: int | None = None
+
+
+class HostOut(BaseModel):
+    id: int
+    username: str
+
+
+class RoomOut(BaseModel):
+    code: str
+    title: str
+    host: HostOut
+    created_at: float
+    status: str
+    ended_at: float | None
+    locked: bool
+    max_participants: int
+
+
+class RoomReply(BaseModel):
+    room: RoomOut
+
+
+class RoomsReply(BaseModel):
+    rooms: list[RoomOut]
+
+
+async def _me() -> UserRef:
+    user = (await require_session()).user
+    return UserRef(user.id, user.username)
+
+
+def _int_arg(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"'{name}' must be a positive integer.", code="invalid_parameter", field=name)
+    return int(raw)
+
+
+def _reply(body: dict[str, Any], status: int = 200) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def ws_url(code: str) -> str:
+    """The room's WebSocket address, on the same origin as the page."""
+    url = base_url()
+    scheme = "wss" if url.startswith("https://") else "ws"
+    return f"{scheme}://{url.split('://', 1)[1]}/api/rooms/{code}/ws"
+
+
+@blueprint.post("/rooms")
+@validate_request(CreateRoomBody)
+@security_scheme([{"bearer": []}])
+@document_response(RoomReply, 201)
+async def create_room(data: CreateRoomBody) -> Response:
+    """Create a meeting hosted by me."""
+    row = await services().rooms.create(await _me(), data.title, data.max_participants)
+    return _reply({"room": room_json(row)}, 201)
+
+
+@blueprint.get("/rooms")
+@security_scheme([{"bearer": []}])
+@document_response(RoomsReply)
+async def list_rooms() -> Response:
+    """Rooms I host, newest first (``limit``, ``before`` = a room's position for paging)."""
+    me = await _me()
+    rooms = await services().rooms.hosted(me, page_size(_int_arg("limit")), _int_arg("before"))
+    return _reply({"rooms": rooms})
+
+
+@blueprint.get("/rooms/<code>")
+@security_scheme([{"bearer": []}])
+async def get_room(code: str) -> Response:
+    """A room and who is in it now."""
+    await _me()
+    svc = services().rooms
+    row = await svc.get(code)
+    return _reply({"room": {**room_json(row), "participants": svc.participants(row["code"])}})
+
+
+@blueprint.post("/rooms/<code>/join")
+@security_scheme([{"bearer": []}])
+async def join_room(code: str) -> Response:
+    """Check that I may enter and get the WebSocket address and ICE servers."""
+    me = await _me()
+    svc = services()
+    row = await svc.rooms.get(code)
+    svc.rooms.check_admission(row, me)
+    return _reply(
+        {
+            "room": room_json(row),
+            "ws_url": ws_url(row["code"]),
+            "ice_servers": [s.as_json() for s in svc.config.rtc.ice_servers],
+        }
+    )
+
+
+@blueprint.patch("/rooms/<code>")
+@validate_request(UpdateRoomBody)
+@security_scheme([{"bearer": []}])
+@document_response(RoomReply)
+async def update_room(code: str, data: UpdateRoomBody) -> Response:
+    """Host only: change the title, lock or capacity."""
+    me = await _me()
+    changes = data.model_dump(exclude_unset=True)
+    if not changes or any(v is None for v in changes.values()):
+        raise BadRequest("Send title, locked and/or max_participants.", code="invalid_request")
+    svc = services().rooms
+    row = await svc.update(await svc.get(code), me, changes)
+    return _reply({"room": room_json(row)})
+
+
+@blueprint.post("/rooms/<code>/end")
+@security_scheme([{"bearer": []}])
+@document_response(RoomReply)
+async def end_room(code: str) -> Response:
+    """Host only: end the meeting for everyone."""
+    me = await _me()
+    svc = services().rooms
+    row = await svc.end(await svc.get(code), me)
+    return _reply({"room": room_json(row)})
+
+
+@blueprint.get("/rooms/<code>/messages")
+@security_scheme([{"bearer": []}])
+async def room_messages(code: str) -> Response:
+    """Chat, newest first; ``q`` searches the text (all words, last one as a prefix)."""
+    me = await _me()
+    svc = services()
+    row = await svc.rooms.get(code)
+    q = request.args.get("q") or None
+    body = await svc.history.messages(row, me, _int_arg("limit"), _int_arg("before"), q)
+    return _reply(body)
+
+
+@blueprint.get("/rooms/<code>/attendance")
+@security_scheme([{"bearer": []}])
+async def room_attendance(code: str) -> Response:
+    """Host only: stays and total time of every participant (``?format=csv`` for a spreadsheet)."""
+    me = await _me()
+    svc = services()
+    report = await svc.history.attendance(await svc.rooms.get(code), me)
+    fmt = request.args.get("format", "json")
+    if fmt == "csv":
+        return Response(
+            attendance_csv(report),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="attendance-{report["room"]["code"]}.csv"'},
+        )
+    if fmt != "json":
+        raise BadRequest("format is json or csv.", code="invalid_parameter", field="format")
+    return _reply(report)
+
+
+@blueprint.get("/calls")
+@security_scheme([{"bearer": []}])
+async def calls() -> Response:
+    """My call history, newest first: one entry per continuous stay."""
+    me = await _me()
+    return _reply(await services().history.calls(me, _int_arg("limit"), _int_arg("before")))

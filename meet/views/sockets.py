@@ -1,0 +1,104 @@
+"""The WebSocket routes: a room's signaling channel and the user's presence channel.
+
+Both accept first and then refuse with an ``error`` message and a close code, because a
+browser cannot read the HTTP status of a refused handshake.
+"""
+
+from __future__ import annotations
+
+import trio
+from quart import Blueprint, websocket
+
+from meet import protocol as p
+from meet.app import check_same_origin, current_session, services
+from meet.connection import (
+    CLOSE_ENDED,
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_POLICY,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+    UserRef,
+)
+from meet.errors import Forbidden, Gone, MeetError, NotFound
+from meet.signaling import ClientLoop, Socket, room_handlers, user_handlers
+
+blueprint = Blueprint("sockets", __name__, url_prefix="/api")
+
+
+def _close_code(error: MeetError) -> int:
+    if isinstance(error, NotFound):
+        return CLOSE_NOT_FOUND
+    if isinstance(error, Gone):
+        return CLOSE_ENDED
+    if isinstance(error, Forbidden):
+        return CLOSE_FORBIDDEN
+    return CLOSE_POLICY
+
+
+def _socket() -> Socket:
+    """The real websocket object behind Quart's context-local proxy."""
+    return websocket._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+async def _refuse(error: MeetError) -> None:
+    await websocket.send(p.encode(p.Error(code=error.code, message=error.message)))
+    await websocket.close(_close_code(error), error.message[:120])
+
+
+async def _open_connection() -> Connection | None:
+    """Accept the socket and authenticate; None (socket closed) when refused."""
+    await websocket.accept()
+    try:
+        check_same_origin()
+    except MeetError as exc:
+        await _refuse(exc)
+        return None
+    session = await current_session()
+    if session is None:
+        await websocket.send(p.encode(p.Error(code="unauthorized", message="Sign in first.")))
+        await websocket.close(CLOSE_UNAUTHORIZED, "sign in first")
+        return None
+    user = UserRef(session.user.id, session.user.username)
+    return Connection(user, services().config.rooms.send_queue)
+
+
+@blueprint.websocket("/rooms/<code>/ws")
+async def room_socket(code: str) -> None:
+    """Join a room and exchange signaling messages until leaving."""
+    conn = await _open_connection()
+    if conn is None:
+        return
+    svc = services()
+    try:
+        peer = await svc.rooms.join(code, conn)
+    except MeetError as exc:
+        await _refuse(exc)
+        return
+    loop = ClientLoop(
+        _socket(), conn, svc.config.rooms, p.parse_room_message, room_handlers(svc.rooms, peer)
+    )
+    try:
+        await loop.run()
+    finally:
+        # The handler may be cancelled by a disconnect; leaving must still be recorded.
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await svc.rooms.leave(peer)
+
+
+@blueprint.websocket("/ws")
+async def user_socket() -> None:
+    """Presence and ringing for the signed-in user."""
+    conn = await _open_connection()
+    if conn is None:
+        return
+    svc = services()
+    svc.presence.connect(conn)
+    loop = ClientLoop(
+        _socket(), conn, svc.config.rooms, p.parse_user_message,
+        user_handlers(svc.presence, svc.rooms, conn),
+    )
+    try:
+        await loop.run()
+    finally:
+        svc.presence.disconnect(conn)
