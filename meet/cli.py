@@ -55,8 +55,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.exists() and not args.force:
         raise ConfigError(f"{path} already exists (use --force to overwrite)")
-    path.write_text(example_toml(secrets.token_urlsafe(48)))
-    path.chmod(0o600)  # it holds the secret key
+    # Created 0600 from the start: the file holds the secret key.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(example_toml(secrets.token_urlsafe(48)))
+    path.chmod(0o600)  # O_CREAT's mode does not apply to an existing file (--force)
     print(f"wrote {path}")
     return 0
 

@@ -11,6 +11,7 @@ TOML literals when they look like one, else taken as plain strings).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import secrets
@@ -336,15 +337,37 @@ def _ice_server(item: Any, where: str) -> IceServer:
     return IceServer(tuple(urls_list), item.get("username", ""), item.get("credential", ""))
 
 
+@dataclass(frozen=True)
+class EnvValue:
+    """A value from ``MEET_<SECTION>__<KEY>``: typed once its setting's type is known."""
+
+    variable: str
+    raw: str
+
+    def parse(self, kind: Any) -> Any:
+        try:
+            value = tomllib.loads(f"v = {self.raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            return self.raw  # a bare word or path; for other types the check names the variable
+        if kind is str and not isinstance(value, str):
+            return self.raw  # a password of digits stays a string
+        return value
+
+
 def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     by_key = {toml_key(f): f for f in section_fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
+        where = f"[{name}] {key}"
+        if isinstance(value, EnvValue):
+            where = f"{value.variable}: {where}"
         f = by_key.get(key)
         if f is None:
-            raise ConfigError(f"[{name}] {key}: unknown key")
-        kwargs[f.name] = _coerce(value, hints[f.name], f"[{name}] {key}")
+            raise ConfigError(f"{where}: unknown key")
+        if isinstance(value, EnvValue):
+            value = value.parse(hints[f.name])
+        kwargs[f.name] = _coerce(value, hints[f.name], where)
     return cls(**kwargs)
 
 
@@ -358,11 +381,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         section, key = section.lower(), key.lower()
         if section not in SECTIONS:
             raise ConfigError(f"{name}: unknown section [{section}]")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw  # a bare word such as smtp or a path: take it as a string
-        out.setdefault(section, {})[key] = value
+        out.setdefault(section, {})[key] = EnvValue(name, raw)
     return out
 
 
@@ -426,10 +445,18 @@ def load_secret_key(config: Config) -> bytes:
         # O_EXCL: two processes starting at once must not overwrite each other's key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.read_text().strip().encode()
+        return _read_generated_secret(path)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_urlsafe(48) + "\n")
-    return path.read_text().strip().encode()
+    return _read_generated_secret(path)
+
+
+def _read_generated_secret(path: Path) -> bytes:
+    key = path.read_text().strip()
+    if len(key) < 32:
+        # E.g. a crash between creating and writing it: never sign with an empty key.
+        raise ConfigError(f"[auth] secret_key: {path} is empty or too short; delete it to generate a new one")
+    return key.encode()
 
 
 def render_toml(config: Config, *, mask_secrets: bool = True) -> str:
@@ -442,24 +469,25 @@ def render_toml(config: Config, *, mask_secrets: bool = True) -> str:
             value = getattr(section, f.name)
             if mask_secrets and f.name in {"secret_key", "smtp_password"} and value:
                 value = "********"
-            lines.append(f"{toml_key(f)} = {_toml_value(value)}")
+            lines.append(f"{toml_key(f)} = {_toml_value(value, mask_secrets)}")
         lines.append("")
     return "\n".join(lines)
 
 
-def _toml_value(value: Any) -> str:
+def _toml_value(value: Any, mask: bool = False) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(value, ensure_ascii=False)  # JSON escapes are valid TOML basic strings
     if isinstance(value, tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(_toml_value(v, mask) for v in value) + "]"
     if isinstance(value, IceServer):
         parts = [f"urls = {_toml_value(value.urls)}"]
         if value.username:
-            parts += [f"username = {_toml_value(value.username)}", 'credential = "********"']
+            credential = '"********"' if mask else _toml_value(value.credential)
+            parts += [f"username = {_toml_value(value.username)}", f"credential = {credential}"]
         return "{ " + ", ".join(parts) + " }"
     raise TypeError(type(value))
 

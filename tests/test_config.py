@@ -417,3 +417,41 @@ def test_secret_key_file_problems_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[auth\] secret_key_file: cannot read") as info:
         load_secret_key(missing)
     assert str(tmp_path / "absent") in str(info.value)
+
+
+def test_env_text_settings_stay_text() -> None:
+    from meet.config import config_from_mapping
+
+    config = config_from_mapping(
+        {}, env={"MEET_MAIL__SMTP_PASSWORD": "123456", "MEET_MAIL__SMTP_USERNAME": "true"}
+    )
+    assert (config.mail.smtp_password, config.mail.smtp_username) == ("123456", "true")
+    with pytest.raises(ConfigError, match=r"MEET_SERVER__PORT: \[server\] port: expected an integer"):
+        config_from_mapping({}, env={"MEET_SERVER__PORT": "eighty"})
+
+
+def test_empty_generated_secret_is_refused(tmp_path: Path) -> None:
+    from meet.config import config_from_mapping, load_secret_key
+
+    config = config_from_mapping({"storage": {"data_dir": "data"}}, base_dir=tmp_path, env={})
+    config.data_dir.mkdir(parents=True)
+    (config.data_dir / "secret_key").write_text("")
+    with pytest.raises(ConfigError, match="empty or too short"):
+        load_secret_key(config)
+
+
+def test_render_toml_unmasked_keeps_credentials_and_escapes_text() -> None:
+    from meet.config import config_from_mapping, render_toml
+
+    config = config_from_mapping(
+        {
+            "rtc": {"ice_servers": [{"urls": "turn:t.example", "username": "u", "credential": "c\"x"}]},
+            "mail": {"smtp_password": "line1\nline2"},
+        },
+        env={},
+    )
+    text = render_toml(config, mask_secrets=False)
+    parsed = tomllib.loads(text)
+    assert parsed["rtc"]["ice_servers"][0]["credential"] == 'c"x'
+    assert parsed["mail"]["smtp_password"] == "line1\nline2"
+    assert "c\\\"x" not in render_toml(config) and "********" in render_toml(config)

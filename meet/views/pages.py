@@ -8,6 +8,7 @@ verification link.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from quart import Blueprint, Response, redirect, request, send_from_directory
 from werkzeug.wrappers.response import Response as WerkzeugResponse
@@ -48,6 +49,14 @@ async def dashboard() -> Response | WerkzeugResponse:
     if await current_session() is None:
         return redirect("/signin?next=/dashboard")
     return await _page("dashboard")
+
+
+@blueprint.get("/r/<code>")
+async def call(code: str) -> Response | WerkzeugResponse:
+    """The shareable meeting link; signed-out visitors sign in and come back."""
+    if await current_session() is None:
+        return redirect(f"/signin?next=/r/{quote(code[:32])}")
+    return await _page("call")
 
 
 @blueprint.get("/verify")

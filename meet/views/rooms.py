@@ -62,7 +62,7 @@ def _int_arg(name: str) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit() but int("²") fails
         raise BadRequest(f"'{name}' must be a positive integer.", code="invalid_parameter", field=name)
     return int(raw)
 
