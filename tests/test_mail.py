@@ -12,8 +12,8 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-
 from conftest import PASSWORD, Outbox, make_config
+
 from meet.clock import FakeClock
 from meet.mail import ConsoleMailer, FileMailer, MailError, SmtpMailer, build_message
 from meet.server import open_server
