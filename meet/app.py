@@ -65,6 +65,14 @@ class MeetRequest(TrioRequest):
     def on_json_loading_failed(self, error: Exception) -> Any:
         raise BadRequest("The request body is not valid JSON.", code="invalid_json")
 
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        try:
+            return await super().get_json(force, silent, cache)
+        except UnicodeDecodeError:  # the body is decoded as UTF-8 before parsing
+            if silent:
+                return None
+            raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
+
 
 def services() -> Services:
     """The services of the running app (inside a request)."""
@@ -125,7 +133,9 @@ def check_same_origin() -> None:
 
 def _origin_of(url: str) -> str:
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    # A WebSocket handshake's own URL is ws(s)://, but the page's Origin is http(s)://.
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
 
 
 def _error_response(error: MeetError) -> Response:

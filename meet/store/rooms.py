@@ -36,7 +36,7 @@ def rooms_hosted(db: sqlite_utils.Database, host_id: int, limit: int, before: in
     return _all(
         db,
         f"{ROOM_SELECT} WHERE r.host_id = ? AND r.id < ? ORDER BY r.id DESC LIMIT ?",
-        (host_id, before or 2**62, limit),
+        (host_id, 2**62 if before is None else before, limit),
     )
 
 
@@ -110,7 +110,8 @@ def recent_messages(db: sqlite_utils.Database, room_id: int, limit: int) -> list
 
 def fts_query(text: str) -> str:
     """Turn free text into a safe FTS5 query: every word must appear, the last as a prefix."""
-    words = [w.replace('"', '""') for w in text.split()]
+    # FTS5 reads the query up to a NUL, which would leave a quote unterminated.
+    words = [w.replace('"', '""') for w in text.replace("\x00", " ").split()]
     if not words:
         return ""
     quoted = [f'"{w}"' for w in words]
@@ -122,7 +123,7 @@ def search_messages(
     db: sqlite_utils.Database, room_id: int, limit: int, before: int | None, q: str | None
 ) -> list[Row]:
     """Messages of a room, newest first, paginated by id, optionally full-text filtered."""
-    upper = before or 2**62
+    upper = 2**62 if before is None else before
     if q and fts_query(q):
         return _all(
             db,
@@ -143,7 +144,7 @@ def calls_of(db: sqlite_utils.Database, user_id: int, limit: int, before: int | 
         db,
         "SELECT s.id, s.joined_at, s.left_at, r.code, r.title, r.host_id FROM stays s"
         " JOIN rooms r ON r.id = s.room_id WHERE s.user_id = ? AND s.id < ? ORDER BY s.id DESC LIMIT ?",
-        (user_id, before or 2**62, limit),
+        (user_id, 2**62 if before is None else before, limit),
     )
 
 
