@@ -45,6 +45,7 @@ class Connection:
         self.user = user
         self.frames_in, self.frames_out = trio.open_memory_channel[str](queue_size)
         self.scope = trio.CancelScope()
+        self.aborted = trio.Event()  # set by abort(): the loop may still be stuck in a send
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -74,4 +75,5 @@ class Connection:
         if not self.closing:
             self.close_code, self.close_reason = code, reason
             self.frames_in.close()
+        self.aborted.set()
         self.scope.cancel()

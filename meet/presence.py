@@ -51,7 +51,8 @@ class Presence:
 
     def connect(self, conn: Connection) -> None:
         """Register a user channel: it gets the roster; others learn the user came online."""
-        conn.send(p.Presence(online=self.online()))
+        others = [user for user in self.online() if user["id"] != conn.user.id]  # same for every tab
+        conn.send(p.Presence(online=others))
         conns = self.channels.setdefault(conn.user.id, {})
         first = not conns
         conns[conn.id] = conn
@@ -60,7 +61,8 @@ class Presence:
 
     def disconnect(self, conn: Connection) -> None:
         conns = self.channels.get(conn.user.id, {})
-        conns.pop(conn.id, None)
+        if conns.pop(conn.id, None) is None:
+            return  # already disconnected (on abort)
         if not conns:
             self.channels.pop(conn.user.id, None)
             self._broadcast(p.Offline(user_id=conn.user.id))

@@ -318,7 +318,7 @@ def _build(cls: type[Message], frame: dict[str, Any]) -> Message:
 def _parse(raw: str | bytes, table: dict[str, type[Message]]) -> Message:
     if isinstance(raw, bytes):
         raise ProtocolError("invalid_message", "frames must be JSON text, not binary")
-    if len(raw) > MAX_FRAME:
+    if len(raw) > MAX_FRAME or len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME:  # in bytes
         raise ProtocolError("frame_too_large", f"frames are limited to {MAX_FRAME // 1024} KiB")
     try:
         frame = json.loads(raw)

@@ -6,6 +6,9 @@ browser cannot read the HTTP status of a refused handshake.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 import trio
 from quart import Blueprint, websocket
 
@@ -63,6 +66,18 @@ async def _open_connection() -> Connection | None:
     return Connection(user, services().config.rooms.send_queue)
 
 
+async def _depart_when_aborted(conn: Connection, depart: Callable[[], Awaitable[None]]) -> None:
+    """Leave as soon as the connection is aborted (too slow, silent, shutdown).
+
+    The loop itself may not end yet: Hypercorn shields socket writes, so a writer blocked on a
+    client that stopped reading stays blocked until that TCP connection dies. The room (or the
+    presence roster) must not wait for that.
+    """
+    await conn.aborted.wait()
+    with trio.CancelScope(shield=True), trio.move_on_after(10):
+        await depart()
+
+
 @blueprint.websocket("/rooms/<code>/ws")
 async def room_socket(code: str) -> None:
     """Join a room and exchange signaling messages until leaving."""
@@ -79,11 +94,14 @@ async def room_socket(code: str) -> None:
         _socket(), conn, svc.config.rooms, p.parse_room_message, room_handlers(svc.rooms, peer)
     )
     try:
-        await loop.run()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_depart_when_aborted, conn, partial(svc.rooms.leave, peer))
+            await loop.run()
+            nursery.cancel_scope.cancel()
     finally:
         # The handler may be cancelled by a disconnect; leaving must still be recorded.
         with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await svc.rooms.leave(peer)
+            await svc.rooms.leave(peer)  # a no-op when already done on abort
 
 
 @blueprint.websocket("/ws")
@@ -98,7 +116,14 @@ async def user_socket() -> None:
         _socket(), conn, svc.config.rooms, p.parse_user_message,
         user_handlers(svc.presence, svc.rooms, conn),
     )
-    try:
-        await loop.run()
-    finally:
+
+    async def disconnect() -> None:
         svc.presence.disconnect(conn)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_depart_when_aborted, conn, disconnect)
+            await loop.run()
+            nursery.cancel_scope.cancel()
+    finally:
+        svc.presence.disconnect(conn)  # a no-op when already done on abort

@@ -1,0 +1,251 @@
+"""The user channel (``GET /api/ws``): who is online, and ringing people into a meeting.
+
+Waiting is for frames only; "nothing else arrives" is the ping→pong ordering trick
+(:meth:`WS.assert_idle`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Outbox, make_config
+from wsclient import WS, User, connect, make_room, make_user, user_ws_url
+
+from meet.config import Config
+from meet.server import RunningServer
+
+
+@pytest.fixture
+def rooms_settings() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def config(tmp_path: Path, rooms_settings: dict[str, Any]) -> Config:
+    return make_config(tmp_path, rooms=rooms_settings, auth={"mail_max_per_window": 50})
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient, outbox: Outbox) -> User:
+    return await make_user(client, outbox, "alice")
+
+
+@pytest.fixture
+async def bob(client: httpx.AsyncClient, outbox: Outbox) -> User:
+    return await make_user(client, outbox, "bob")
+
+
+@pytest.fixture
+async def carol(client: httpx.AsyncClient, outbox: Outbox) -> User:
+    return await make_user(client, outbox, "carol")
+
+
+@pytest.fixture
+async def room(client: httpx.AsyncClient, alice: User) -> str:
+    return await make_room(client, alice)
+
+
+def public(user: User) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username}
+
+
+@asynccontextmanager
+async def online(server: RunningServer, user: User) -> AsyncIterator[tuple[WS, list[dict[str, Any]]]]:
+    """A user channel and the roster it was greeted with."""
+    async with connect(user_ws_url(server.url), user.token) as ws:
+        roster = await ws.expect("presence")
+        assert set(roster) == {"type", "online"}
+        yield ws, roster["online"]
+
+
+async def ring(caller: WS, callee: User, code: str) -> str:
+    await caller.send({"type": "ring", "user_id": callee.id, "room": code})
+    ringing = await caller.expect("ringing")
+    assert set(ringing) == {"type", "ring_id", "user_id", "room"}
+    assert ringing["user_id"] == callee.id and ringing["room"] == code
+    return ringing["ring_id"]  # type: ignore[no-any-return]
+
+
+async def incoming(ws: WS, ring_id: str, caller: User, code: str) -> None:
+    call = await ws.expect("incoming-call")
+    assert set(call) == {"type", "ring_id", "from", "room"}
+    assert call["ring_id"] == ring_id and call["from"] == public(caller)
+    assert call["room"]["code"] == code and call["room"]["title"] == "Standup"
+    assert call["room"]["host"] == {"id": call["from"]["id"], "username": "alice"}
+
+
+# -- presence -----------------------------------------------------------------------------
+
+
+async def test_roster_and_online_offline(server: RunningServer, alice: User, bob: User, carol: User) -> None:
+    async with online(server, alice) as (a, roster):
+        assert roster == []
+        async with online(server, bob) as (b1, roster):
+            assert roster == [public(alice)]
+            assert await a.recv() == {"type": "online", "user": public(bob)}
+            async with online(server, bob) as (b2, roster):  # a second tab: nobody is told again
+                assert roster == [public(alice)]  # others only, as for the first tab
+                await a.assert_idle()
+                await b1.assert_idle()
+                async with online(server, carol) as (_, roster):
+                    assert sorted(u["id"] for u in roster) == sorted([alice.id, bob.id])
+                    for ws in (a, b1, b2):
+                        assert await ws.recv() == {"type": "online", "user": public(carol)}
+                for ws in (a, b1, b2):
+                    assert await ws.recv() == {"type": "offline", "user_id": carol.id}
+            # one of bob's tabs closed: he is still online
+            await a.assert_idle()
+        assert await a.recv() == {"type": "offline", "user_id": bob.id}
+        await a.assert_idle()
+
+
+# -- ringing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("accepted", [True, False])
+async def test_answer_reaches_the_caller_and_closes_other_prompts(
+    server: RunningServer, alice: User, bob: User, room: str, accepted: bool
+) -> None:
+    async with online(server, alice) as (a, _), online(server, bob) as (b1, _):
+        await a.expect("online")
+        async with online(server, bob) as (b2, _):
+            ring_id = await ring(a, bob, room)
+            await incoming(b1, ring_id, alice, room)
+            await incoming(b2, ring_id, alice, room)
+            await b1.send({"type": "ring-answer", "ring_id": ring_id, "accepted": accepted})
+            assert await a.recv() == {
+                "type": "ring-answer", "ring_id": ring_id, "accepted": accepted, "user_id": bob.id,
+            }
+            assert await b2.recv() == {"type": "ring-cancel", "ring_id": ring_id}
+            for ws in (a, b1, b2):
+                await ws.assert_idle()
+            # the ring is settled: a second answer (from either tab) finds nothing
+            await b2.send({"type": "ring-answer", "ring_id": ring_id, "accepted": True})
+            await b2.expect_error("unknown_ring")
+            await a.assert_idle()
+
+
+@pytest.mark.parametrize("rooms_settings", [{"ring_timeout": 0.3}])
+async def test_unanswered_ring_times_out(server: RunningServer, alice: User, bob: User, room: str) -> None:
+    async with online(server, alice) as (a, _), online(server, bob) as (b, _):
+        await a.expect("online")
+        ring_id = await ring(a, bob, room)
+        await incoming(b, ring_id, alice, room)
+        timeout = {"type": "ring-timeout", "ring_id": ring_id, "user_id": bob.id}
+        assert await a.recv() == timeout
+        assert await b.recv() == timeout
+        await b.send({"type": "ring-answer", "ring_id": ring_id, "accepted": True})
+        await b.expect_error("unknown_ring")
+        await a.assert_idle()
+
+
+async def test_ringing_someone_offline_or_unknown(server: RunningServer, alice: User, bob: User, room: str) -> None:
+    async with online(server, alice) as (a, _):
+        for user_id in (bob.id, 999_999):
+            await a.send({"type": "ring", "user_id": user_id, "room": room})
+            await a.expect_error("user_offline")
+        await a.assert_idle()
+
+
+async def test_ringing_yourself_is_refused(server: RunningServer, alice: User, room: str) -> None:
+    async with online(server, alice) as (a, _), online(server, alice) as (a2, _):
+        await a.send({"type": "ring", "user_id": alice.id, "room": room})
+        await a.expect_error("invalid_message")
+        await a2.assert_idle()
+
+
+async def test_ringing_into_unknown_or_ended_room(
+    server: RunningServer, client: httpx.AsyncClient, alice: User, bob: User, room: str
+) -> None:
+    async with online(server, alice) as (a, _), online(server, bob) as (b, _):
+        await a.expect("online")
+        await a.send({"type": "ring", "user_id": bob.id, "room": "zzz-zzzz-zzz"})
+        await a.expect_error("room_not_found")
+        r = await client.post(f"/api/rooms/{room}/end", headers=alice.auth)
+        assert r.status_code == 200
+        await a.send({"type": "ring", "user_id": bob.id, "room": room})
+        await a.expect_error("room_ended")
+        await b.assert_idle()
+
+
+async def test_only_the_callee_can_answer(
+    server: RunningServer, alice: User, bob: User, carol: User, room: str
+) -> None:
+    async with online(server, alice) as (a, _), online(server, bob) as (b, _):
+        await a.expect("online")
+        async with online(server, carol) as (c, _):
+            await a.expect("online")
+            await b.expect("online")
+            ring_id = await ring(a, bob, room)
+            await incoming(b, ring_id, alice, room)
+            for ws in (c, a):  # a bystander, and the caller itself
+                await ws.send({"type": "ring-answer", "ring_id": ring_id, "accepted": True})
+                await ws.expect_error("unknown_ring")
+            await c.send({"type": "ring-cancel", "ring_id": ring_id})  # nor cancel it
+            await c.expect_error("unknown_ring")
+            await b.assert_idle()
+            await b.send({"type": "ring-answer", "ring_id": ring_id, "accepted": True})
+            assert (await a.recv())["accepted"] is True
+
+
+async def test_caller_cancels(server: RunningServer, alice: User, bob: User, room: str) -> None:
+    async with online(server, alice) as (a, _), online(server, bob) as (b, _):
+        await a.expect("online")
+        ring_id = await ring(a, bob, room)
+        await incoming(b, ring_id, alice, room)
+        await a.send({"type": "ring-cancel", "ring_id": ring_id})
+        assert await b.recv() == {"type": "ring-cancel", "ring_id": ring_id}
+        await a.assert_idle()
+        await b.send({"type": "ring-answer", "ring_id": ring_id, "accepted": True})
+        await b.expect_error("unknown_ring")
+        await a.send({"type": "ring-cancel", "ring_id": ring_id})
+        await a.expect_error("unknown_ring")
+        await a.assert_idle()
+
+
+async def test_caller_disconnecting_withdraws_its_rings(
+    server: RunningServer, alice: User, bob: User, room: str
+) -> None:
+    async with online(server, bob) as (b, _):
+        async with online(server, alice) as (a, _):
+            await b.expect("online")
+            ring_id = await ring(a, bob, room)
+            await incoming(b, ring_id, alice, room)
+        frames = [await b.recv(), await b.recv()]
+        assert {"type": "ring-cancel", "ring_id": ring_id} in frames
+        assert {"type": "offline", "user_id": alice.id} in frames
+        await b.assert_idle()
+        await b.send({"type": "ring-answer", "ring_id": ring_id, "accepted": True})
+        await b.expect_error("unknown_ring")
+
+
+async def test_user_channel_refuses_room_messages_and_bad_frames(server: RunningServer, alice: User) -> None:
+    async with online(server, alice) as (a, _):
+        for raw, code in [
+            ('{"type": "chat", "text": "hi"}', "unknown_type"),
+            ('{"type": "ring", "user_id": "2", "room": "x"}', "invalid_message"),
+            ('{"type": "ring", "user_id": true, "room": "x"}', "invalid_message"),
+            ('{"type": "ring-answer", "ring_id": "x"}', "invalid_message"),
+            ("{", "invalid_json"),
+        ]:
+            await a.send(raw)
+            await a.expect_error(code)
+        await a.assert_idle()
+
+
+@pytest.mark.parametrize("rooms_settings", [{"ping_interval": 0.2, "idle_timeout": 0.6}])
+async def test_silent_user_channel_is_dropped_and_goes_offline(server: RunningServer, alice: User, bob: User) -> None:
+    async with online(server, alice) as (a, _):
+        async with connect(user_ws_url(server.url), bob.token, auto_pong=False) as b:
+            assert (await b.expect("presence"))["online"] == [public(alice)]
+            assert await a.recv() == {"type": "online", "user": public(bob)}
+            frames, code = await b.frames_then_close()
+            assert code == 4408 and frames and all(f == {"type": "ping"} for f in frames)
+            assert await a.recv() == {"type": "offline", "user_id": bob.id}
+        await a.answered_pings(4)  # alice answers pings and stays
+        await a.assert_idle()
