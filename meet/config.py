@@ -62,6 +62,11 @@ class ServerConfig:
     graceful_timeout: float = setting(
         5.0, "Seconds to let in-flight requests finish on shutdown before they are cut."
     )
+    send_timeout: float = setting(
+        15.0,
+        "Seconds sent data may stay unacknowledged (a stalled or vanished client) before the "
+        "connection is cut (TCP_USER_TIMEOUT); also bounds how long such a client delays shutdown.",
+    )
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server", "port", "must be between 0 and 65535")
@@ -79,6 +84,7 @@ class ServerConfig:
         )
         _require(self.proxy_hops >= 0, "server", "proxy_hops", "must be 0 or more")
         _require(self.graceful_timeout > 0, "server", "graceful_timeout", "must be positive")
+        _require(self.send_timeout >= 1, "server", "send_timeout", "must be at least 1 second")
 
 
 @dataclass(frozen=True)

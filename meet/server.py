@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve as hypercorn_serve
 
@@ -51,15 +53,39 @@ class RunningServer:
         return self.urls[0]
 
 
+class _HypercornConfig(HypercornConfig):
+    """Hypercorn settings whose listening sockets carry TCP_USER_TIMEOUT.
+
+    Hypercorn writes to sockets inside a shielded scope, so a client that stops reading would
+    hold its connection task (and shutdown) forever. With TCP_USER_TIMEOUT (inherited by
+    accepted sockets) the kernel cuts such a connection, and the blocked write fails.
+    """
+
+    send_timeout_ms = 15_000
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
+        if option is not None:
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, option, self.send_timeout_ms)
+        return sockets
+
+
 def hypercorn_config(config: Config) -> HypercornConfig:
     """Translate ``[server]`` into Hypercorn's settings."""
-    hc = HypercornConfig()
+    hc = _HypercornConfig()
+    hc.send_timeout_ms = int(config.server.send_timeout * 1000)
     host = config.server.host
     hc.bind = [f"[{host}]:{config.server.port}" if ":" in host else f"{host}:{config.server.port}"]
     hc.graceful_timeout = config.server.graceful_timeout
     hc.include_server_header = False
     # Frames between 64 KiB and 1 MiB get a protocol error; larger ones a 1009 close.
     hc.websocket_max_message_size = 1024 * 1024
+    # A client that sends nothing (not even heartbeat pongs) for this long is disconnected at
+    # the TCP level; that also frees a writer stuck on a client that stopped reading.
+    hc.read_timeout = int(config.rooms.idle_timeout + 15)
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.accesslog = None
     if config.server.tls_cert:

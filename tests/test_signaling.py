@@ -660,3 +660,36 @@ async def test_shutdown_closes_sockets_with_1001_and_restart_keeps_everything(
         assert stay["left_at"] is not None and stay["duration_s"] == 12
         async with join(running.url, code, bob.token) as (_, welcome):
             assert [m["text"] for m in welcome["messages"]] == ["before the restart"]
+
+
+async def test_shutdown_is_bounded_with_a_client_that_stopped_reading(tmp_path: Path, clock: FakeClock) -> None:
+    """Hypercorn's socket writes are shielded; TCP_USER_TIMEOUT ([server] send_timeout) is what
+    cuts a client that stopped reading, so shutdown cannot hang on it."""
+    config = make_config(
+        tmp_path,
+        server={"send_timeout": 1.0, "graceful_timeout": 1.0},
+        rooms={"send_queue": 8, "message_burst": 1000, "message_rate": 1000},
+    )
+    outbox = Outbox(config.outbox_dir)
+    slow = RawSlowClient()
+    try:
+        with trio.fail_after(30):
+            async with open_server(config, clock=clock) as running:
+                async with httpx.AsyncClient(base_url=running.url) as c:
+                    alice = await make_user(c, outbox, "alice")
+                    bob = await make_user(c, outbox, "bob")
+                    code = await make_room(c, alice)
+                async with join(running.url, code, alice.token) as (a, _):
+                    await slow.open(room_ws_url(running.url, code), bob.token)
+                    slow_id = (await a.expect("peer-joined"))["peer"]["peer_id"]
+                    blob = "x" * 60_000
+                    seen: list[dict[str, Any]] = []
+                    while {"type": "peer-left", "peer_id": slow_id} not in seen:
+                        for _ in range(5):  # fill the slow client's buffers until it is dropped
+                            await a.send({"type": "signal", "to": slow_id, "data": {"blob": blob}})
+                        await a.send({"type": "ping"})
+                        while (frame := await a.recv(timeout=15))["type"] != "pong":
+                            seen.append(frame)
+                # leaving the block shuts the server down while the slow socket is still open
+    finally:
+        slow.close()

@@ -102,3 +102,51 @@ export const forgotPassword = ({ email }) => request("POST", "/api/auth/forgot",
 
 /** POST /api/auth/reset → 200, or 400 for a bad token */
 export const resetPassword = ({ token, password }) => request("POST", "/api/auth/reset", { token, password });
+
+// ---- Meetings ----------------------------------------------------------------
+
+/** "path?k=v" skipping empty values (kept here so api.js stays self-contained). */
+function withParams(path, params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") query.set(key, String(value));
+  }
+  const qs = query.toString();
+  return qs ? `${path}?${qs}` : path;
+}
+
+const roomPath = (code) => `/api/rooms/${encodeURIComponent(code)}`;
+
+/** POST /api/rooms → 201 {room}; title and max_participants are optional. */
+export const createRoom = ({ title, max_participants: maxParticipants } = {}) => {
+  const body = {};
+  if (title) body.title = title;
+  if (maxParticipants) body.max_participants = maxParticipants;
+  return request("POST", "/api/rooms", body);
+};
+
+/** GET /api/rooms → 200 {rooms: [room + {id, participants}]}, newest first. */
+export const listRooms = ({ limit, before } = {}) => request("GET", withParams("/api/rooms", { limit, before }));
+
+/** GET /api/rooms/{code} → 200 {room: room + {participants: [participant]}} */
+export const getRoom = (code) => request("GET", roomPath(code));
+
+/** POST /api/rooms/{code}/join → 200 {room, ws_url, ice_servers}; 404 / 410 / 403 when refused. */
+export const joinRoom = (code) => request("POST", `${roomPath(code)}/join`, {});
+
+/** PATCH /api/rooms/{code} (host only) with {title?, locked?, max_participants?} → 200 {room} */
+export const updateRoom = (code, changes) => request("PATCH", roomPath(code), changes);
+
+/** POST /api/rooms/{code}/end (host only) → 200 {room} */
+export const endRoom = (code) => request("POST", `${roomPath(code)}/end`, {});
+
+/** GET /api/rooms/{code}/messages → 200 {messages (newest first), next_before} */
+export const roomMessages = (code, { limit, before, q } = {}) =>
+  request("GET", withParams(`${roomPath(code)}/messages`, { limit, before, q }));
+
+/** GET /api/calls → 200 {calls (newest first), next_before} */
+export const calls = ({ limit, before } = {}) => request("GET", withParams("/api/calls", { limit, before }));
+
+/** Address of a room's attendance report (host only); "csv" downloads a spreadsheet. */
+export const attendanceUrl = (code, format = "csv") =>
+  withParams(`${roomPath(code)}/attendance`, { format });

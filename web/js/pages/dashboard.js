@@ -1,6 +1,13 @@
-/* Dashboard shell: load the signed-in user, render the header, sign out. */
-import { logout, me } from "../api.js";
-import { errorText } from "../forms.js";
+/*
+ * Dashboard: the signed-in user and sign out, plus meetings — start one, join by code or
+ * link, my meetings, recent calls, who is online (call them) and incoming calls.
+ */
+import { createRoom, getRoom, logout, me } from "../api.js";
+import { RecentCalls } from "../dashboard/history.js";
+import { PresencePanel } from "../dashboard/presence.js";
+import { MyRooms } from "../dashboard/rooms.js";
+import { bindForm, errorText } from "../forms.js";
+import { parseRoomCode } from "../format.js";
 import { navigate } from "../urls.js";
 
 const SIGNIN_REDIRECT = "/signin?next=/dashboard";
@@ -39,6 +46,69 @@ function render(user) {
   welcome.hidden = false;
 }
 
+// ---- Meetings ------------------------------------------------------------------------
+
+let meetingsUser = null;
+
+/** Mount the meeting sections once the user is known (only once, even after a reload). */
+function mountMeetings(user) {
+  if (meetingsUser) return;
+  meetingsUser = user;
+  document.getElementById("meetings").hidden = false;
+
+  const rooms = new MyRooms();
+  const history = new RecentCalls();
+  const presence = new PresencePanel({
+    me: user,
+    openRooms: () => rooms.openRooms(),
+    roomsChanged: () => rooms.refresh(),
+  });
+  rooms.refresh();
+  history.load();
+  presence.start();
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) {
+      rooms.refresh();
+      history.load();
+    }
+  });
+
+  bindForm(document.getElementById("new-meeting-form"), {
+    submit: ({ title }) => createRoom({ title: title || undefined }),
+    onSuccess(result) {
+      navigate(`/r/${encodeURIComponent(result.data.room.code)}`);
+      return true; // stay busy while the browser navigates
+    },
+  });
+
+  bindForm(document.getElementById("join-form"), {
+    async submit({ code: raw }) {
+      const code = parseRoomCode(raw);
+      if (!code) {
+        const message = raw
+          ? "That doesn't look like a meeting code. Codes look like abc-defg-hij."
+          : "Enter a meeting code or paste a meeting link.";
+        return { ok: false, status: 400, data: null, error: { code: "invalid_code", message, field: "code" } };
+      }
+      const result = await getRoom(code);
+      if (result.ok && result.data.room.status === "ended") {
+        const message = "That meeting has ended. Start a new one instead.";
+        return { ok: false, status: 410, data: null, error: { code: "room_ended", message, field: "code" } };
+      }
+      return result.ok ? { ...result, code } : result;
+    },
+    onSuccess(result) {
+      navigate(`/r/${encodeURIComponent(result.code)}`);
+      return true;
+    },
+    onError(result, values, ui) {
+      if (result.status !== 404) return false;
+      ui.setFieldError("code", "There is no meeting with that code. Check it and try again.");
+      return true;
+    },
+  });
+}
+
 function setPageMessage(text) {
   pageMessage.textContent = text;
   retryButton.hidden = !text;
@@ -61,6 +131,7 @@ async function load() {
     return;
   }
   render(result.data.user);
+  mountMeetings(result.data.user);
 }
 
 signoutButton.addEventListener("click", async () => {

@@ -1,0 +1,107 @@
+/*
+ * The call's control bar. Toggles keep a constant visible label (their accessible name) and
+ * report their state with aria-pressed (true = on / active); the tooltip says what a click
+ * does. Keyboard shortcuts as in other meeting apps: Ctrl/⌘+D microphone, Ctrl/⌘+E camera;
+ * arrow keys move along the bar.
+ *
+ * Hooks: #toggle-mic, #toggle-camera, #toggle-screen, #toggle-hand, #toggle-chat,
+ *        #toggle-participants, #copy-link, #leave
+ */
+
+/** Tooltips: [when off, when on]. */
+const HINTS = {
+  "toggle-mic": ["Turn on microphone (Ctrl+D)", "Turn off microphone (Ctrl+D)"],
+  "toggle-camera": ["Turn on camera (Ctrl+E)", "Turn off camera (Ctrl+E)"],
+  "toggle-screen": ["Share your screen", "Stop sharing your screen"],
+  "toggle-hand": ["Raise your hand", "Lower your hand"],
+  "toggle-chat": ["Open the chat", "Close the chat"],
+  "toggle-participants": ["Show everyone in the meeting", "Hide the people panel"],
+};
+
+export class Controls {
+  /** handlers: {mic, camera, screen, hand, chat, participants, leave} → called on click */
+  constructor(handlers) {
+    this.buttons = {};
+    const map = {
+      "toggle-mic": "mic",
+      "toggle-camera": "camera",
+      "toggle-screen": "screen",
+      "toggle-hand": "hand",
+      "toggle-chat": "chat",
+      "toggle-participants": "participants",
+      leave: "leave",
+    };
+    for (const [id, name] of Object.entries(map)) {
+      const button = document.getElementById(id);
+      this.buttons[id] = button;
+      button.addEventListener("click", () => handlers[name]());
+    }
+    this.unread = document.getElementById("chat-unread");
+    this.peopleBadge = document.getElementById("people-badge");
+
+    document.addEventListener("keydown", (event) => {
+      if (!(event.ctrlKey || event.metaKey) || event.altKey || event.shiftKey) return;
+      const key = event.key.toLowerCase();
+      if (key === "d") {
+        event.preventDefault();
+        handlers.mic();
+      } else if (key === "e") {
+        event.preventDefault();
+        handlers.camera();
+      }
+    });
+
+    // The bar is a toolbar: Left / Right (and Home / End) move between its buttons.
+    const bar = document.querySelector(".controls");
+    bar.addEventListener("keydown", (event) => {
+      const keys = ["ArrowLeft", "ArrowRight", "Home", "End"];
+      if (!keys.includes(event.key)) return;
+      const buttons = [...bar.querySelectorAll("button:not(:disabled)")];
+      const index = buttons.indexOf(document.activeElement);
+      if (index === -1) return;
+      event.preventDefault();
+      const last = buttons.length - 1;
+      const next = {
+        ArrowLeft: index === 0 ? last : index - 1,
+        ArrowRight: index === last ? 0 : index + 1,
+        Home: 0,
+        End: last,
+      }[event.key];
+      buttons[next].focus();
+    });
+
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+      const screen = this.buttons["toggle-screen"];
+      screen.disabled = true;
+      screen.title = "Screen sharing is not available in this browser";
+    }
+  }
+
+  /** state: {mic, camera, screen, hand, chat, participants} booleans */
+  render(state) {
+    const on = {
+      "toggle-mic": state.mic,
+      "toggle-camera": state.camera,
+      "toggle-screen": state.screen,
+      "toggle-hand": state.hand,
+      "toggle-chat": state.chat,
+      "toggle-participants": state.participants,
+    };
+    for (const [id, value] of Object.entries(on)) {
+      const button = this.buttons[id];
+      button.setAttribute("aria-pressed", String(Boolean(value)));
+      if (!button.disabled) button.title = HINTS[id][value ? 1 : 0];
+    }
+  }
+
+  /** Unread chat messages badge (0 hides it). */
+  setUnread(count) {
+    this.unread.hidden = count === 0;
+    this.unread.textContent = count > 9 ? "9+" : String(count);
+  }
+
+  /** Number of people in the call, on the People button. */
+  setPeople(count) {
+    this.peopleBadge.textContent = String(count);
+  }
+}

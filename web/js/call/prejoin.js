@@ -1,0 +1,213 @@
+/*
+ * The pre-join screen: camera preview, microphone level meter, device choice, mic / camera
+ * toggles and who is already in the meeting, until "Join meeting" is pressed.
+ *
+ * Hooks: #prejoin, #prejoin-video, #mic-level (data-level / aria-valuenow 0–100),
+ *        #camera-select, #mic-select, #join-button
+ */
+
+import { getRoom } from "../api.js";
+import { LevelMeter } from "./level.js";
+import { mediaErrorText } from "./media.js";
+
+const SEGMENTS = 12;
+const WHO_REFRESH_MS = 10000;
+
+/** "alice", "alice and bob", "alice, bob and 3 others" */
+export function namesSentence(names) {
+  if (names.length <= 2) return names.join(" and ");
+  const rest = names.length - 2;
+  return `${names[0]}, ${names[1]} and ${rest} other${rest === 1 ? "" : "s"}`;
+}
+
+export class Prejoin {
+  constructor({ media, user, code }) {
+    this.media = media;
+    this.user = user;
+    this.code = code;
+    const $ = (id) => document.getElementById(id);
+    this.root = $("prejoin");
+    this.video = $("prejoin-video");
+    this.off = $("prejoin-off");
+    this.offText = $("prejoin-off-text");
+    this.micButton = $("prejoin-mic");
+    this.camButton = $("prejoin-camera");
+    this.level = $("mic-level");
+    this.cameraSelect = $("camera-select");
+    this.micSelect = $("mic-select");
+    this.error = $("prejoin-error");
+    this.who = $("prejoin-who");
+    this.joinButton = $("join-button");
+    this.segments = [];
+    this.shownLevel = -1;
+    this.previewTrack = null;
+    this.whoTimer = 0;
+    this.meter = new LevelMeter((level) => this.showLevel(level));
+    this.onTrack = () => this.refresh();
+    this.onDevices = () => this.fillDevices();
+  }
+
+  /** Render the room, start the devices and wait for "Join meeting" → resolves then. */
+  run(room) {
+    document.getElementById("prejoin-room").textContent = room.title;
+    document.getElementById("prejoin-lock").hidden = !room.locked;
+    document.getElementById("prejoin-user").textContent = this.user.username;
+    document.getElementById("prejoin-avatar").textContent = this.user.username.charAt(0).toUpperCase();
+    for (let i = 0; i < SEGMENTS; i++) {
+      const s = document.createElement("span");
+      this.segments.push(s);
+    }
+    this.level.replaceChildren(...this.segments);
+    this.root.hidden = false;
+    this.joinButton.disabled = true;
+
+    this.micButton.addEventListener("click", () => this.toggle("mic"));
+    this.camButton.addEventListener("click", () => this.toggle("camera"));
+    this.cameraSelect.addEventListener("change", () => this.switchDevice("camera", this.cameraSelect.value));
+    this.micSelect.addEventListener("change", () => this.switchDevice("mic", this.micSelect.value));
+    this.media.addEventListener("track", this.onTrack);
+    this.media.addEventListener("devices", this.onDevices);
+
+    this.refreshWho();
+    this.whoTimer = setInterval(() => this.refreshWho(), WHO_REFRESH_MS);
+
+    // Joining does not wait for the devices (a permission prompt may stay open): tracks
+    // that arrive later are sent as soon as they are there.
+    this.offText.textContent = "Starting camera…";
+    this.joinButton.disabled = false;
+    this.joinButton.focus();
+    this.media
+      .start()
+      .then(() => {
+        this.reportErrors();
+        this.refresh();
+        return this.fillDevices();
+      })
+      .catch((err) => {
+        this.error.textContent = mediaErrorText(err);
+      });
+
+    return new Promise((resolve) => {
+      this.joinButton.addEventListener("click", () => resolve(), { once: true });
+    });
+  }
+
+  /** Busy state while connecting; `false` re-enables the button (e.g. after a failure). */
+  setBusy(on) {
+    this.joinButton.disabled = on;
+    this.joinButton.setAttribute("aria-busy", String(on));
+    this.joinButton.textContent = on ? "Joining…" : "Join meeting";
+  }
+
+  /** Leave the screen: stop the meter and timers (the devices stay on for the call). */
+  close() {
+    clearInterval(this.whoTimer);
+    this.meter.stop();
+    this.media.removeEventListener("track", this.onTrack);
+    this.media.removeEventListener("devices", this.onDevices);
+    this.video.srcObject = null;
+    this.root.hidden = true;
+  }
+
+  // ---- internals ---------------------------------------------------------------------
+
+  async toggle(which) {
+    this.error.textContent = "";
+    try {
+      if (which === "mic") await this.media.setMicEnabled(!this.media.micOn);
+      else await this.media.setCameraEnabled(!this.media.camOn);
+    } catch (err) {
+      this.error.textContent = mediaErrorText(err, which === "mic" ? "microphone" : "camera");
+    }
+    this.refresh();
+  }
+
+  async switchDevice(which, deviceId) {
+    this.error.textContent = "";
+    try {
+      if (which === "mic") await this.media.useMicrophone(deviceId);
+      else await this.media.useCamera(deviceId);
+    } catch (err) {
+      this.error.textContent = mediaErrorText(err, which === "mic" ? "microphone" : "camera");
+    }
+    this.refresh();
+  }
+
+  reportErrors() {
+    const { audio, video } = this.media.errors;
+    if (audio && video) this.error.textContent = mediaErrorText(audio);
+    else if (video) this.error.textContent = mediaErrorText(video, "camera");
+    else if (audio) this.error.textContent = mediaErrorText(audio, "microphone");
+  }
+
+  /** Sync preview, overlay, toggles and meter with the media state. */
+  refresh() {
+    const { audio, video, micOn, camOn } = this.media;
+    if (video !== this.previewTrack) {
+      this.previewTrack = video;
+      this.video.srcObject = video ? new MediaStream([video]) : null;
+      if (video) this.video.play().catch(() => {});
+    }
+    const showVideo = Boolean(video) && camOn;
+    this.off.hidden = showVideo;
+    this.offText.textContent = camOn ? (this.media.errors.video ? "Camera unavailable" : "Starting camera…") : "Camera is off";
+    const micActive = Boolean(audio) && micOn;
+    this.setToggle(this.micButton, micActive, micActive ? "Turn off microphone" : "Turn on microphone");
+    this.setToggle(this.camButton, showVideo, showVideo ? "Turn off camera" : "Turn on camera");
+    this.meter.setTrack(micActive ? audio : null);
+    this.level.classList.toggle("inactive", !micActive);
+    const current = this.media.current();
+    if (current.camera) this.cameraSelect.value = current.camera;
+    if (current.mic) this.micSelect.value = current.mic;
+  }
+
+  /** aria-pressed carries the state; the tooltip says what a click does. */
+  setToggle(button, on, hint) {
+    button.setAttribute("aria-pressed", String(on));
+    button.title = hint;
+  }
+
+  async fillDevices() {
+    let lists;
+    try {
+      lists = await this.media.devices();
+    } catch {
+      return;
+    }
+    const current = this.media.current();
+    this.fillSelect(this.cameraSelect, lists.cameras, current.camera, "No camera found");
+    this.fillSelect(this.micSelect, lists.microphones, current.mic, "No microphone found");
+  }
+
+  fillSelect(select, devices, selected, emptyLabel) {
+    if (!devices.length) {
+      const option = new Option(emptyLabel, "");
+      select.replaceChildren(option);
+      select.disabled = true;
+      return;
+    }
+    select.replaceChildren(...devices.map((d) => new Option(d.label, d.deviceId)));
+    select.disabled = false;
+    if (selected && devices.some((d) => d.deviceId === selected)) select.value = selected;
+  }
+
+  showLevel(level) {
+    const value = Math.round(level * 100);
+    if (value === this.shownLevel) return;
+    this.shownLevel = value;
+    this.level.dataset.level = String(value);
+    this.level.setAttribute("aria-valuenow", String(value));
+    const lit = Math.ceil(level * SEGMENTS - 0.15);
+    this.segments.forEach((s, i) => s.classList.toggle("on", i < lit));
+  }
+
+  async refreshWho() {
+    const result = await getRoom(this.code);
+    if (!result.ok || !result.data) return;
+    const people = result.data.room.participants || [];
+    const names = [...new Set(people.map((p) => p.user.username))];
+    this.who.textContent = names.length
+      ? `${namesSentence(names)} ${names.length === 1 ? "is" : "are"} in this meeting.`
+      : "No one else is here yet.";
+  }
+}

@@ -1,0 +1,672 @@
+/*
+ * The meeting page at /r/{code}: check admission, pre-join screen, then the call itself
+ * (video grid, controls, chat, people) until leaving, being removed, or the meeting ending.
+ *
+ * Wiring only: the socket is a RoomClient (protocol.js), media goes through LocalMedia and
+ * the Mesh, and each panel is its own module under js/call/.
+ */
+
+import { endRoom, joinRoom, me, updateRoom } from "../api.js";
+import { ChatPanel } from "../call/chat.js";
+import { Controls } from "../call/controls.js";
+import { Grid } from "../call/grid.js";
+import { SpeakingDetector, unlockAudio } from "../call/level.js";
+import { LocalMedia, mediaErrorText } from "../call/media.js";
+import { Mesh } from "../call/mesh.js";
+import { ParticipantsPanel } from "../call/participants.js";
+import { Prejoin } from "../call/prejoin.js";
+import { toast } from "../call/toast.js";
+import { bindCopyButton } from "../clipboard.js";
+import { errorText } from "../forms.js";
+import { RoomClient } from "../protocol.js";
+import { navigate } from "../urls.js";
+
+const $ = (id) => document.getElementById(id);
+const code = decodeURIComponent(window.location.pathname.split("/")[2] || "").toLowerCase();
+const inviteUrl = `${window.location.origin}/r/${encodeURIComponent(code)}`;
+
+/** Everything about the running call. */
+const call = {
+  user: null,
+  room: null,
+  role: "guest",
+  client: null,
+  mesh: null,
+  media: null,
+  grid: null,
+  chat: null,
+  people: null,
+  controls: null,
+  speaking: null,
+  roster: new Map(), // peer id → participant (public shape, kept up to date)
+  local: { audio: true, video: true, screen: false, hand: false },
+  screenStream: null,
+  panel: null, // "chat" | "participants" | null
+  unread: 0,
+  joinedAt: 0,
+  timer: 0,
+  finished: false,
+  soundBlocked: false,
+};
+
+// Harmless hooks for automated tests (e.g. getStats() on every connection).
+window.meetCall = {
+  peerId: () => (call.client ? call.client.peerId : null),
+  peers: () => (call.mesh ? call.mesh.peers() : new Map()),
+  get client() {
+    return call.client;
+  },
+  get mesh() {
+    return call.mesh;
+  },
+  get media() {
+    return call.media;
+  },
+};
+
+// ---- Full-page states -----------------------------------------------------------------
+
+const JOIN_ERRORS = {
+  room_not_found: ["Meeting not found", "There is no meeting at this address. Check the link or the code and try again."],
+  room_ended: ["This meeting has ended", "The host has ended this meeting. Start a new one from your dashboard."],
+  room_locked: ["This meeting is locked", "The host has locked this meeting, so no one else can join. Ask them to unlock it, then try again."],
+  room_full: ["This meeting is full", "The meeting has reached its participant limit. Try again when someone leaves."],
+  unauthorized: ["Please sign in again", "Your session has ended. Sign in to join the meeting."],
+};
+
+function showOnly(id) {
+  for (const section of ["call-loading", "prejoin", "call", "join-error", "ended", "kicked"]) {
+    $(section).hidden = section !== id;
+  }
+  document.body.classList.toggle("in-call", id === "call");
+}
+
+function showJoinError(result, { retry = false } = {}) {
+  const errorCode = result.error ? result.error.code : "";
+  const [title, text] = JOIN_ERRORS[errorCode] || ["Can't join this meeting", errorText(result)];
+  $("join-error-title").textContent = title;
+  $("join-error-text").textContent = text;
+  $("join-retry").hidden = !(retry || errorCode === "room_locked" || errorCode === "room_full" || result.status === 0);
+  document.title = `${title} · meet`;
+  showOnly("join-error");
+  $("join-error").querySelector("a, button:not([hidden])").focus();
+}
+
+/** Tear everything down (devices off, sockets closed). */
+function stopAll() {
+  call.finished = true;
+  clearInterval(call.timer);
+  if (call.mesh) call.mesh.close();
+  if (call.client) call.client.close();
+  if (call.speaking) call.speaking.stop();
+  if (call.screenStream) for (const t of call.screenStream.getTracks()) t.stop();
+  if (call.media) call.media.stop();
+  if (call.grid) for (const key of call.grid.keys()) call.grid.remove(key);
+}
+
+function finish(kind) {
+  if (call.finished) return;
+  stopAll();
+  const title = call.room ? call.room.title : "";
+  if (kind === "ended") {
+    $("ended-text").textContent = title ? `“${title}” was ended by the host for everyone.` : "The host ended the meeting for everyone.";
+  } else if (kind === "kicked") {
+    $("kicked-text").textContent = title ? `The host removed you from “${title}”.` : "The host removed you from the meeting.";
+  }
+  document.title = kind === "ended" ? "Meeting ended · meet" : "Removed from meeting · meet";
+  showOnly(kind);
+  $(kind).querySelector("a").focus();
+}
+
+// ---- Roster and tiles -----------------------------------------------------------------
+
+const nameOf = (peer) => (peer && peer.user ? peer.user.username : "Someone");
+
+function showPeerTile(peer) {
+  const tile = call.grid.ensure(`cam:${peer.peer_id}`, { peerId: peer.peer_id, name: peer.user.username });
+  tile.setState(peer);
+  return tile;
+}
+
+function dropPeer(peerId) {
+  call.grid.remove(`cam:${peerId}`);
+  call.grid.remove(`screen:${peerId}`);
+  call.speaking.unwatch(peerId);
+}
+
+function renderPeople() {
+  const self = {
+    peer_id: call.client.peerId || "me",
+    user: call.user,
+    role: call.role,
+    joined_at: 0,
+    me: true,
+    ...call.local,
+  };
+  const list = [self, ...call.roster.values()];
+  call.people.render(list, call.role === "host", call.room);
+  call.controls.setPeople(list.length);
+}
+
+function renderHeader() {
+  $("room-title").textContent = call.room.title;
+  $("lock-badge").hidden = !call.room.locked;
+  $("room-code").textContent = code;
+  document.title = `${call.room.title} · meet`;
+}
+
+function renderControls() {
+  call.controls.render({
+    mic: call.local.audio,
+    camera: call.local.video,
+    screen: call.local.screen,
+    hand: call.local.hand,
+    chat: call.panel === "chat",
+    participants: call.panel === "participants",
+  });
+  const tile = call.grid.get("local");
+  if (tile) tile.setState(call.local);
+}
+
+function onSoundBlocked() {
+  if (call.soundBlocked) return;
+  call.soundBlocked = true;
+  toast("Your browser blocked the meeting's sound.", {
+    kind: "warn",
+    timeout: 0,
+    action: {
+      label: "Turn on sound",
+      onClick: () => {
+        call.soundBlocked = false;
+        for (const video of document.querySelectorAll("#tiles .tile:not(.local) video")) video.play().catch(() => {});
+      },
+    },
+  });
+}
+
+// ---- My media -------------------------------------------------------------------------
+
+/** Send my whole state (after each welcome: the server starts everyone at audio/video on). */
+function sendState(changes = call.local) {
+  if (call.client) call.client.state(changes);
+}
+
+function syncLocalMedia() {
+  const { media } = call;
+  call.local.audio = media.micOn && Boolean(media.audio);
+  call.local.video = media.camOn && Boolean(media.video);
+}
+
+function updateLocalTile() {
+  const tile = call.grid.get("local");
+  if (!tile) return;
+  const video = call.media.video;
+  const current = tile.video.srcObject ? tile.video.srcObject.getVideoTracks()[0] : null;
+  if (video !== current) tile.setStream(video ? new MediaStream([video]) : null);
+  tile.setState(call.local);
+}
+
+async function toggleMic() {
+  try {
+    await call.media.setMicEnabled(!call.local.audio);
+  } catch (err) {
+    toast(mediaErrorText(err, "microphone"), { kind: "warn" });
+  }
+  syncLocalMedia();
+  sendState({ audio: call.local.audio });
+  renderControls();
+  renderPeople();
+}
+
+async function toggleCamera() {
+  try {
+    await call.media.setCameraEnabled(!call.local.video);
+  } catch (err) {
+    toast(mediaErrorText(err, "camera"), { kind: "warn" });
+  }
+  syncLocalMedia();
+  updateLocalTile();
+  sendState({ video: call.local.video });
+  renderControls();
+  renderPeople();
+}
+
+async function toggleScreen() {
+  if (call.screenStream) {
+    stopScreen();
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+  } catch (err) {
+    if (err && err.name !== "NotAllowedError" && err.name !== "AbortError") {
+      toast("Your screen could not be shared.", { kind: "warn" });
+    }
+    return;
+  }
+  if (call.finished) {
+    for (const t of stream.getTracks()) t.stop();
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  if ("contentHint" in track) track.contentHint = "detail";
+  track.addEventListener("ended", () => {
+    if (call.screenStream === stream) stopScreen();
+  });
+  call.screenStream = stream;
+  call.mesh.setScreen(stream);
+  call.local.screen = true;
+  sendState({ screen: true });
+  call.grid.ensure("local-screen", { local: true, screen: true, name: "Your screen" }).setStream(stream);
+  renderControls();
+  renderPeople();
+}
+
+function stopScreen() {
+  const stream = call.screenStream;
+  if (!stream) return;
+  call.screenStream = null;
+  for (const t of stream.getTracks()) t.stop();
+  call.mesh.setScreen(null);
+  call.local.screen = false;
+  sendState({ screen: false });
+  call.grid.remove("local-screen");
+  renderControls();
+  renderPeople();
+}
+
+function toggleHand() {
+  call.local.hand = !call.local.hand;
+  sendState({ hand: call.local.hand });
+  renderControls();
+  renderPeople();
+}
+
+// ---- Panels ---------------------------------------------------------------------------
+
+function setPanel(name) {
+  call.panel = call.panel === name ? null : name;
+  $("chat-panel").hidden = call.panel !== "chat";
+  $("participants-panel").hidden = call.panel !== "participants";
+  document.body.classList.toggle("panel-open", call.panel !== null);
+  if (call.panel === "chat") {
+    call.unread = 0;
+    call.controls.setUnread(0);
+    call.chat.focus();
+  } else if (call.panel === "participants") {
+    $("participants-panel").querySelector(".panel-close").focus();
+  }
+  renderControls();
+}
+
+function leave() {
+  stopAll();
+  navigate("/dashboard");
+}
+
+// ---- Host actions ---------------------------------------------------------------------
+
+async function toggleLock() {
+  const button = $("lock-room");
+  button.disabled = true;
+  const result = await updateRoom(code, { locked: !call.room.locked });
+  button.disabled = false;
+  if (!result.ok) {
+    toast(errorText(result), { kind: "warn" });
+    return;
+  }
+  applyRoom(result.data.room);
+}
+
+async function endForAll() {
+  if (!window.confirm("End the meeting for everyone? Everyone will be disconnected.")) return;
+  const button = $("end-room");
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  const result = await endRoom(code);
+  button.disabled = false;
+  button.setAttribute("aria-busy", "false");
+  if (!result.ok) {
+    toast(errorText(result), { kind: "warn" });
+    return;
+  }
+  finish("ended"); // "room-ended" is on its way too; this makes it immediate for me
+}
+
+function applyRoom(room) {
+  const before = call.room;
+  call.room = room;
+  renderHeader();
+  renderPeople();
+  if (before && before.locked !== room.locked) {
+    toast(room.locked ? "The meeting is locked: no one else can join." : "The meeting is unlocked.");
+  }
+}
+
+// ---- Socket events --------------------------------------------------------------------
+
+function onWelcome(welcome) {
+  const first = call.joinedAt === 0;
+  call.role = welcome.role;
+  call.room = welcome.room;
+  const next = new Map(welcome.peers.map((p) => [p.peer_id, { ...p }]));
+  for (const id of call.roster.keys()) if (!next.has(id)) dropPeer(id);
+  call.roster = next;
+  for (const peer of next.values()) showPeerTile(peer).setStatus("Connecting…");
+  call.chat.setHistory(welcome.messages || []);
+  syncLocalMedia();
+  sendState();
+  renderHeader();
+  renderPeople();
+  $("reconnecting").hidden = true;
+  if (first) {
+    call.joinedAt = Date.now();
+    tickTimer();
+    call.timer = setInterval(tickTimer, 1000);
+  } else {
+    toast("Reconnected.");
+  }
+}
+
+function onPeerJoined({ peer }) {
+  call.roster.set(peer.peer_id, { ...peer });
+  showPeerTile(peer).setStatus("Connecting…");
+  renderPeople();
+  toast(`${nameOf(peer)} joined`);
+}
+
+function onPeerLeft({ peer_id: peerId }) {
+  const peer = call.roster.get(peerId);
+  call.roster.delete(peerId);
+  dropPeer(peerId);
+  renderPeople();
+  if (peer) toast(`${nameOf(peer)} left`);
+}
+
+function onState(state) {
+  const peer = call.roster.get(state.peer_id);
+  if (!peer) return;
+  const raised = state.hand && !peer.hand;
+  Object.assign(peer, { audio: state.audio, video: state.video, screen: state.screen, hand: state.hand });
+  const tile = call.grid.get(`cam:${peer.peer_id}`);
+  if (tile) tile.setState(peer);
+  if (!state.screen) call.grid.remove(`screen:${peer.peer_id}`);
+  renderPeople();
+  if (raised) toast(`${nameOf(peer)} raised their hand`, { title: "Hand raised" });
+}
+
+function onMuteRequest() {
+  if (call.local.audio) {
+    call.media.setMicEnabled(false).finally(() => {
+      syncLocalMedia();
+      sendState({ audio: call.local.audio });
+      renderControls();
+      renderPeople();
+    });
+  }
+  toast("The host asked you to mute. Your microphone is now off.", { kind: "warn", timeout: 7000 });
+}
+
+function onServerError({ code: errorCode, message }) {
+  if (errorCode === "unknown_peer" || errorCode === "not_in_room") return; // a peer that just left
+  if (errorCode === "invalid_message" || errorCode === "rate_limited") call.chat.showError(message);
+  toast(message, { kind: "warn" });
+}
+
+function onDisconnected() {
+  if (call.finished || call.joinedAt === 0) return;
+  $("reconnecting").hidden = false;
+  for (const id of call.roster.keys()) {
+    const tile = call.grid.get(`cam:${id}`);
+    if (tile) tile.setStatus("Reconnecting…");
+  }
+}
+
+function onClosed({ cause, error, code: closeCode }) {
+  if (call.finished) return;
+  if (cause === "left") return;
+  if (cause === "ended" || cause === "kicked") {
+    finish(cause);
+    return;
+  }
+  if (cause === "unauthorized") {
+    stopAll();
+    navigate(`/signin?next=${encodeURIComponent(`/r/${code}`)}`);
+    return;
+  }
+  stopAll();
+  const result = {
+    ok: false,
+    status: closeCode,
+    error: error || { code: cause, message: "The server closed the connection to this meeting." },
+  };
+  showJoinError(result, { retry: true });
+}
+
+function tickTimer() {
+  const s = Math.floor((Date.now() - call.joinedAt) / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = String(s % 60).padStart(2, "0");
+  $("call-timer").textContent = h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
+}
+
+// ---- Start-up -------------------------------------------------------------------------
+
+/** Build the call view's modules (once; reconnects reuse them). */
+function setUpCallView() {
+  call.grid = new Grid({ stage: $("stage"), screens: $("screens"), tiles: $("tiles") });
+  call.speaking = new SpeakingDetector((key, on) => {
+    const tile = call.grid.get(key === "local" ? "local" : `cam:${key}`);
+    if (tile) tile.setSpeaking(on);
+  });
+  call.controls = new Controls({
+    mic: toggleMic,
+    camera: toggleCamera,
+    screen: toggleScreen,
+    hand: toggleHand,
+    chat: () => setPanel("chat"),
+    participants: () => setPanel("participants"),
+    leave,
+  });
+  call.chat = new ChatPanel({
+    code,
+    me: call.user,
+    send: (text) => call.client.chat(text),
+    onIncoming: (message) => {
+      if (call.panel === "chat") return;
+      call.unread += 1;
+      call.controls.setUnread(call.unread);
+      const text = message.text.length > 140 ? `${message.text.slice(0, 140)}…` : message.text;
+      toast(text, { kind: "chat", title: message.user.username, action: { label: "Reply", onClick: () => setPanel("chat") } });
+    },
+  });
+  call.people = new ParticipantsPanel({
+    onMute: (peerId, name) => {
+      if (call.client.mute(peerId)) toast(`Asked ${name} to mute.`);
+    },
+    onKick: (peerId, name) => {
+      if (call.client.kick(peerId)) toast(`${name} was removed from the meeting.`);
+    },
+    onLock: toggleLock,
+    onEnd: endForAll,
+  });
+  for (const button of document.querySelectorAll(".panel-close")) {
+    button.addEventListener("click", () => {
+      setPanel(button.dataset.panel);
+      $(button.dataset.panel === "chat" ? "toggle-chat" : "toggle-participants").focus();
+    });
+  }
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && call.panel) setPanel(call.panel);
+  });
+  bindCopyButton($("copy-link"), () => inviteUrl, (text) =>
+    toast(`Copy this link to invite people: ${text}`, { timeout: 0, title: "Invite link" }),
+  );
+
+  const local = call.grid.ensure("local", { local: true, name: `${call.user.username} (You)` });
+  local.setState(call.local);
+  updateLocalTile();
+  call.speaking.watch("local", call.media.audio);
+
+  // Devices can change under the call (first grant after joining, switching, unplugging).
+  call.media.addEventListener("track", ({ detail }) => {
+    call.mesh.setTrack(detail.kind, detail.track);
+    if (detail.kind === "audio") call.speaking.watch("local", detail.track);
+    syncLocalMedia();
+    updateLocalTile();
+    sendState({ audio: call.local.audio, video: call.local.video });
+    renderControls();
+    renderPeople();
+  });
+  // Tracks that arrived between "Join" and now.
+  call.mesh.setTrack("audio", call.media.audio);
+  call.mesh.setTrack("video", call.media.video);
+  call.media.addEventListener("lost", ({ detail }) => {
+    syncLocalMedia();
+    sendState();
+    renderControls();
+    renderPeople();
+    updateLocalTile();
+    toast(detail.kind === "audio" ? "Your microphone was disconnected." : "Your camera was disconnected.", { kind: "warn" });
+  });
+}
+
+function wireClient(client) {
+  const on = (type, handler) => client.addEventListener(type, (event) => handler(event.detail));
+  on("peer-joined", onPeerJoined);
+  on("peer-left", onPeerLeft);
+  on("state", onState);
+  on("chat", (message) => call.chat.add(message.message));
+  on("room-updated", (message) => applyRoom(message.room));
+  on("room-ended", () => finish("ended"));
+  on("kicked", () => finish("kicked"));
+  on("mute-request", onMuteRequest);
+  on("error", onServerError);
+  on("disconnected", onDisconnected);
+}
+
+/** Connect; resolves with the first welcome, or rejects with the final close detail. */
+function connect(onRetry) {
+  const client = new RoomClient(code);
+  call.client = client;
+  call.mesh = new Mesh(client, { audio: call.media.audio, video: call.media.video });
+  call.mesh.addEventListener("stream", ({ detail }) => {
+    const peer = call.roster.get(detail.peerId);
+    if (!peer) return;
+    if (detail.kind === "camera") {
+      showPeerTile(peer).setStream(detail.stream, onSoundBlocked);
+      const audio = detail.stream.getAudioTracks()[0];
+      if (audio) call.speaking.watch(detail.peerId, audio);
+    } else {
+      const tile = call.grid.ensure(`screen:${detail.peerId}`, {
+        peerId: detail.peerId,
+        screen: true,
+        name: `${nameOf(peer)}'s screen`,
+      });
+      tile.setStream(detail.stream);
+    }
+  });
+  call.mesh.addEventListener("stream-removed", ({ detail }) => {
+    if (detail.kind === "screen") call.grid.remove(`screen:${detail.peerId}`);
+  });
+  call.mesh.addEventListener("connection-state", ({ detail }) => {
+    const tile = call.grid && call.grid.get(`cam:${detail.peerId}`);
+    if (!tile) return;
+    const text = {
+      new: "Connecting…",
+      connecting: "Connecting…",
+      disconnected: "Connection unstable…",
+      failed: "Connection lost. Retrying…",
+    }[detail.state];
+    tile.setStatus(text || null);
+  });
+
+  return new Promise((resolve, reject) => {
+    const onEarlyDrop = (event) => onRetry(event.detail);
+    const onFirstWelcome = (event) => {
+      client.removeEventListener("closed", onEarlyClose);
+      client.removeEventListener("disconnected", onEarlyDrop);
+      resolve(event.detail);
+    };
+    const onEarlyClose = (event) => {
+      client.removeEventListener("welcome", onFirstWelcome);
+      client.removeEventListener("disconnected", onEarlyDrop);
+      reject(event.detail);
+    };
+    client.addEventListener("welcome", onFirstWelcome, { once: true });
+    client.addEventListener("closed", onEarlyClose, { once: true });
+    client.addEventListener("disconnected", onEarlyDrop);
+    client.connect();
+  });
+}
+
+async function main() {
+  if (!code) {
+    showJoinError({ ok: false, status: 404, error: { code: "room_not_found", message: "" } });
+    return;
+  }
+  const who = await me();
+  if (who.status === 401) {
+    navigate(`/signin?next=${encodeURIComponent(`/r/${code}`)}`);
+    return;
+  }
+  if (!who.ok || !who.data || !who.data.user) {
+    showJoinError(who, { retry: true });
+    return;
+  }
+  call.user = who.data.user;
+
+  const admission = await joinRoom(code);
+  if (!admission.ok) {
+    showJoinError(admission);
+    return;
+  }
+  call.room = admission.data.room;
+  document.title = `${call.room.title} · meet`;
+  showOnly("prejoin");
+
+  call.media = new LocalMedia();
+  const prejoin = new Prejoin({ media: call.media, user: call.user, code });
+  await prejoin.run(call.room);
+  unlockAudio();
+  prejoin.setBusy(true);
+
+  let welcome;
+  try {
+    welcome = await connect(() => {
+      $("prejoin-error").textContent = "Can't reach the meeting server. Retrying…";
+    });
+  } catch (closed) {
+    prejoin.close();
+    if (closed.cause === "ended" || closed.cause === "kicked") finish(closed.cause);
+    else onClosed(closed);
+    return;
+  }
+  prejoin.close();
+  syncLocalMedia();
+  showOnly("call");
+  setUpCallView();
+  wireClient(call.client);
+  call.client.addEventListener("welcome", (event) => {
+    if (event.detail !== welcome) onWelcome(event.detail);
+  });
+  call.client.addEventListener("closed", (event) => onClosed(event.detail));
+  onWelcome(welcome);
+  renderControls();
+}
+
+$("join-retry").addEventListener("click", () => window.location.reload());
+window.addEventListener("pagehide", () => {
+  if (!call.finished && call.client) stopAll();
+});
+// Restored from the back/forward cache after leaving: start over with a fresh page.
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) window.location.reload();
+});
+
+main().catch((err) => {
+  console.error(err);
+  showJoinError({ ok: false, status: 0, error: { code: "client_error", message: "Something went wrong while opening the meeting." } }, { retry: true });
+});
