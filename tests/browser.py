@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -27,6 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-background-networking",
     "--disable-component-update",
+    "--auto-select-desktop-capture-source=Entire screen",  # getDisplayMedia without a picker
 ]
 TIMEOUT_MS = 15_000
 
@@ -35,6 +37,19 @@ def require_chromium() -> None:
     """Fail loudly (not skip) when the browser is missing: CI installs it."""
     if not shutil.which(CHROMIUM):
         pytest.fail(f"Chromium not found at {CHROMIUM}; install Debian's chromium package")
+
+
+def poll(check: Callable[[], T], timeout: float = 15.0, what: str = "") -> T:
+    """Re-evaluate ``check`` until it returns something truthy (browser state changes on its
+    own schedule; ``page.wait_for_function`` is unreliable for async checks)."""
+    deadline = time.monotonic() + timeout
+    last: T = check()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}; last value {last!r}")
+        time.sleep(0.1)
+        last = check()
+    return last
 
 
 async def run_scenario(scenario: Callable[..., T]) -> T:

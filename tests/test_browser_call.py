@@ -1,0 +1,183 @@
+"""Meetings in headless Chromium with fake camera and microphone: mesh video between real
+browsers, chat, mute indicators, screen sharing, leaving, and the call history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from browser import TIMEOUT_MS, poll, run_scenario
+from conftest import PASSWORD, Outbox, login, signup_verified
+
+from meet.clock import FakeClock
+from meet.config import Config
+from meet.server import RunningServer
+
+pytestmark = pytest.mark.browser
+
+# Per remote peer: the framesDecoded of each inbound video stream (camera, then screen).
+INBOUND_VIDEO_JS = """async () => {
+  const out = {};
+  for (const [peerId, pc] of window.meetCall.peers()) {
+    const stats = await pc.getStats();
+    const frames = [];
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') frames.push(s.framesDecoded || 0);
+    });
+    out[peerId] = frames;
+  }
+  return out;
+}"""
+
+
+@pytest.fixture
+def config(tmp_path: Any) -> Config:
+    from conftest import make_config
+
+    return make_config(tmp_path, auth={"mail_max_per_window": 50})
+
+
+async def make_users(client: httpx.AsyncClient, outbox: Outbox, *names: str) -> str:
+    """Verified accounts; returns a room code hosted by the first."""
+    for name in names:
+        await signup_verified(client, outbox, name, f"{name}@example.org")
+    token = await login(client, names[0])
+    r = await client.post("/api/rooms", json={"title": "Weekly sync"}, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 201
+    return str(r.json()["room"]["code"])
+
+
+def open_page(browser: Any, base: str, name: str) -> Any:
+    """A signed-in page in its own browser context (own cookies)."""
+    context = browser.new_context(viewport={"width": 1024, "height": 700})
+    r = context.request.post(f"{base}/api/auth/login", data={"login": name, "password": PASSWORD})
+    assert r.ok, r.text()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return page
+
+
+def join(page: Any, base: str, code: str) -> str:
+    """Pre-join, then join; returns my peer id."""
+    page.goto(f"{base}/r/{code}")
+    page.wait_for_selector("#join-button:enabled")
+    page.click("#join-button")
+    page.wait_for_selector("#call:not([hidden])")
+    return str(poll(lambda: page.evaluate("window.meetCall.peerId()"), what="a peer id"))
+
+
+def video_frames(page: Any) -> dict[str, list[int]]:
+    return page.evaluate(INBOUND_VIDEO_JS)  # type: ignore[no-any-return]
+
+
+def assert_video_flowing(page: Any, peers: list[str], streams: int = 1) -> None:
+    """Every listed peer sends ``streams`` videos that this page keeps decoding."""
+
+    def started() -> dict[str, list[int]] | None:
+        frames = video_frames(page)
+        ok = all(len([f for f in frames.get(p, []) if f > 0]) >= streams for p in peers)
+        return frames if ok else None
+
+    first = poll(started, timeout=20, what=f"video from {peers}")
+
+    def grew() -> bool:
+        now = video_frames(page)
+        return all(
+            sum(1 for a, b in zip(first[p], now.get(p, [])) if b >= a + 5) >= streams for p in peers
+        )
+
+    poll(grew, timeout=20, what=f"frames decoded growing for {peers}")
+
+
+def tile_has_class(page: Any, peer: str, cls: str) -> bool:
+    return bool(
+        page.evaluate(
+            "([p, c]) => { const t = document.querySelector(`.tile:not(.screen)[data-peer-id=\"${p}\"]`);"
+            " return !!t && t.classList.contains(c); }",
+            [peer, cls],
+        )
+    )
+
+
+def chat_texts(page: Any) -> list[str]:
+    return page.evaluate(  # type: ignore[no-any-return]
+        "[...document.querySelectorAll('.chat-message .chat-text')].map((e) => e.textContent)"
+    )
+
+
+async def test_two_people_see_hear_chat_mute_leave_and_find_it_in_history(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox, clock: FakeClock
+) -> None:
+    code = await make_users(client, outbox, "alice", "bob")
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        alice, bob = open_page(browser, base, "alice"), open_page(browser, base, "bob")
+        a, b = join(alice, base, code), join(bob, base, code)
+        assert_video_flowing(alice, [b])
+        assert_video_flowing(bob, [a])
+
+        alice.click("#toggle-chat")
+        alice.fill("#chat-input", "hello from alice")
+        alice.press("#chat-input", "Enter")
+        for page in (alice, bob):
+            poll(lambda page=page: "hello from alice" in chat_texts(page), what="the chat message")
+
+        bob.click("#toggle-mic")
+        poll(lambda: tile_has_class(alice, b, "muted"), what="bob's muted tile")
+        bob.click("#toggle-mic")
+        poll(lambda: not tile_has_class(alice, b, "muted"), what="bob unmuted")
+
+        clock.advance(42)  # the server's wall clock: bob stays 42 s
+        bob.click("#leave")
+        bob.wait_for_url("**/dashboard")
+        poll(lambda: alice.query_selector(f'.tile[data-peer-id="{b}"]') is None, what="bob's tile removed")
+        bob.wait_for_selector(".call-item .call-duration")
+        history = bob.context.request.get(f"{base}/api/calls").json()
+        shown = bob.inner_text(".call-item .call-duration")
+        return {"history": history, "shown": shown, "errors": alice.errors + bob.errors}
+
+    result = await run_scenario(scenario)
+    [call] = result["history"]["calls"]
+    assert call["room"]["code"] == code and call["duration_s"] == 42
+    assert "0:00:42" in result["shown"]
+    assert result["errors"] == []
+
+
+async def test_three_people_mesh_and_screen_share(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    code = await make_users(client, outbox, "alice", "bob", "carol")
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        pages = [open_page(browser, base, name) for name in ("alice", "bob", "carol")]
+        ids = [join(page, base, code) for page in pages]
+        for page, me in zip(pages, ids):
+            assert_video_flowing(page, [p for p in ids if p != me])
+
+        alice, bob, carol = pages
+        b = ids[1]
+        bob.click("#toggle-screen")
+        for viewer in (alice, carol):
+            viewer.wait_for_selector(f'.tile.screen[data-peer-id="{b}"] video')
+            assert_video_flowing(viewer, [b], streams=2)
+            poll(
+                lambda viewer=viewer: viewer.evaluate(
+                    f"document.querySelector('.tile.screen[data-peer-id=\"{b}\"] video').videoWidth"
+                ),
+                what="a decoded screen picture",
+            )
+        bob.click("#toggle-screen")
+        for viewer in (alice, carol):
+            poll(
+                lambda viewer=viewer: viewer.query_selector(f'.tile.screen[data-peer-id="{b}"]') is None,
+                what="the screen tile gone",
+            )
+        return {"errors": [e for page in pages for e in page.errors]}
+
+    result = await run_scenario(scenario)
+    assert result["errors"] == []
