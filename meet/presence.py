@@ -101,7 +101,7 @@ class Presence:
                 ring.caller.send(timeout)
                 self._send_user(ring.callee_id, timeout)
 
-    def answer(self, conn: Connection, ring_id: str, accepted: bool) -> None:
+    def answer(self, conn: Connection, ring_id: str, accepted: bool) -> PendingRing:
         """The callee answers; the caller hears it and the callee's other prompts close."""
         ring = self.rings.get(ring_id)
         if ring is None or ring.callee_id != conn.user.id:
@@ -110,6 +110,7 @@ class Presence:
         ring.timer.cancel()
         ring.caller.send(p.RingAnswer(ring_id=ring_id, accepted=accepted, user_id=conn.user.id))
         self._send_user(ring.callee_id, p.RingCancel(ring_id=ring_id), exclude=conn)
+        return ring
 
     def cancel(self, conn: Connection, ring_id: str) -> None:
         """The caller hangs up before an answer."""

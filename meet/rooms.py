@@ -109,6 +109,8 @@ class Rooms:
         self.settings = settings
         self.rtc = rtc
         self.live: dict[str, LiveRoom] = {}
+        # Rung in by the host (past a lock); kept while the server runs.
+        self.invited: dict[str, set[int]] = {}
 
     # -- records --------------------------------------------------------------------------
 
@@ -155,12 +157,21 @@ class Rooms:
         live = self.live.get(code)
         return [peer.public() for peer in live.peers.values()] if live else []
 
-    def check_admission(self, row: dict[str, Any], user: UserRef) -> None:
-        """Raise Gone/Forbidden when ``user`` may not enter now."""
+    async def check_admission(self, row: dict[str, Any], user: UserRef) -> None:
+        """Raise Gone/Forbidden when ``user`` may not enter now.
+
+        A locked room still lets in its host, people rung in by the host, and people who were
+        in it within ``reconnect_grace`` (a dropped connection must not lock someone out).
+        """
         if row["ended_at"] is not None:
             raise Gone("This meeting has ended.", code="room_ended")
         is_host = user.id == row["host_id"]
-        if row["locked"] and not is_host:
+        since = self.clock.now() - self.settings.reconnect_grace
+        banned, recent = await self.store.run(q.admission_facts, row["id"], user.id, since)
+        if banned and not is_host:
+            raise Forbidden("The host removed you from this meeting.", code="removed")
+        invited = user.id in self.invited.get(row["code"], set())
+        if row["locked"] and not (is_host or invited or recent):
             raise Forbidden("The host has locked this meeting.", code="room_locked")
         live = self.live.get(row["code"])
         present = (len(live.peers) + live.joining) if live else 0
@@ -209,7 +220,7 @@ class Rooms:
     async def join(self, code: str, conn: Connection) -> Participant:
         """Admit a connection: stay opened, ``welcome`` queued, others told. Raises if refused."""
         row = await self.get(code)
-        self.check_admission(row, conn.user)
+        await self.check_admission(row, conn.user)
         live = self.live.setdefault(row["code"], LiveRoom(row))
         live.joining += 1  # holds the seat across the awaits below
         try:
@@ -301,10 +312,21 @@ class Rooms:
             raise p.ProtocolError("unknown_peer", f"no peer '{peer_id[:40]}' in this room")
         return target
 
-    def kick(self, live: LiveRoom, peer: Participant, message: p.Kick) -> None:
+    async def kick(self, live: LiveRoom, peer: Participant, message: p.Kick) -> None:
+        """Remove a person (every tab of theirs) and keep them out of this room."""
         target = self._host_target(live, peer, message.peer_id)
-        target.conn.send(p.Kicked())
-        target.conn.finish(CLOSE_FORBIDDEN, "removed by the host")
+        if target.user.id == live.row["host_id"]:
+            raise p.ProtocolError("invalid_message", "the host cannot be removed")
+        await self.store.run(q.ban, live.row["id"], target.user.id, self.clock.now())
+        self.invited.get(live.row["code"], set()).discard(target.user.id)
+        for other in list(live.peers.values()):
+            if other.user.id == target.user.id:
+                other.conn.send(p.Kicked())
+                other.conn.finish(CLOSE_FORBIDDEN, "removed by the host")
+
+    def invite(self, code: str, user_id: int) -> None:
+        """Let ``user_id`` past the lock of room ``code`` (they accepted the host's ring)."""
+        self.invited.setdefault(code, set()).add(user_id)
 
     def mute(self, live: LiveRoom, peer: Participant, message: p.Mute) -> None:
         target = self._host_target(live, peer, message.peer_id)

@@ -142,7 +142,7 @@ def room_handlers(rooms: Rooms, peer: Participant) -> Handler:
         rooms.state(live(), peer, m)
 
     async def on_kick(m: Any) -> None:
-        rooms.kick(live(), peer, m)
+        await rooms.kick(live(), peer, m)
 
     async def on_mute(m: Any) -> None:
         rooms.mute(live(), peer, m)
@@ -172,11 +172,16 @@ def user_handlers(presence: Presence, rooms: Rooms, conn: Connection) -> Handler
 
     async def on_ring(m: Any) -> None:
         row = await rooms.get(m.room)
-        rooms.check_admission(row, conn.user) if row["ended_at"] is not None else None
+        if row["ended_at"] is not None:
+            raise p.ProtocolError("room_ended", "that meeting has ended")
+        if row["locked"] and row["host_id"] != conn.user.id:
+            raise p.ProtocolError("room_locked", "only the host can ring people into a locked meeting")
         presence.ring(conn, m.user_id, room_json(row))
 
     async def on_answer(m: Any) -> None:
-        presence.answer(conn, m.ring_id, m.accepted)
+        ring = presence.answer(conn, m.ring_id, m.accepted)
+        if m.accepted and ring.caller.user.id == ring.room["host"]["id"]:
+            rooms.invite(ring.room["code"], conn.user.id)
 
     async def on_cancel(m: Any) -> None:
         presence.cancel(conn, m.ring_id)

@@ -98,6 +98,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         END
         """,
     ),
+    (
+        4,
+        "room bans",
+        """
+        CREATE TABLE room_bans (
+            room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (room_id, user_id)
+        )
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

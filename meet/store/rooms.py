@@ -156,3 +156,21 @@ def attendance(db: sqlite_utils.Database, room_id: int) -> list[Row]:
         " JOIN users u ON u.id = s.user_id WHERE s.room_id = ? ORDER BY s.joined_at, s.id",
         (room_id,),
     )
+
+
+def ban(db: sqlite_utils.Database, room_id: int, user_id: int, now: float) -> None:
+    """Keep a removed person out of this room for good."""
+    db.execute(
+        "INSERT OR IGNORE INTO room_bans (room_id, user_id, created_at) VALUES (?, ?, ?)", (room_id, user_id, now)
+    )
+
+
+def admission_facts(db: sqlite_utils.Database, room_id: int, user_id: int, since: float) -> tuple[bool, bool]:
+    """(banned, was here recently): a stay still open or ended after ``since``."""
+    banned = _one(db, "SELECT 1 AS x FROM room_bans WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+    recent = _one(
+        db,
+        "SELECT 1 AS x FROM stays WHERE room_id = ? AND user_id = ? AND (left_at IS NULL OR left_at >= ?) LIMIT 1",
+        (room_id, user_id, since),
+    )
+    return banned is not None, recent is not None

@@ -96,8 +96,9 @@ async def create_room(data: CreateRoomBody) -> Response:
 async def list_rooms() -> Response:
     """Rooms I host, newest first (``limit``, ``before`` = a room's position for paging)."""
     me = await _me()
-    rooms = await services().rooms.hosted(me, page_size(_int_arg("limit")), _int_arg("before"))
-    return _reply({"rooms": rooms})
+    size = page_size(_int_arg("limit"))
+    rooms = await services().rooms.hosted(me, size, _int_arg("before"))
+    return _reply({"rooms": rooms, "next_before": rooms[-1]["id"] if len(rooms) == size else None})
 
 
 @blueprint.get("/rooms/<code>")
@@ -117,7 +118,7 @@ async def join_room(code: str) -> Response:
     me = await _me()
     svc = services()
     row = await svc.rooms.get(code)
-    svc.rooms.check_admission(row, me)
+    await svc.rooms.check_admission(row, me)
     return _reply(
         {
             "room": room_json(row),

@@ -1,0 +1,108 @@
+"""Who may enter a room: removal is a ban, a lock spares people reconnecting and people the
+host rang in; and paging of the hosted-rooms list."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import Outbox, make_config
+from wsclient import User, connect, join, make_room, make_user, room_ws_url, user_ws_url
+
+from meet.clock import FakeClock
+from meet.config import Config
+from meet.server import RunningServer
+
+
+@pytest.fixture
+def config(tmp_path: object) -> Config:
+    return make_config(tmp_path, auth={"mail_max_per_window": 50})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient, outbox: Outbox) -> User:
+    return await make_user(client, outbox, "alice")
+
+
+@pytest.fixture
+async def bob(client: httpx.AsyncClient, outbox: Outbox) -> User:
+    return await make_user(client, outbox, "bob")
+
+
+async def refused(url: str, code: str, user: User) -> tuple[str, int | None]:
+    async with connect(room_ws_url(url, code), user.token) as ws:
+        error = await ws.expect("error")
+        return error["code"], await ws.closed()
+
+
+async def test_removed_people_lose_every_tab_and_stay_out(
+    server: RunningServer, client: httpx.AsyncClient, alice: User, bob: User
+) -> None:
+    code = await make_room(client, alice)
+    url = server.url
+    async with join(url, code, alice.token) as (host, welcome):
+        async with join(url, code, bob.token) as (tab1, w1), join(url, code, bob.token) as (tab2, _):
+            await host.expect("peer-joined")
+            await host.expect("peer-joined")
+            await host.send({"type": "kick", "peer_id": w1["peer_id"]})
+            for tab in (tab1, tab2):
+                frames, close_code = await tab.frames_then_close()
+                assert (frames[-1], close_code) == ({"type": "kicked"}, 4403)
+        await host.send({"type": "kick", "peer_id": welcome["peer_id"]})
+        assert (await host.until("error"))["code"] == "invalid_message", "the host cannot remove themselves"
+        assert await refused(url, code, bob) == ("removed", 4403)
+        r = await client.post(f"/api/rooms/{code}/join", headers=bob.auth)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "removed")
+
+
+async def test_lock_spares_people_reconnecting_within_the_grace(
+    server: RunningServer, client: httpx.AsyncClient, alice: User, bob: User, clock: FakeClock
+) -> None:
+    code = await make_room(client, alice)
+    url = server.url
+    async with join(url, code, alice.token) as (host, _):
+        async with join(url, code, bob.token):
+            await host.expect("peer-joined")
+            r = await client.patch(f"/api/rooms/{code}", json={"locked": True}, headers=alice.auth)
+            assert r.status_code == 200
+        await host.until("peer-left")
+        clock.advance(20)  # within reconnect_grace (30 s): a dropped connection comes back
+        async with join(url, code, bob.token) as (_, welcome):
+            assert welcome["room"]["locked"] is True
+        await host.until("peer-left")
+        clock.advance(31)
+        assert await refused(url, code, bob) == ("room_locked", 4403)
+
+
+async def test_only_the_host_rings_into_a_locked_room_and_the_callee_may_enter(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox, alice: User, bob: User
+) -> None:
+    carol = await make_user(client, outbox, "carol")
+    code = await make_room(client, alice)
+    r = await client.patch(f"/api/rooms/{code}", json={"locked": True}, headers=alice.auth)
+    assert r.status_code == 200
+    url = server.url
+    assert await refused(url, code, bob) == ("room_locked", 4403)
+    async with connect(user_ws_url(url), alice.token) as host, connect(
+        user_ws_url(url), bob.token
+    ) as callee, connect(user_ws_url(url), carol.token) as guest:
+        for ws in (host, callee, guest):
+            await ws.expect("presence")
+        await guest.send({"type": "ring", "user_id": bob.id, "room": code})
+        assert (await guest.until("error"))["code"] == "room_locked"
+        await host.send({"type": "ring", "user_id": bob.id, "room": code})
+        ring_id = (await host.until("ringing"))["ring_id"]
+        assert (await callee.until("incoming-call"))["ring_id"] == ring_id
+        await callee.send({"type": "ring-answer", "ring_id": ring_id, "accepted": True})
+        assert (await host.until("ring-answer"))["accepted"] is True
+    async with join(url, code, bob.token) as (_, welcome):
+        assert welcome["role"] == "guest"
+
+
+async def test_hosted_rooms_page_with_next_before(client: httpx.AsyncClient, alice: User) -> None:
+    codes = [await make_room(client, alice) for _ in range(3)]
+    r = await client.get("/api/rooms?limit=2", headers=alice.auth)
+    page = r.json()
+    assert [room["code"] for room in page["rooms"]] == codes[::-1][:2]
+    r = await client.get(f"/api/rooms?limit=2&before={page['next_before']}", headers=alice.auth)
+    assert [room["code"] for room in r.json()["rooms"]] == [codes[0]]
+    assert r.json()["next_before"] is None
