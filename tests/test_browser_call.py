@@ -60,10 +60,28 @@ def open_page(browser: Any, base: str, name: str) -> Any:
     return page
 
 
-def join(page: Any, base: str, code: str) -> str:
+def prejoin_checks(page: Any) -> dict[str, Any]:
+    """What the pre-join screen shows: camera preview, a moving microphone level, devices."""
+    poll(lambda: page.evaluate("document.querySelector('#prejoin-video').videoWidth > 0"), what="a camera preview")
+    levels = set()
+
+    def level_moves() -> bool:
+        levels.add(page.get_attribute("#mic-level", "data-level"))
+        return len(levels) >= 3
+
+    poll(level_moves, what="the microphone level meter moving")
+    return {
+        "cameras": page.evaluate("document.querySelectorAll('#camera-select option').length"),
+        "mics": page.evaluate("document.querySelectorAll('#mic-select option').length"),
+    }
+
+
+def join(page: Any, base: str, code: str, checks: dict[str, Any] | None = None) -> str:
     """Pre-join, then join; returns my peer id."""
     page.goto(f"{base}/r/{code}")
     page.wait_for_selector("#join-button:enabled")
+    if checks is not None:
+        checks.update(prejoin_checks(page))
     page.click("#join-button")
     page.wait_for_selector("#call:not([hidden])")
     return str(poll(lambda: page.evaluate("window.meetCall.peerId()"), what="a peer id"))
@@ -116,7 +134,14 @@ async def test_two_people_see_hear_chat_mute_leave_and_find_it_in_history(
 
     def scenario(browser: Any) -> dict[str, Any]:
         alice, bob = open_page(browser, base, "alice"), open_page(browser, base, "bob")
-        a, b = join(alice, base, code), join(bob, base, code)
+        prejoin: dict[str, Any] = {}
+        a, b = join(alice, base, code, prejoin), join(bob, base, code)
+        assert_video_flowing(alice, [b])
+        assert_video_flowing(bob, [a])
+
+        # The signaling socket drops: the page reconnects by itself and media comes back.
+        bob.evaluate("window.meetCall.client.ws.close(4000, 'network blip')")
+        b = str(poll(lambda: (pid := bob.evaluate("window.meetCall.peerId()")) != b and pid, what="a new peer id"))
         assert_video_flowing(alice, [b])
         assert_video_flowing(bob, [a])
 
@@ -138,12 +163,13 @@ async def test_two_people_see_hear_chat_mute_leave_and_find_it_in_history(
         bob.wait_for_selector(".call-item .call-duration")
         history = bob.context.request.get(f"{base}/api/calls").json()
         shown = bob.inner_text(".call-item .call-duration")
-        return {"history": history, "shown": shown, "errors": alice.errors + bob.errors}
+        return {"history": history, "shown": shown, "prejoin": prejoin, "errors": alice.errors + bob.errors}
 
     result = await run_scenario(scenario)
     [call] = result["history"]["calls"]
     assert call["room"]["code"] == code and call["duration_s"] == 42
     assert "0:00:42" in result["shown"]
+    assert result["prejoin"]["cameras"] >= 1 and result["prejoin"]["mics"] >= 1
     assert result["errors"] == []
 
 
