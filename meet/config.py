@@ -11,6 +11,7 @@ TOML literals when they look like one, else taken as plain strings).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -213,13 +214,66 @@ class IceServer:
 
 @dataclass(frozen=True)
 class RtcConfig:
-    """[rtc]: WebRTC settings handed to browsers."""
+    """[rtc]: WebRTC: ICE servers, TURN credentials and the relay (SFU)."""
 
     ice_servers: tuple[IceServer, ...] = setting(
         (),
         "STUN/TURN servers as a list of tables {urls, username, credential}; "
         "empty means host candidates only (fine on a LAN).",
     )
+    relay: str = setting(
+        "auto",
+        'When rooms use the server relay: "auto" (mesh until a join would exceed mesh_limit), '
+        '"always", or "off" (never; joins beyond mesh_limit are refused as room_full).',
+    )
+    mesh_limit: int = setting(4, "Most participants a room holds peer-to-peer (mesh).")
+    relay_workers: int = setting(1, "Relay worker processes; each room lives on one of them.")
+    host_addresses: tuple[str, ...] = setting(
+        (),
+        "IP addresses the relay gathers and announces as host candidates; empty means the "
+        "machine's non-loopback addresses. Set the public IP behind 1:1 NAT.",
+    )
+    udp_ports: str = setting(
+        "", 'UDP port range for relay media, e.g. "40000-40999" (empty: any free port).'
+    )
+    turn_urls: tuple[str, ...] = setting(
+        (), 'TURN server URLs handed out with short-lived credentials, e.g. ["turn:turn.example.org:3478"].'
+    )
+    turn_secret: str = setting(
+        "", "Shared secret of the TURN server (coturn static-auth-secret) for those credentials."
+    )
+    turn_ttl: int = setting(3600, "Seconds the handed-out TURN credentials stay valid.")
+
+    def __post_init__(self) -> None:
+        _require(self.relay in ("auto", "always", "off"), "rtc", "relay", 'must be "auto", "always" or "off"')
+        _require(2 <= self.mesh_limit <= 16, "rtc", "mesh_limit", "must be 2 to 16")
+        _require(1 <= self.relay_workers <= 64, "rtc", "relay_workers", "must be 1 to 64")
+        for address in self.host_addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(f"[rtc] host_addresses: {address!r} is not an IP address") from None
+        _require(
+            self.udp_ports == "" or self.port_range is not None,
+            "rtc",
+            "udp_ports",
+            'must look like "40000-40999" (1024–65535, low ≤ high)',
+        )
+        for url in self.turn_urls:
+            _require(re.match(r"^turns?:", url) is not None, "rtc", "turn_urls", f"{url!r} must start with turn: or turns:")
+        _require(
+            bool(self.turn_urls) == bool(self.turn_secret), "rtc", "turn_secret", "turn_urls and turn_secret go together"
+        )
+        _require(60 <= self.turn_ttl <= 7 * 86400, "rtc", "turn_ttl", "must be 60 s to 7 days")
+
+    @property
+    def port_range(self) -> tuple[int, int] | None:
+        """``udp_ports`` as (low, high), or None when unset or malformed."""
+        match = re.fullmatch(r"(\d{4,5})-(\d{4,5})", self.udp_ports)
+        if not match:
+            return None
+        low, high = int(match[1]), int(match[2])
+        return (low, high) if 1024 <= low <= high <= 65535 else None
 
 
 @dataclass(frozen=True)
@@ -318,6 +372,11 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         return value
     if kind == tuple[IceServer, ...]:
         return tuple(_ice_server(item, where) for item in _as_list(value, where))
+    if kind == tuple[str, ...]:
+        items = _as_list(value, where)
+        if not all(isinstance(item, str) for item in items):
+            raise ConfigError(f"{where}: expected a list of strings")
+        return tuple(items)
     raise TypeError(f"unsupported setting type {kind}")  # a programming error, not bad input
 
 

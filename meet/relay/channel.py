@@ -1,0 +1,70 @@
+"""The message format between the trio server and a relay worker process.
+
+Each message is a JSON object framed by a 4-byte big-endian length, sent over a Unix
+socket pair. Pure functions, no I/O: both sides (trio and asyncio) use them.
+
+Requests (server → worker) carry ``id`` and ``op``; the worker answers each with
+``{"id", "ok": true, ...}`` or ``{"id", "ok": false, "error": "..."}``:
+
+- ``configure {ice_servers, host_addresses, udp_ports}`` — once, before anything else.
+- ``open {room, peer}`` — a participant joins the relay room.
+- ``offer {room, peer, sdp}`` → ``{sdp}`` (the answer), or ``{ignored: true}`` when the worker has
+  its own offer outstanding (glare: the server is the impolite side and never rolls back).
+- ``answer {room, peer, sdp}`` — the participant's answer to a worker offer.
+- ``candidate {room, peer, candidate}`` — a trickled ICE candidate from the browser (or null).
+- ``close {room, peer}`` — the participant left.
+- ``stats {}`` → counters (packets forwarded, NACKs answered, PLIs sent, …).
+
+Events (worker → server) carry ``event`` and no ``id``:
+
+- ``offer {room, peer, sdp}`` — the worker renegotiates (tracks came or went).
+- ``tracks {room, peer, tracks: [{mid, publisher, source}]}`` — which publisher (peer id) and
+  source ("audio" | "camera" | "screen") each of the subscriber's m-lines carries.
+- ``failed {room, peer, reason}`` — the participant's connection failed.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+HEADER = struct.Struct("!I")
+MAX_MESSAGE = 4 * 1024 * 1024
+
+
+class ChannelError(Exception):
+    """The peer sent something that is not a channel message."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One framed message."""
+    body = json.dumps(message, separators=(",", ":")).encode()
+    if len(body) > MAX_MESSAGE:
+        raise ChannelError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE}")
+    return HEADER.pack(len(body)) + body
+
+
+class Decoder:
+    """Reassembles framed messages from a byte stream."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Add received bytes; return the complete messages they finish."""
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._buffer)
+            if size > MAX_MESSAGE:
+                raise ChannelError(f"announced message of {size} bytes exceeds {MAX_MESSAGE}")
+            if len(self._buffer) < HEADER.size + size:
+                break
+            body = bytes(self._buffer[HEADER.size : HEADER.size + size])
+            del self._buffer[: HEADER.size + size]
+            message = json.loads(body)
+            if not isinstance(message, dict):
+                raise ChannelError("a channel message must be a JSON object")
+            messages.append(message)
+        return messages
