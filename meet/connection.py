@@ -18,6 +18,7 @@ from meet.protocol import Message, encode
 # Close codes (documented in docs/protocol.md). 4xxx mirror the HTTP statuses they resemble.
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404

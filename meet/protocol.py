@@ -200,6 +200,22 @@ class RoomUpdated(Message):
 
 
 @dataclass(frozen=True)
+class Mode(Message):
+    """The room now routes media this way ("relay": one connection with the peer "relay")."""
+
+    type: ClassVar[str] = "mode"
+    mode: str
+
+
+@dataclass(frozen=True)
+class Tracks(Message):
+    """Relay mode: which publisher and source each m-line (mid) of your connection carries."""
+
+    type: ClassVar[str] = "tracks"
+    tracks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class RoomEnded(Message):
     type: ClassVar[str] = "room-ended"
 
@@ -273,7 +289,7 @@ ROOM_CLIENT_MESSAGES: dict[str, type[Message]] = {
 }
 USER_CLIENT_MESSAGES: dict[str, type[Message]] = {m.type: m for m in (Ring, RingAnswer, RingCancel, Ping, Pong)}
 SERVER_MESSAGES: tuple[type[Message], ...] = (
-    Welcome, SignalFrom, ChatPosted, StateChanged, PeerJoined, PeerLeft, RoomUpdated, RoomEnded, Kicked,
+    Welcome, SignalFrom, ChatPosted, StateChanged, PeerJoined, PeerLeft, RoomUpdated, Mode, Tracks, RoomEnded, Kicked,
     MuteRequest, Error, Ping, Pong, Presence, Online, Offline, Ringing, IncomingCall, RingAnswer,
     RingCancel, RingTimeout,
 )

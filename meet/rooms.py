@@ -17,9 +17,11 @@ from meet import protocol as p
 from meet.clock import Clock
 from meet.config import RoomsConfig, RtcConfig
 from meet.connection import CLOSE_ENDED, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, Connection, UserRef
-from meet.errors import BadRequest, Forbidden, Gone, NotFound
+from meet.errors import BadRequest, Forbidden, Gone, NotFound, Unavailable
+from meet.media import MediaRouter, RelayFailure
 from meet.store import Store
 from meet.store import rooms as q
+from meet.turn import IceServers
 
 CHAT_REPLAY = 50
 TITLE_MAX = 120
@@ -91,6 +93,7 @@ class LiveRoom:
     """A room with people in it (or joining)."""
 
     row: dict[str, Any]
+    mode: str = "mesh"
     peers: dict[str, Participant] = field(default_factory=dict)
     joining: int = 0
 
@@ -103,12 +106,17 @@ class LiveRoom:
 class Rooms:
     """The rooms service: records in the store, live participants in memory."""
 
-    def __init__(self, store: Store, clock: Clock, settings: RoomsConfig, rtc: RtcConfig) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, settings: RoomsConfig, rtc: RtcConfig, ice: IceServers | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
         self.rtc = rtc
+        # The ice_servers each person gets: configured ones plus fresh TURN credentials.
+        self.ice = ice or IceServers(rtc, clock)
         self.live: dict[str, LiveRoom] = {}
+        self.media = MediaRouter(rtc)  # the relay bridge is attached by the server when it runs
         # Rung in by the host (past a lock); kept while the server runs.
         self.invited: dict[str, set[int]] = {}
 
@@ -175,7 +183,7 @@ class Rooms:
             raise Forbidden("The host has locked this meeting.", code="room_locked")
         live = self.live.get(row["code"])
         present = (len(live.peers) + live.joining) if live else 0
-        if present >= row["max_participants"]:
+        if present >= self.media.capacity(row["max_participants"]):
             raise Forbidden("This meeting is full.", code="room_full")
 
     @staticmethod
@@ -210,6 +218,7 @@ class Rooms:
             await self.store.run(q.end_room, row["id"], self.clock.now())
         live = self.live.pop(row["code"], None)
         if live is not None:
+            await self.media.ended(live)
             for peer in live.peers.values():
                 peer.conn.send(p.RoomEnded())
                 peer.conn.finish(CLOSE_ENDED, "the meeting has ended")
@@ -221,9 +230,13 @@ class Rooms:
         """Admit a connection: stay opened, ``welcome`` queued, others told. Raises if refused."""
         row = await self.get(code)
         await self.check_admission(row, conn.user)
-        live = self.live.setdefault(row["code"], LiveRoom(row))
+        live = self.live.setdefault(row["code"], LiveRoom(row, mode=self.media.initial_mode()))
         live.joining += 1  # holds the seat across the awaits below
         try:
+            try:
+                await self.media.on_join(live, conn.id)
+            except RelayFailure as exc:
+                raise Unavailable(f"The media relay is not available: {exc}", code="relay_unavailable") from None
             now = self.clock.now()
             stay_id = await self.store.run(q.open_stay, row["id"], conn.user.id, now, self.settings.reconnect_grace)
             history = await self.store.run(q.recent_messages, row["id"], CHAT_REPLAY)
@@ -249,7 +262,7 @@ class Rooms:
             room=room_json(live.row),
             peers=[other.public() for other in live.peers.values()],
             messages=[message_json(m) for m in history],
-            ice_servers=[server.as_json() for server in self.rtc.ice_servers],
+            ice_servers=self.ice.for_user(peer.user.id),
         )
 
     async def leave(self, peer: Participant) -> None:
@@ -260,8 +273,10 @@ class Rooms:
             return
         del live.peers[peer.peer_id]
         live.broadcast(p.PeerLeft(peer_id=peer.peer_id))
-        if not live.peers and not live.joining:
+        emptied = not live.peers and not live.joining
+        if emptied:
             del self.live[peer.code]
+        await self.media.on_leave(live, peer, emptied)
         await self._close_stay_if_gone(live.row["id"], peer.user.id, peer.stay_id, live)
 
     async def _close_stay_if_gone(
@@ -275,6 +290,17 @@ class Rooms:
         """The live room ``peer`` is in, or None once it has left or the room ended."""
         live = self.live.get(peer.code)
         return live if live is not None and live.peers.get(peer.peer_id) is peer else None
+
+    async def relay_event(self, message: dict[str, Any]) -> None:
+        """An event from the relay bridge (an offer, the track map, a failure)."""
+        self.media.event(self.live.get(str(message.get("room"))), message)
+
+    async def relay_lost(self, codes: list[str]) -> None:
+        """A relay worker died: the clients of its rooms reconnect."""
+        for code in codes:
+            live = self.live.get(code)
+            if live is not None:
+                self.media.lost(live)
 
     def shutdown(self) -> None:
         """Close every room connection with 1001 so clients reconnect to the next run."""

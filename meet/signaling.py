@@ -18,6 +18,7 @@ from meet import protocol as p
 from meet.config import RoomsConfig
 from meet.connection import CLOSE_POLICY, CLOSE_TIMEOUT, Connection
 from meet.errors import MeetError
+from meet.media import RELAY_PEER
 from meet.presence import Presence
 from meet.rooms import Participant, Rooms, room_json
 
@@ -133,7 +134,10 @@ def room_handlers(rooms: Rooms, peer: Participant) -> Handler:
         return room
 
     async def on_signal(m: Any) -> None:
-        rooms.signal(live(), peer, m)
+        if m.to == RELAY_PEER:
+            await rooms.media.signal(live(), peer, m.data)
+        else:
+            rooms.signal(live(), peer, m)
 
     async def on_chat(m: Any) -> None:
         await rooms.chat(live(), peer, m)

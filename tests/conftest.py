@@ -28,6 +28,9 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
         "storage": {"data_dir": str(tmp_path / "data")},
         "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 64, "argon2_parallelism": 1},
         "mail": {"backend": "file"},
+        # Mesh only unless a test asks for the relay: a relay worker process per test server
+        # would cost a second of CPU each.
+        "rtc": {"relay": "off", "mesh_limit": 16},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

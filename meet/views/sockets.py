@@ -19,11 +19,12 @@ from meet.connection import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
     CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     Connection,
     UserRef,
 )
-from meet.errors import Forbidden, Gone, MeetError, NotFound
+from meet.errors import Forbidden, Gone, MeetError, NotFound, Unavailable
 from meet.signaling import ClientLoop, Socket, room_handlers, user_handlers
 
 blueprint = Blueprint("sockets", __name__, url_prefix="/api")
@@ -36,6 +37,8 @@ def _close_code(error: MeetError) -> int:
         return CLOSE_ENDED
     if isinstance(error, Forbidden):
         return CLOSE_FORBIDDEN
+    if isinstance(error, Unavailable):
+        return CLOSE_TRY_AGAIN
     return CLOSE_POLICY
 
 

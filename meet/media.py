@@ -1,0 +1,151 @@
+"""How a room's media flows: peer to peer (mesh) or through the server relay (SFU).
+
+Rooms start in mesh. With ``[rtc] relay = "auto"`` a join that would exceed ``mesh_limit``
+switches the room to relay for as long as it is live: everyone gets ``mode {mode: "relay"}``,
+closes their mesh connections and negotiates one connection with the peer id ``"relay"``.
+``"always"`` starts rooms in relay; ``"off"`` caps rooms at ``mesh_limit``.
+
+This module only sends messages: the relay itself is reached through :class:`MediaRelay`
+(implemented by ``meet.relay.bridge``), so rooms logic never sees aiortc or asyncio.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from meet import protocol as p
+from meet.config import RtcConfig
+
+if TYPE_CHECKING:
+    from meet.rooms import LiveRoom, Participant
+
+log = logging.getLogger("meet.media")
+
+RELAY_PEER = "relay"
+CLOSE_SERVICE_RESTART = 1012
+MAX_SDP = 60 * 1024
+
+
+class MediaRelay(Protocol):
+    """What the rooms need from the relay bridge."""
+
+    async def request(self, op: str, room: str, **fields: Any) -> dict[str, Any]: ...
+
+    def release(self, room: str) -> None: ...
+
+
+class RelayFailure(Exception):
+    """The relay could not do what was asked (it refused, timed out or is restarting)."""
+
+
+class MediaRouter:
+    """Mesh/relay decisions and relay signaling for live rooms."""
+
+    def __init__(self, settings: RtcConfig, relay: MediaRelay | None = None) -> None:
+        self.settings = settings
+        self.relay = relay
+
+    def initial_mode(self) -> str:
+        return "relay" if self.settings.relay == "always" and self.relay is not None else "mesh"
+
+    def capacity(self, max_participants: int) -> int:
+        """Connections a room may hold: with the relay off, mesh_limit caps it."""
+        if self.settings.relay == "off":
+            return min(max_participants, self.settings.mesh_limit)
+        return max_participants
+
+    async def on_join(self, live: LiveRoom, peer_id: str) -> None:
+        """Before ``welcome``: switch the room to relay if needed, and open the newcomer on it."""
+        crowded = len(live.peers) + live.joining > self.settings.mesh_limit
+        if live.mode == "mesh" and crowded and self.settings.relay == "auto" and self.relay is not None:
+            await self._switch_to_relay(live)
+        if live.mode == "relay":
+            await self._call("open", live, peer_id)
+
+    async def _switch_to_relay(self, live: LiveRoom) -> None:
+        live.mode = "relay"
+        log.info("room %s switches to the relay (%d participants)", live.row["code"], len(live.peers) + 1)
+        for other in list(live.peers.values()):
+            await self._call("open", live, other.peer_id)
+        live.broadcast(p.Mode(mode="relay"))
+
+    async def on_leave(self, live: LiveRoom, peer: Participant, emptied: bool) -> None:
+        if live.mode != "relay" or self.relay is None:
+            return
+        try:
+            await self._call("close", live, peer.peer_id)
+        except RelayFailure as exc:
+            log.warning("relay close of %s failed: %s", peer.peer_id, exc)
+        if emptied:
+            self.relay.release(live.row["code"])
+
+    async def signal(self, live: LiveRoom, peer: Participant, data: dict[str, Any]) -> None:
+        """A ``signal {to: "relay"}`` from a participant: SDP or ICE for its relay connection."""
+        if live.mode != "relay":
+            raise p.ProtocolError("unknown_peer", "this room does not use the relay")
+        try:
+            if "description" in data:
+                await self._description(live, peer, data["description"])
+            elif "candidate" in data:
+                candidate = data["candidate"]
+                if candidate is not None and not isinstance(candidate, dict):
+                    raise p.ProtocolError("invalid_message", "'candidate' must be an object or null")
+                await self._call("candidate", live, peer.peer_id, candidate=candidate)
+            else:
+                raise p.ProtocolError("invalid_message", "relay signals carry 'description' or 'candidate'")
+        except RelayFailure as exc:
+            raise p.ProtocolError("relay_error", str(exc)) from None
+
+    async def _description(self, live: LiveRoom, peer: Participant, description: Any) -> None:
+        if not isinstance(description, dict) or description.get("type") not in ("offer", "answer"):
+            raise p.ProtocolError("invalid_message", "'description' needs type offer or answer")
+        sdp = description.get("sdp")
+        if not isinstance(sdp, str) or not 0 < len(sdp) <= MAX_SDP:
+            raise p.ProtocolError("invalid_message", "'description.sdp' must be a non-empty string")
+        if description["type"] == "answer":
+            await self._call("answer", live, peer.peer_id, sdp=sdp)
+            return
+        reply = await self._call("offer", live, peer.peer_id, sdp=sdp)
+        if not reply.get("ignored"):  # glare: the relay keeps its own offer; the browser rolls back
+            answer = {"description": {"type": "answer", "sdp": reply["sdp"]}}
+            peer.conn.send(p.SignalFrom(from_=RELAY_PEER, data=answer))
+
+    async def _call(self, op: str, live: LiveRoom, peer_id: str, **fields: Any) -> dict[str, Any]:
+        if self.relay is None:
+            raise RelayFailure("the relay is not running")
+        try:
+            return await self.relay.request(op, live.row["code"], peer=peer_id, **fields)
+        except Exception as exc:  # the bridge's RelayError, kept out of this module's imports
+            raise RelayFailure(str(exc)) from exc
+
+    def event(self, live: LiveRoom | None, message: dict[str, Any]) -> None:
+        """An event from the relay about one participant of ``live``."""
+        peer = live.peers.get(str(message.get("peer"))) if live is not None else None
+        if peer is None:
+            return  # already gone
+        kind = message.get("event")
+        if kind == "offer":
+            offer = {"description": {"type": "offer", "sdp": message["sdp"]}}
+            peer.conn.send(p.SignalFrom(from_=RELAY_PEER, data=offer))
+        elif kind == "tracks":
+            peer.conn.send(p.Tracks(tracks=list(message.get("tracks", []))))
+        elif kind == "failed":
+            peer.conn.send(p.Error(code="relay_failed", message=str(message.get("reason", "media failed"))))
+
+    async def ended(self, live: LiveRoom) -> None:
+        """The meeting ended: free everything the relay held for it."""
+        if live.mode != "relay" or self.relay is None:
+            return
+        for peer_id in list(live.peers):
+            try:
+                await self._call("close", live, peer_id)
+            except RelayFailure as exc:
+                log.warning("relay close of %s failed: %s", peer_id, exc)
+        self.relay.release(live.row["code"])
+
+    def lost(self, live: LiveRoom) -> None:
+        """The worker holding ``live`` died: clients reconnect (1012) and land on its successor."""
+        for peer in list(live.peers.values()):
+            peer.conn.send(p.Error(code="relay_restart", message="the media relay restarted; reconnecting"))
+            peer.conn.finish(CLOSE_SERVICE_RESTART, "media relay restarted")
