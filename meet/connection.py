@@ -56,10 +56,14 @@ class Connection:
 
     def send(self, message: Message) -> None:
         """Queue a message without blocking; a full queue aborts the connection."""
+        self.send_frame(encode(message))
+
+    def send_frame(self, frame: str) -> None:
+        """Queue an already encoded frame (a broadcast encodes once for everyone)."""
         if self.closing:
             return
         try:
-            self.frames_in.send_nowait(encode(message))
+            self.frames_in.send_nowait(frame)
         except trio.WouldBlock:
             self.abort(CLOSE_TOO_SLOW, "too slow: messages were piling up")
         except trio.ClosedResourceError:

@@ -70,10 +70,11 @@ class Presence:
             self._withdraw(ring)
 
     def _broadcast(self, message: p.Message, exclude_user: int | None = None) -> None:
+        frame = p.encode(message)
         for user_id, conns in list(self.channels.items()):
             if user_id != exclude_user:
                 for conn in list(conns.values()):
-                    conn.send(message)
+                    conn.send_frame(frame)
 
     def _send_user(self, user_id: int, message: p.Message, exclude: Connection | None = None) -> None:
         for conn in list(self.channels.get(user_id, {}).values()):

@@ -37,8 +37,9 @@ class Message:
 
     def to_json(self) -> dict[str, Any]:
         """The frame as a JSON-ready dict (``None`` fields are left out)."""
-        body = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}  # type: ignore[call-overload]
-        return {"type": self.type, **body}
+        # Shallow on purpose: fields hold JSON-ready values, and asdict's deep copy costs ~3x.
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {"type": self.type, **{k: v for k, v in body.items() if v is not None}}
 
 
 # -- client → server (room channel) ---------------------------------------------------

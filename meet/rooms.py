@@ -98,9 +98,10 @@ class LiveRoom:
     joining: int = 0
 
     def broadcast(self, message: p.Message, exclude: str | None = None) -> None:
+        frame = p.encode(message)  # once, not once per member
         for peer_id, peer in list(self.peers.items()):
             if peer_id != exclude:
-                peer.conn.send(message)
+                peer.conn.send_frame(frame)
 
 
 class Rooms:
