@@ -119,3 +119,42 @@ async def login(client: httpx.AsyncClient, login: str = "alice", password: str =
     r = await client.post("/api/auth/login", json={"login": login, "password": password})
     assert r.status_code == 200, r.text
     return r.json()["token"]  # type: ignore[no-any-return]
+
+
+@dataclass
+class User:
+    """A signed-in test user and their bearer token."""
+
+    id: int
+    username: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def make_user(client: httpx.AsyncClient, outbox: Outbox, name: str) -> User:
+    user = await signup_verified(client, outbox, name, f"{name}@example.org")
+    return User(user["id"], name, await login(client, name))
+
+
+async def make_room(client: httpx.AsyncClient, host: User, **body: Any) -> str:
+    r = await client.post("/api/rooms", json={"title": "Standup", **body}, headers=host.auth)
+    assert r.status_code == 201, r.text
+    return r.json()["room"]["code"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient, outbox: Outbox) -> User:
+    return await make_user(client, outbox, "alice")
+
+
+@pytest.fixture
+async def bob(client: httpx.AsyncClient, outbox: Outbox) -> User:
+    return await make_user(client, outbox, "bob")
+
+
+@pytest.fixture
+async def carol(client: httpx.AsyncClient, outbox: Outbox) -> User:
+    return await make_user(client, outbox, "carol")

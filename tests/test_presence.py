@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Outbox, make_config
-from wsclient import WS, User, connect, make_room, make_user, user_ws_url
+from conftest import User, make_config, make_room
+from wsclient import WS, connect, user_ws_url
 
 from meet.config import Config
 from meet.server import RunningServer
@@ -28,21 +28,6 @@ def rooms_settings() -> dict[str, Any]:
 @pytest.fixture
 def config(tmp_path: Path, rooms_settings: dict[str, Any]) -> Config:
     return make_config(tmp_path, rooms=rooms_settings, auth={"mail_max_per_window": 50})
-
-
-@pytest.fixture
-async def alice(client: httpx.AsyncClient, outbox: Outbox) -> User:
-    return await make_user(client, outbox, "alice")
-
-
-@pytest.fixture
-async def bob(client: httpx.AsyncClient, outbox: Outbox) -> User:
-    return await make_user(client, outbox, "bob")
-
-
-@pytest.fixture
-async def carol(client: httpx.AsyncClient, outbox: Outbox) -> User:
-    return await make_user(client, outbox, "carol")
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import Outbox, make_config
-from wsclient import User, connect, join, make_room, make_user, room_ws_url, user_ws_url
+from conftest import Outbox, User, make_config, make_room, make_user
+from wsclient import connect, join, room_ws_url, user_ws_url
 
 from meet.clock import FakeClock
 from meet.config import Config
@@ -16,16 +16,6 @@ from meet.server import RunningServer
 @pytest.fixture
 def config(tmp_path: object) -> Config:
     return make_config(tmp_path, auth={"mail_max_per_window": 50})  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def alice(client: httpx.AsyncClient, outbox: Outbox) -> User:
-    return await make_user(client, outbox, "alice")
-
-
-@pytest.fixture
-async def bob(client: httpx.AsyncClient, outbox: Outbox) -> User:
-    return await make_user(client, outbox, "bob")
 
 
 async def refused(url: str, code: str, user: User) -> tuple[str, int | None]:

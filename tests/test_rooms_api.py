@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import Outbox, login, make_config, signup_verified
+from conftest import Outbox, User, login, make_config, signup_verified
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from meet.clock import FakeClock
@@ -51,17 +51,6 @@ async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
 def http_client(server: RunningServer) -> httpx.AsyncClient:
     """A client with its own cookie jar (plain HTTP: skipping the TLS context saves ~40 ms each)."""
     return httpx.AsyncClient(base_url=server.url, timeout=10, verify=False)
-
-
-@dataclass
-class User:
-    id: int
-    username: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def make_user(server: RunningServer, outbox: Outbox, username: str) -> User:

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import Outbox, make_config
-from wsclient import RawSlowClient, User, connect, join, make_room, make_user, room_ws_url
+from conftest import Outbox, User, make_config, make_room, make_user
+from wsclient import RawSlowClient, connect, join, room_ws_url
 
 from meet.clock import FakeClock
 from meet.config import Config
@@ -36,21 +36,6 @@ def config(tmp_path: Path, rooms_settings: dict[str, Any]) -> Config:
 
 def settings(**rooms: Any) -> Any:
     return pytest.mark.parametrize("rooms_settings", [rooms], ids=["-".join(f"{k}={v}" for k, v in rooms.items())])
-
-
-@pytest.fixture
-async def alice(client: httpx.AsyncClient, outbox: Outbox) -> User:
-    return await make_user(client, outbox, "alice")
-
-
-@pytest.fixture
-async def bob(client: httpx.AsyncClient, outbox: Outbox) -> User:
-    return await make_user(client, outbox, "bob")
-
-
-@pytest.fixture
-async def carol(client: httpx.AsyncClient, outbox: Outbox) -> User:
-    return await make_user(client, outbox, "carol")
 
 
 @pytest.fixture

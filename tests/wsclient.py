@@ -16,13 +16,11 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import trio
-from conftest import Outbox, login, signup_verified
+from conftest import User, make_room, make_user  # re-exported for older imports
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 WAIT = 5.0
@@ -154,28 +152,6 @@ async def join(http_url: str, code: str, token: str, **kw: Any) -> AsyncIterator
         yield ws, welcome
 
 
-@dataclass
-class User:
-    id: int
-    username: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def make_user(client: httpx.AsyncClient, outbox: Outbox, name: str) -> User:
-    user = await signup_verified(client, outbox, name, f"{name}@example.org")
-    return User(user["id"], name, await login(client, name))
-
-
-async def make_room(client: httpx.AsyncClient, host: User, **body: Any) -> str:
-    r = await client.post("/api/rooms", json={"title": "Standup", **body}, headers=host.auth)
-    assert r.status_code == 201, r.text
-    return r.json()["room"]["code"]  # type: ignore[no-any-return]
-
-
 class RawSlowClient:
     """A WebSocket client on a plain socket with a tiny receive buffer that, after the
     handshake, never reads again: the server's writes to it pile up. (``trio.socket`` mirrors
@@ -218,3 +194,8 @@ class RawSlowClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+__all__ = [
+    "WS", "RawSlowClient", "User", "connect", "join", "make_room", "make_user", "room_ws_url", "user_ws_url", "ws_base",
+]

@@ -123,7 +123,7 @@ async def join_room(code: str) -> Response:
         {
             "room": room_json(row),
             "ws_url": ws_url(row["code"]),
-            "ice_servers": [s.as_json() for s in svc.config.rtc.ice_servers],
+            "ice_servers": svc.rooms.ice.for_user(me.id),
         }
     )
 
