@@ -28,6 +28,7 @@ from meet.history import History
 from meet.mail import Mailer, make_mailer
 from meet.passwords import Passwords
 from meet.presence import Presence
+from meet.relay.bridge import RelayBridge
 from meet.rooms import Rooms, close_stale_stays
 from meet.store import Store, open_store
 from meet.store import accounts as account_queries
@@ -162,6 +163,10 @@ async def _run_jobs(
     with scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(svc.presence.run)
+            if svc.config.rtc.relay != "off":
+                bridge = RelayBridge(svc.config.rtc, svc.rooms.relay_event, svc.rooms.relay_lost)
+                await nursery.start(bridge.run)
+                svc.rooms.media.relay = bridge
             nursery.start_soon(purge_job, svc.store, svc.clock)
             task_status.started()
 

@@ -1,0 +1,501 @@
+"""Every touch of aiortc's internals the relay's forwarding needs, in one place (aiortc 1.16.0).
+
+aiortc has no API for forwarding RTP without decoding it, so the relay reaches inside. This
+module is the only one that does (``ice.py`` keeps its own ICE patches): ``forward.py`` and the
+signaling code see plain functions and plain values. :func:`check_internals` verifies every
+name below against the installed aiortc before a worker serves anything, and the test suite
+monkeypatches them away to prove it fails loudly. After an aiortc upgrade, re-read the stock
+code paths named here, then update :data:`PINNED`.
+
+What is touched, and why:
+
+- Inbound, ``RTCRtpReceiver._handle_rtp_packet`` (called by ``RTCDtlsTransport._handle_rtp_data``
+  for each decrypted RTP packet) is replaced per instance. The replacement keeps the stock
+  steps a forwarder needs, in the stock order — REMB estimation (``__remote_bitrate_estimator``),
+  receive statistics for RTCP RR (``__remote_streams``, ``StreamStatistics``), RTX unwrapping
+  (``__codecs``, ``__rtx_ssrc``, ``unwrap_rtx``) and NACK generation (``__nack_generator``) —
+  and then hands the packet's fields to the forwarder instead of depayloading, jitter-buffering
+  and decoding it. ``_handle_rtcp_packet`` is wrapped to read the publisher's sender reports.
+  Upstream RTCP (NACK, PLI, REMB) is sent with the receiver's RTCP SSRC (``__rtcp_ssrc``).
+- Outbound, per ``RTCRtpSender`` instance: ``_handle_rtcp_packet`` is wrapped so subscriber
+  NACKs and PLI/FIR reach the forwarder (stock aiortc would look in its own RTP history and flag
+  its own encoder); ``_send_rtcp`` is wrapped so each sender report carries the forwarder's
+  packet/octet counts and RTP/NTP pair (the stock counters ``__packet_count``, ``__octet_count``,
+  ``__ntp_timestamp``, ``__rtp_timestamp`` and ``__lsr`` are updated too, for getStats and RTT).
+  ``_stream_id`` is set to the publisher's peer id (the msid stream id); ``_ssrc``/``_rtx_ssrc``
+  are read.
+- Sending: RTP is SRTP-protected with ``RTCDtlsTransport._tx_srtp`` and written straight to the
+  nominated candidate pair's datagram transport (``aioice.Connection._nominated``), skipping
+  the four coroutine layers of ``_send_rtp`` (the stock path, used for TURN pairs).
+- Negotiation: ``RTCRtpTransceiver._codecs``/``_headerExtensions``/``_offerDirection`` are read
+  and ``_codecs`` narrowed to the room's codecs. aiortc's ``createOffer`` resets every
+  transceiver's ``_codecs``/``_headerExtensions`` to its own defaults: :func:`create_offer`
+  restores the negotiated ones at once, because ``RTCPeerConnection.__connect`` reads them to
+  register receivers and senders only when DTLS connects — an offer made during a participant's
+  first handshake would otherwise register aiortc's payload types and extension ids for a
+  browser's streams (its packets then fail to parse, which closes the transport). The offer
+  text is rewritten with ``aiortc.sdp`` to keep the client's payload types and extension ids,
+  which browsers require to stay stable within a BUNDLE group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import aioice
+import aioice.ice
+import aiortc
+import aiortc.codecs
+import aiortc.rtcdtlstransport
+import aiortc.rtcpeerconnection
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
+import aiortc.rtp
+import aiortc.sdp
+from aiortc import (
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+
+#: The versions this module was written against (see the module docstring before changing).
+PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+
+_CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
+_PLI = struct.Struct("!BBHLL")
+_rtp = aiortc.rtp
+
+#: Header extensions aiortc can negotiate, by media kind (``aiortc.codecs.HEADER_EXTENSIONS``).
+SUPPORTED_EXTENSIONS = {
+    kind: [(ext.id, ext.uri) for ext in exts] for kind, exts in aiortc.codecs.HEADER_EXTENSIONS.items()
+}
+
+
+class InternalsError(RuntimeError):
+    """The installed aiortc/aioice lacks something the forwarder relies on."""
+
+
+class PacketSink(Protocol):
+    """Where a hooked receiver delivers packets (``forward.Source``)."""
+
+    def on_rtp(
+        self, ssrc: int, seq: int, ts: int, marker: int, payload: bytes, level: int | None
+    ) -> None: ...
+
+    def on_sender_report(self, ntp: int, rtp_timestamp: int) -> None: ...
+
+
+class Counters(Protocol):
+    upstream_nacks: int
+    remb_sent: int
+
+
+# --- the guard ---------------------------------------------------------------------------------
+
+_CLASS_ATTRIBUTES = {
+    RTCRtpReceiver: ("_handle_rtp_packet", "_handle_rtcp_packet", "transport"),
+    RTCRtpSender: ("_handle_rtcp_packet", "_send_rtcp", "_run_rtcp", "_next_encoded_frame", "replaceTrack"),
+    RTCRtpTransceiver: ("currentDirection", "direction", "mid"),
+    aiortc.rtcdtlstransport.RTCDtlsTransport: (
+        "_handle_rtp_data",
+        "_handle_rtcp_data",
+        "_send_rtp",
+        "transport",
+    ),
+}
+_RECEIVER_FIELDS = (
+    "_RTCRtpReceiver__codecs",
+    "_RTCRtpReceiver__rtx_ssrc",
+    "_RTCRtpReceiver__remote_streams",
+    "_RTCRtpReceiver__nack_generator",
+    "_RTCRtpReceiver__remote_bitrate_estimator",
+    "_RTCRtpReceiver__rtcp_ssrc",
+)
+_SENDER_FIELDS = (
+    "_ssrc",
+    "_rtx_ssrc",
+    "_stream_id",
+    "_RTCRtpSender__lsr",
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__packet_count",
+)
+_MODULE_NAMES = (
+    (
+        aiortc.rtp,
+        (
+            "RtpPacket",
+            "RtcpSrPacket",
+            "RtcpSenderInfo",
+            "RtcpRtpfbPacket",
+            "RtcpPsfbPacket",
+            "unwrap_rtx",
+            "pack_remb_fci",
+            "RTCP_RTPFB_NACK",
+            "RTCP_PSFB_PLI",
+            "RTCP_PSFB_FIR",
+            "RTCP_PSFB_APP",
+            "RTCP_PSFB",
+        ),
+    ),
+    (aiortc.rtcrtpreceiver, ("StreamStatistics",)),
+    (aiortc.codecs, ("is_rtx", "HEADER_EXTENSIONS", "CODECS")),
+    (aiortc.sdp, ("SessionDescription", "candidate_from_sdp")),
+    (aiortc.rtcdtlstransport, ("State",)),
+    (aioice.ice, ("StunProtocol", "CandidatePair")),
+)
+# (owner, function name, a name its code must use): the stock call paths the hooks sit on.
+_CALL_PATHS = (
+    (aiortc.rtcdtlstransport.RTCDtlsTransport, "_handle_rtp_data", "_handle_rtp_packet"),
+    (aiortc.rtcdtlstransport.RTCDtlsTransport, "_handle_rtcp_data", "_handle_rtcp_packet"),
+    (RTCRtpSender, "_run_rtcp", "_send_rtcp"),
+    (RTCRtpSender, "_next_encoded_frame", "recv"),
+    (RTCPeerConnection, "createOffer", "_codecs"),
+    (aioice.ice.Connection, "sendto", "_nominated"),
+)
+
+
+async def check_internals() -> None:
+    """Raise :class:`InternalsError` naming everything the forwarder needs that is missing.
+
+    Must run inside an event loop (it builds a throwaway peer connection to look at instances).
+    """
+    problems = [
+        f"{name} {getattr(module, '__version__', '?')} is installed, this was written for {PINNED[name]}"
+        for name, module in (("aiortc", aiortc), ("aioice", aioice))
+        if getattr(module, "__version__", None) != PINNED[name]
+    ]
+    for cls, names in _CLASS_ATTRIBUTES.items():
+        problems += [f"{cls.__name__}.{name} is missing" for name in names if not hasattr(cls, name)]
+    for module, names in _MODULE_NAMES:
+        problems += [f"{module.__name__}.{n} is missing" for n in names if not hasattr(module, n)]
+    for owner, function, name in _CALL_PATHS:
+        if name not in _names_used(getattr(owner, function, None)):
+            problems.append(f"{owner.__name__}.{function} is missing or no longer uses {name}")
+    problems += await _check_instances()
+    if problems:
+        raise InternalsError(
+            "meet.relay forwards RTP through aiortc internals that are not as expected: "
+            + "; ".join(problems)
+            + f". Install aiortc=={PINNED['aiortc']} aioice=={PINNED['aioice']}, or re-check "
+            "meet/relay/internals.py against the new version and update PINNED."
+        )
+
+
+async def _check_instances() -> list[str]:
+    """Instance attributes (set in ``__init__``, invisible on the classes)."""
+    problems: list[str] = []
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        objects: list[tuple[Any, Iterable[str]]] = [
+            (transceiver.receiver, _RECEIVER_FIELDS + ("_enabled",)),
+            (transceiver.sender, _SENDER_FIELDS),
+            (transceiver, ("_offerDirection", "_codecs", "_headerExtensions")),
+            (transceiver.sender.transport, ("_tx_srtp", "_state", "_transport")),
+            (transceiver.sender.transport.transport, ("_connection",)),
+            (transceiver.sender.transport.transport._connection, ("_nominated",)),
+        ]
+        for obj, names in objects:
+            problems += [f"{type(obj).__name__} instances lack {n}" for n in names if not hasattr(obj, n)]
+    except Exception as exc:  # noqa: BLE001 - any surprise here is exactly what we report
+        problems.append(f"probing a peer connection failed: {exc!r}")
+    finally:
+        await pc.close()
+    return problems
+
+
+def _names_used(function: Any) -> set[str]:
+    """Global and attribute names a function's code (nested code included) refers to."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return set()
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(c for c in current.co_consts if inspect.iscode(c))
+    return names
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+def transport_sender(dtls: Any, rtcp: bool = False) -> Callable[[bytes], bool]:
+    """A function that SRTP-protects and sends one packet on ``dtls`` now; False if it cannot.
+
+    Cheaper than ``await dtls._send_rtp(data)``: no coroutine chain, and nothing raised while
+    the transport is not (or no longer) connected — a forwarder drops those packets.
+    """
+    nominated = dtls.transport._connection._nominated
+    stun_protocol = aioice.ice.StunProtocol
+
+    def send(data: bytes) -> bool:
+        if dtls._state is not _CONNECTED:
+            return False
+        pair = nominated.get(1)
+        if pair is None:
+            return False
+        srtp = dtls._tx_srtp
+        data = srtp.protect_rtcp(data) if rtcp else srtp.protect(data)
+        protocol = pair.protocol
+        if type(protocol) is stun_protocol:
+            protocol.transport.sendto(data, pair.remote_addr)
+        else:  # a TURN allocation: its send_data wraps the datagram
+            asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
+        return True
+
+    return send
+
+
+def is_connected(dtls: Any) -> bool:
+    """Whether ``dtls`` can send SRTP now."""
+    return dtls._state is _CONNECTED
+
+
+# --- inbound: the publisher's receiver ---------------------------------------------------------
+
+
+def hook_receiver(receiver: RTCRtpReceiver, sink: PacketSink, counters: Counters) -> None:
+    """Forward ``receiver``'s packets to ``sink`` after RTX unwrap and NACK generation.
+
+    Depayloading, the jitter buffer and the decoder are skipped: nothing is decoded.
+    """
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    rtx_ssrcs: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+    stock_rtcp = receiver._handle_rtcp_packet
+    is_rtx = aiortc.codecs.is_rtx
+
+    def send_rtcp(packet: Any) -> None:
+        transport_sender(receiver.transport, rtcp=True)(bytes(packet))
+
+    def rtcp_ssrc() -> int | None:
+        return receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined, no-any-return]
+
+    async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
+        if not receiver._enabled:
+            return
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            sender_ssrc = rtcp_ssrc()
+            if remb is not None and sender_ssrc is not None:
+                counters.remb_sent += 1
+                send_rtcp(
+                    _rtp.RtcpPsfbPacket(
+                        fmt=_rtp.RTCP_PSFB_APP, ssrc=sender_ssrc, media_ssrc=0, fci=_rtp.pack_remb_fci(*remb)
+                    )
+                )
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stats = streams.get(packet.ssrc)
+        if stats is None:
+            stats = streams[packet.ssrc] = aiortc.rtcrtpreceiver.StreamStatistics(codec.clockRate)
+        stats.add(packet)
+        if is_rtx(codec):
+            original_ssrc = rtx_ssrcs.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or apt not in codecs:
+                return  # unknown RTX stream, or padding-only probe: nothing to forward
+            packet = _rtp.unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+        if nacks is not None and nacks.add(packet) and (sender_ssrc := rtcp_ssrc()) is not None:
+            counters.upstream_nacks += 1
+            nack = _rtp.RtcpRtpfbPacket(fmt=_rtp.RTCP_RTPFB_NACK, ssrc=sender_ssrc, media_ssrc=packet.ssrc)
+            nack.lost = sorted(nacks.missing)
+            send_rtcp(nack)
+        level = packet.extensions.audio_level
+        sink.on_rtp(
+            packet.ssrc,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.marker,
+            packet.payload,
+            None if level is None else (level[0] << 7) | level[1],
+        )
+
+    async def handle_rtcp(packet: Any) -> None:
+        if isinstance(packet, _rtp.RtcpSrPacket):
+            sink.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
+        await stock_rtcp(packet)
+
+    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def pli_sender(receiver: RTCRtpReceiver) -> Callable[[int], bool]:
+    """A function sending one PLI for a media SSRC upstream on ``receiver``'s transport."""
+
+    def send_pli(media_ssrc: int) -> bool:
+        ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if ssrc is None:
+            return False
+        data = _PLI.pack(0x80 | _rtp.RTCP_PSFB_PLI, _rtp.RTCP_PSFB, 2, ssrc, media_ssrc)
+        return transport_sender(receiver.transport, rtcp=True)(data)
+
+    return send_pli
+
+
+# --- outbound: the subscriber's sender ---------------------------------------------------------
+
+
+def hook_sender(
+    sender: RTCRtpSender,
+    on_nack: Callable[[list[int]], None],
+    on_keyframe_request: Callable[[], None],
+    sender_info: Callable[[], tuple[int, int, int, int] | None],
+) -> None:
+    """Route a forwarding sender's NACK and PLI/FIR to the forwarder; keep its SRs true.
+
+    ``sender_info()`` returns ``(ntp, rtp_timestamp, packets, octets)`` or None (no media yet).
+    """
+    stock_rtcp = sender._handle_rtcp_packet
+    stock_send = sender._send_rtcp
+
+    async def handle_rtcp(packet: Any) -> None:
+        if isinstance(packet, _rtp.RtcpRtpfbPacket) and packet.fmt == _rtp.RTCP_RTPFB_NACK:
+            on_nack(list(packet.lost))
+        elif isinstance(packet, _rtp.RtcpPsfbPacket) and packet.fmt in (
+            _rtp.RTCP_PSFB_PLI,
+            _rtp.RTCP_PSFB_FIR,
+        ):
+            on_keyframe_request()
+        else:  # receiver reports (RTT, stats) and REMB: the stock handling is fine
+            await stock_rtcp(packet)
+
+    async def send_rtcp(packets: list[Any]) -> None:
+        info = sender_info()
+        if info is not None:
+            for packet in packets:
+                if isinstance(packet, _rtp.RtcpSrPacket) and packet.ssrc == sender._ssrc:
+                    ntp, rtp_ts, count, octets = info
+                    packet.sender_info = _rtp.RtcpSenderInfo(
+                        ntp_timestamp=ntp,
+                        rtp_timestamp=rtp_ts,
+                        packet_count=count & 0xFFFFFFFF,
+                        octet_count=octets & 0xFFFFFFFF,
+                    )
+                    sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+                    sender._RTCRtpSender__rtp_timestamp = rtp_ts  # type: ignore[attr-defined]
+                    sender._RTCRtpSender__packet_count = count  # type: ignore[attr-defined]
+                    sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
+                    sender._RTCRtpSender__lsr = (ntp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+        await stock_send(packets)
+
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+
+
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """The msid stream id this sender's m-line announces (aiortc has no ``setStreams``)."""
+    sender._stream_id = stream_id
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """(media SSRC, RTX SSRC) of a sender."""
+    return sender._ssrc, sender._rtx_ssrc
+
+
+# --- negotiation -------------------------------------------------------------------------------
+
+
+async def create_offer(pc: RTCPeerConnection) -> str:
+    """``pc.createOffer()`` without losing what earlier negotiations settled (see above)."""
+    settled = {t: (t._codecs, t._headerExtensions) for t in pc.getTransceivers() if t.mid is not None}
+    offer = await pc.createOffer()  # no suspension inside: nothing can read the defaults
+    for transceiver, (codecs, extensions) in settled.items():
+        transceiver._codecs, transceiver._headerExtensions = codecs, extensions
+    return str(offer.sdp)
+
+
+def offer_direction(transceiver: RTCRtpTransceiver) -> str | None:
+    """The direction the remote's last offer allows us (``sendonly`` = the remote only receives)."""
+    return transceiver._offerDirection
+
+
+def restrict_codecs(transceiver: RTCRtpTransceiver, keep: Callable[[RTCRtpCodecParameters], bool]) -> None:
+    """Narrow the negotiated codecs to ``keep`` (and the RTX of kept codecs), before an answer."""
+    kept = [c for c in transceiver._codecs if not aiortc.codecs.is_rtx(c) and keep(c)]
+    kept_types = {c.payloadType for c in kept}
+    transceiver._codecs = [
+        c
+        for c in transceiver._codecs
+        if c in kept or (aiortc.codecs.is_rtx(c) and c.parameters.get("apt") in kept_types)
+    ]
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The transceiver's codecs: the first is the one media is sent with."""
+    return list(transceiver._codecs)
+
+
+def negotiated_extensions(transceiver: RTCRtpTransceiver) -> dict[str, int]:
+    """Header extension URI → id as negotiated for this m-line."""
+    return {ext.uri: ext.id for ext in transceiver._headerExtensions}
+
+
+def is_rtx(codec: RTCRtpCodecParameters) -> bool:
+    return bool(aiortc.codecs.is_rtx(codec))
+
+
+def default_codecs(kind: str) -> list[RTCRtpCodecParameters]:
+    """aiortc's own codec list for a kind (payload types included), as fresh copies."""
+    return copy.deepcopy(aiortc.codecs.CODECS[kind])
+
+
+def describe_description(sdp: str) -> tuple[set[int], dict[str, int]]:
+    """(payload types used by any m-line, header extension uri → id) of a session description."""
+    description = aiortc.sdp.SessionDescription.parse(sdp)
+    types: set[int] = set()
+    extensions: dict[str, int] = {}
+    for media in description.media:
+        types.update(c.payloadType for c in media.rtp.codecs if c.payloadType is not None)
+        extensions.update((ext.uri, ext.id) for ext in media.rtp.headerExtensions)
+    return types, extensions
+
+
+def rewrite_offer(
+    sdp: str,
+    codecs: dict[str, list[RTCRtpCodecParameters]],
+    extensions: dict[str, list[tuple[int, str]]],
+) -> str:
+    """Our offer with each audio/video m-line's codecs and extension ids replaced by ours."""
+    description = aiortc.sdp.SessionDescription.parse(sdp)
+    for media in description.media:
+        if media.kind not in codecs:
+            continue
+        media.rtp.codecs = copy.deepcopy(codecs[media.kind])
+        media.fmt = [c.payloadType for c in media.rtp.codecs]
+        media.rtp.headerExtensions = [
+            RTCRtpHeaderExtensionParameters(id=i, uri=u) for i, u in extensions[media.kind]
+        ]
+    return str(description)
+
+
+def parse_candidate(candidate: dict[str, Any]) -> RTCIceCandidate:
+    """An aiortc candidate from a browser's ``RTCIceCandidateInit`` dictionary."""
+    text = str(candidate.get("candidate", ""))
+    text = text.removeprefix("candidate:")
+    parsed: RTCIceCandidate = aiortc.sdp.candidate_from_sdp(text)
+    parsed.sdpMid = candidate.get("sdpMid")
+    parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+    return parsed

@@ -1,0 +1,457 @@
+"""One participant's connection with the relay: negotiation, publications and subscriptions.
+
+The contract (``docs/protocol.md``, "Relay negotiation contract"): the client sends the first
+offer, the relay answers; the relay sends its own offers when tracks come and go and never
+rolls back (a client offer that collides with the relay's is ignored: ``{ignored: true}``).
+
+Decisions this module makes where the contract leaves room:
+
+- **Publishing.** The relay accepts the client's media on every m-line (its directions always
+  include ``recv``). An m-line on which the client sends is a publication; its source is fixed
+  when it first sends: audio is ``"audio"``, the first video m-line to send is ``"camera"`` and
+  any later one ``"screen"`` (in m-line order when several start together). That is the mesh
+  client's rule (first audio/video transceivers carry the microphone and camera). Every audio
+  m-line is labelled ``"audio"`` (a second one, e.g. a shared tab's sound, is played like any).
+- **Subscribing.** Each other participant's live publication gets one m-line ("slot") on this
+  connection, sending with msid stream id = the publisher's peer id. Slots are m-lines the
+  relay added, or m-lines the client itself offered as ``recvonly`` (filled in the answer, which
+  saves a round trip); the client's sending m-lines (camera, microphone) are never used.
+- **Removal.** m-lines cannot be deleted and aiortc cannot reject one (port 0), so a slot whose
+  publisher left is renegotiated to not send (``recvonly`` from the relay; the client's
+  transceiver becomes ``inactive``: its track is muted and removed from its stream), dropped
+  from ``tracks``, and reused for the next publication of the same kind (new msid, sequence
+  numbers and timestamps continuing). ``tracks`` is authoritative: a mid it does not list
+  carries nothing.
+- **Timing.** Forwarding on a slot starts when the negotiation that assigned it completes (the
+  client knows the SSRC/msid by then), at the publisher's next keyframe, requested at once.
+  ``tracks`` is emitted whenever that mapping changed, after the negotiation (for a client
+  offer: just before its answer is returned).
+- **Codecs.** Opus and VP8 only (one video codec for every room; H.264 is not offered): each
+  negotiation is narrowed to them, and the relay's offers keep the payload types and header
+  extension ids the client used first, so a BUNDLE never sees one payload type change meaning.
+- **Refusal.** If the client answers a slot without receiving, that publication is not offered
+  to it again (no endless m-line growth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+
+from meet.relay import internals
+from meet.relay.forward import Counters, OutStream, Source
+
+log = logging.getLogger("meet.relay.peer")
+
+ROOM_CODECS = {"audio": "audio/opus", "video": "video/vp8"}
+SENDING = ("sendonly", "sendrecv")  # directions in which the relay sends
+RECEIVING = ("recvonly", "sendrecv")  # directions in which the relay receives
+
+
+def _is_codec(mime_type: str, codec: RTCRtpCodecParameters) -> bool:
+    return codec.mimeType.lower() == mime_type
+
+
+class RequestError(Exception):
+    """A request the relay refuses (reported to the server as ``ok: false``)."""
+
+
+class RoomView(Protocol):
+    """What a participant needs from its room."""
+
+    name: str
+    counters: Counters
+
+    def wanted_sources(self, peer: str) -> list[Source]: ...
+
+    def publications_changed(self, by: Participant) -> None: ...
+
+
+class ForwardTrack(MediaStreamTrack):
+    """The track of a forwarding sender: it never yields a frame, so aiortc never encodes.
+
+    aiortc's sender task awaits ``recv()`` forever (instead of polling every 20 ms, as it does
+    without a track); packets reach the subscriber through :class:`OutStream` instead.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Any:
+        await asyncio.get_running_loop().create_future()
+
+
+class Slot:
+    """An m-line that can carry one other participant's track to this one."""
+
+    __slots__ = ("kind", "out", "refused", "server_made", "source", "transceiver")
+
+    def __init__(self, transceiver: RTCRtpTransceiver, server_made: bool, counters: Counters) -> None:
+        self.transceiver = transceiver
+        self.kind = transceiver.kind
+        self.server_made = server_made  # added by the relay (else offered recvonly by the client)
+        self.out = OutStream(transceiver.kind, counters)
+        self.source: Source | None = None  # assigned (negotiated or being negotiated)
+        self.refused = False
+        internals.hook_sender(
+            transceiver.sender, self.out.on_nack, self.out.on_keyframe_request, self.out.sender_info
+        )
+
+
+class Participant:
+    """A participant's RTCPeerConnection with the relay."""
+
+    def __init__(
+        self,
+        room: RoomView,
+        peer: str,
+        configuration: RTCConfiguration,
+        emit: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.room, self.peer, self.emit = room, peer, emit
+        self.counters = room.counters
+        self.pc = RTCPeerConnection(configuration)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        self.lock = asyncio.Lock()  # one negotiation step at a time, in request order
+        self.slots: dict[RTCRtpTransceiver, Slot] = {}
+        self.pubs: dict[RTCRtpTransceiver, Source] = {}
+        self.known: set[RTCRtpTransceiver] = set()
+        self.refused: set[Source] = set()
+        self.codec_book: dict[str, list[RTCRtpCodecParameters]] = {}
+        self.payload_types: set[int] = set()  # used by the client in any description
+        self.extension_ids: dict[str, int] = {}  # uri -> id, the client's first, then ours
+        self.tracks_sent: list[dict[str, str]] = []
+        self.closed = False
+        self._update: asyncio.Task[None] | None = None
+        self._again = False
+
+    # --- requests -------------------------------------------------------------------------------
+
+    async def on_offer(self, sdp: str) -> dict[str, Any]:
+        """The client's offer: our answer, or ``ignored`` while our own offer is out."""
+        async with self.lock:
+            self._check_open()
+            if self.pc.signalingState == "have-local-offer":
+                return {"ignored": True}
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            self._learn(sdp)
+            self._discover()
+            self._restrict_codecs()
+            self._plan(answering=True)
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            self._negotiated()
+            answer = self.pc.localDescription.sdp
+        self.schedule_update()
+        return {"sdp": answer}
+
+    async def on_answer(self, sdp: str) -> dict[str, Any]:
+        """The client's answer to our offer."""
+        async with self.lock:
+            self._check_open()
+            if self.pc.signalingState != "have-local-offer":
+                raise RequestError("the relay has no offer waiting for an answer")
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            self._restrict_codecs()
+            self._negotiated()
+        self.schedule_update()
+        return {}
+
+    async def on_candidate(self, candidate: dict[str, Any] | None) -> dict[str, Any]:
+        """A trickled ICE candidate (None or an empty one: the end of candidates)."""
+        async with self.lock:
+            self._check_open()
+            try:
+                if candidate is None or not candidate.get("candidate"):
+                    await self.pc.addIceCandidate(None)
+                else:
+                    await self.pc.addIceCandidate(internals.parse_candidate(candidate))
+            except Exception as exc:  # noqa: BLE001 - e.g. a candidate of an offer we ignored
+                log.debug("%s: candidate not applied: %s", self.peer, exc)
+                return {"applied": False, "reason": str(exc)}
+        return {"applied": True}
+
+    async def close(self) -> None:
+        """The participant left: stop its publications and subscriptions, close the connection."""
+        if self.closed:
+            return
+        self.closed = True
+        for source in self.pubs.values():
+            source.close()
+        for slot in self.slots.values():
+            slot.out.detach()
+        if self._update is not None:
+            self._update.cancel()
+        await self.pc.close()
+
+    def publications(self) -> list[Source]:
+        """This participant's live publications, in m-line order."""
+        return [source for source in self.pubs.values() if source.live]
+
+    def out_streams(self) -> list[OutStream]:
+        return [slot.out for slot in self.slots.values()]
+
+    # --- renegotiation --------------------------------------------------------------------------
+
+    def schedule_update(self) -> None:
+        """Offer to the client if its subscriptions should change (now, or once stable)."""
+        if self.closed:
+            return
+        self._again = True
+        if self._update is None:
+            self._update = asyncio.ensure_future(self._run_updates())
+
+    async def _run_updates(self) -> None:
+        try:
+            while self._again and not self.closed:
+                self._again = False
+                async with self.lock:
+                    if not self.closed and self.pc.signalingState == "stable":
+                        await self._offer_if_needed()
+        except Exception:
+            log.exception("%s: renegotiation failed", self.peer)
+        finally:
+            self._update = None
+
+    async def _offer_if_needed(self) -> None:
+        if not self._plan(answering=False):
+            return
+        offer = await internals.create_offer(self.pc)
+        sdp = internals.rewrite_offer(offer, self._codec_plan(), self._extension_plan())
+        await self.pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        self.emit(
+            {"event": "offer", "room": self.room.name, "peer": self.peer, "sdp": self.pc.localDescription.sdp}
+        )
+
+    def _plan(self, answering: bool) -> bool:
+        """Match slots to the wanted publications; set directions; whether SDP must change."""
+        offered = self.room.wanted_sources(self.peer)
+        self.refused.intersection_update(offered)  # forget the refusals of tracks that went away
+        wanted = [s for s in offered if s not in self.refused]
+        for slot in self.slots.values():
+            if slot.source is not None and slot.source not in wanted:
+                self._unassign(slot)
+        assigned = {slot.source for slot in self.slots.values()}
+        for source in wanted:
+            if source in assigned:
+                continue
+            free = self._free_slot(source.kind, answering)
+            if free is None and not answering:  # an answer cannot add m-lines: offer after it
+                free = self._new_slot(source.kind)
+            if free is not None:
+                free.source = source
+                internals.set_stream_id(free.transceiver.sender, source.publisher)
+        changed = False
+        for transceiver in self.pc.getTransceivers():
+            found = self.slots.get(transceiver)
+            send = found is not None and found.source is not None
+            transceiver.direction = "sendrecv" if send else "recvonly"
+            if transceiver.mid is None or (transceiver.currentDirection in SENDING) != send:
+                changed = True
+            elif send and found is not None and found.out.source is not found.source:
+                changed = True  # reused for another publisher: its msid changes
+        return changed
+
+    def _free_slot(self, kind: str, answering: bool) -> Slot | None:
+        for slot in self.slots.values():
+            if slot.kind != kind or slot.source is not None or slot.refused:
+                continue
+            allowed = internals.offer_direction(slot.transceiver) in SENDING
+            if allowed or (not answering and slot.server_made):
+                return slot
+        return None
+
+    def _new_slot(self, kind: str) -> Slot:
+        track = ForwardTrack(kind)
+        transceiver = self.pc.addTransceiver(track, direction="sendrecv")
+        self.known.add(transceiver)
+        self._add_publication(transceiver)  # the client may send on it too
+        slot = self.slots[transceiver] = Slot(transceiver, True, self.counters)
+        return slot
+
+    def _unassign(self, slot: Slot) -> None:
+        slot.source = None
+        slot.out.detach()
+
+    # --- after setRemoteDescription / a completed negotiation ----------------------------------
+
+    def _learn(self, sdp: str) -> None:
+        """Remember the client's payload types and extension ids, to keep them in our offers."""
+        types, extensions = internals.describe_description(sdp)
+        self.payload_types |= types
+        for uri, ext_id in extensions.items():
+            self.extension_ids.setdefault(uri, ext_id)
+
+    def _discover(self) -> None:
+        """Adopt the m-lines the client's offer added."""
+        for transceiver in self.pc.getTransceivers():
+            if transceiver in self.known:
+                continue
+            self.known.add(transceiver)
+            self._add_publication(transceiver)
+            if internals.offer_direction(transceiver) == "sendonly":  # offered recvonly: a slot
+                track = ForwardTrack(transceiver.kind)
+                transceiver.sender.replaceTrack(track)
+                self.slots[transceiver] = Slot(transceiver, False, self.counters)
+
+    def _add_publication(self, transceiver: RTCRtpTransceiver) -> None:
+        receiver = transceiver.receiver
+        source = Source(self.peer, transceiver.kind, internals.pli_sender(receiver), self.counters)
+        internals.hook_receiver(receiver, source, self.counters)
+        self.pubs[transceiver] = source
+
+    def _restrict_codecs(self) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid is None:
+                continue  # not negotiated yet (an offer of ours that failed half-way)
+            wanted = ROOM_CODECS[transceiver.kind]
+            internals.restrict_codecs(transceiver, partial(_is_codec, wanted))
+            codecs = internals.negotiated_codecs(transceiver)
+            if not codecs:
+                raise RequestError(f"m-line {transceiver.mid}: the relay needs {wanted}")
+            self.codec_book.setdefault(transceiver.kind, copy.deepcopy(codecs))
+
+    def _negotiated(self) -> None:
+        """A negotiation completed: update publications, start/stop forwarding, emit tracks."""
+        published = False
+        for transceiver, source in self.pubs.items():
+            live = transceiver.currentDirection in RECEIVING
+            if live and source.label is None:
+                source.label = self._label(transceiver.kind)
+            if live != source.live:
+                published = True
+                if live:
+                    source.live = True
+                else:
+                    source.close()
+        for slot in self.slots.values():
+            self._settle(slot)
+        self._emit_tracks()
+        if published:
+            self.room.publications_changed(self)
+
+    def _settle(self, slot: Slot) -> None:
+        """Start or stop forwarding on a slot as just negotiated."""
+        source = slot.source
+        if source is None:
+            return
+        if slot.transceiver.currentDirection not in SENDING:
+            log.info(
+                "%s refused %s's %s on mid %s",
+                self.peer,
+                source.publisher,
+                source.label,
+                slot.transceiver.mid,
+            )
+            slot.refused = True
+            self.refused.add(source)
+            self._unassign(slot)
+            self._again = True
+            return
+        self._configure(slot)
+        if source.live:
+            slot.out.attach(source)
+
+    def _configure(self, slot: Slot) -> None:
+        transceiver = slot.transceiver
+        codecs = internals.negotiated_codecs(transceiver)
+        main = codecs[0]
+        assert main.payloadType is not None  # negotiated codecs always carry one
+        rtx = next(
+            (c for c in codecs if internals.is_rtx(c) and c.parameters.get("apt") == main.payloadType), None
+        )
+        ssrc, rtx_ssrc = internals.sender_ssrcs(transceiver.sender)
+        dtls = transceiver.sender.transport
+        slot.out.configure(
+            pt=main.payloadType,
+            rtx_pt=rtx.payloadType if rtx else None,
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc,
+            clock_rate=main.clockRate,
+            extensions=internals.negotiated_extensions(transceiver),
+            mid=transceiver.mid,
+            send=internals.transport_sender(dtls),
+            ready=partial(internals.is_connected, dtls),
+        )
+
+    def _label(self, kind: str) -> str:
+        if kind == "audio":
+            return "audio"
+        return "screen" if any(s.label == "camera" for s in self.pubs.values()) else "camera"
+
+    def _emit_tracks(self) -> None:
+        tracks = [
+            {"mid": str(t.mid), "publisher": slot.source.publisher, "source": str(slot.source.label)}
+            for t, slot in self.slots.items()
+            if slot.source is not None and slot.out.source is slot.source
+        ]
+        if tracks != self.tracks_sent:
+            self.tracks_sent = tracks
+            self.emit({"event": "tracks", "room": self.room.name, "peer": self.peer, "tracks": tracks})
+
+    # --- offers keep the client's numbering -----------------------------------------------------
+
+    def _codec_plan(self) -> dict[str, list[RTCRtpCodecParameters]]:
+        plan: dict[str, list[RTCRtpCodecParameters]] = {}
+        taken = set(self.payload_types)
+        for kind in ("audio", "video"):
+            if kind not in self.codec_book:
+                self.codec_book[kind] = self._fresh_codecs(kind, taken)
+            plan[kind] = self.codec_book[kind]
+            taken |= {c.payloadType for c in plan[kind] if c.payloadType is not None}
+        return plan
+
+    def _fresh_codecs(self, kind: str, taken: set[int]) -> list[RTCRtpCodecParameters]:
+        """aiortc's room codec (+ RTX) for a kind the client never offered, on free payload types."""
+        codecs = [c for c in internals.default_codecs(kind) if c.mimeType.lower() == ROOM_CODECS[kind]]
+        codecs += [
+            c
+            for c in internals.default_codecs(kind)
+            if internals.is_rtx(c) and c.parameters.get("apt") in {m.payloadType for m in codecs}
+        ]
+        free = (pt for pt in range(96, 128) if pt not in taken and pt not in {c.payloadType for c in codecs})
+        renumber = {c.payloadType: (next(free) if c.payloadType in taken else c.payloadType) for c in codecs}
+        for codec in codecs:
+            codec.payloadType = renumber[codec.payloadType]
+            if internals.is_rtx(codec):
+                codec.parameters["apt"] = renumber[int(str(codec.parameters["apt"]))]
+        return codecs
+
+    def _extension_plan(self) -> dict[str, list[tuple[int, str]]]:
+        plan: dict[str, list[tuple[int, str]]] = {}
+        for kind in ("audio", "video"):
+            plan[kind] = []
+            for default_id, uri in internals.SUPPORTED_EXTENSIONS[kind]:
+                if uri not in self.extension_ids:
+                    used = set(self.extension_ids.values())
+                    self.extension_ids[uri] = (
+                        default_id if default_id not in used else min(set(range(1, 15)) - used)
+                    )
+                plan[kind].append((self.extension_ids[uri], uri))
+        return plan
+
+    # --- misc -----------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RequestError(f"participant {self.peer} is closed")
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if self.closed or state not in ("failed", "closed"):
+            return
+        reason = "ICE or DTLS failed" if state == "failed" else "the connection was closed"
+        self.emit({"event": "failed", "room": self.room.name, "peer": self.peer, "reason": reason})

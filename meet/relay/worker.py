@@ -1,0 +1,299 @@
+"""The relay worker process: rooms of participants, each with one RTCPeerConnection, on asyncio.
+
+:class:`Relay` implements the channel contract of :mod:`meet.relay.channel`: ``handle(request)``
+answers one request (``configure``, ``open``, ``offer``, ``answer``, ``candidate``, ``close``,
+``stats``) and ``on_event`` receives the events (``offer``, ``tracks``, ``failed``). It can run
+in-process (tests drive it directly) or as ``python -m meet.relay.worker --fd N``: the process
+entry speaks channel frames on the inherited Unix socket ``N`` and exits when the socket closes
+or on SIGTERM/SIGINT, closing every peer connection first.
+
+Requests are handled concurrently, each as soon as it arrives; the requests of one participant
+are applied in arrival order (its lock is FIFO). A reply is written right after its handler
+returns, so an event a request caused (``tracks`` before an answer) precedes the reply, and a
+renegotiation it triggered (``offer``) follows it.
+
+Decisions where the contract is loose: ``open`` of a peer that is already open replaces it (a
+reconnect); requests before ``configure`` use host candidates on every interface and no ICE
+servers; ``candidate`` never fails the request for a candidate that cannot be applied (the
+reply says ``applied: false``), since a client trickles candidates of offers the relay ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+
+from meet.relay import internals
+from meet.relay.channel import ChannelError, Decoder, encode
+from meet.relay.forward import Counters, Source
+from meet.relay.peer import Participant, RequestError
+
+try:  # written concurrently by another part of the project; optional until it lands
+    from meet.relay import ice as _ice
+except ImportError:  # pragma: no cover - depends on the checkout
+    _ice = None  # type: ignore[assignment]
+
+log = logging.getLogger("meet.relay.worker")
+
+EventSink = Callable[[dict[str, Any]], None]
+CLOSE_TIMEOUT = 5.0
+
+
+class Room:
+    """The participants of one room on this worker."""
+
+    def __init__(self, name: str, counters: Counters) -> None:
+        self.name = name
+        self.counters = counters
+        self.participants: dict[str, Participant] = {}
+
+    def wanted_sources(self, peer: str) -> list[Source]:
+        """Every live publication of the others, in join then m-line order."""
+        return [s for pid, p in self.participants.items() if pid != peer for s in p.publications()]
+
+    def publications_changed(self, by: Participant) -> None:
+        """Someone's publications came or went: everyone else renegotiates if needed."""
+        for participant in self.participants.values():
+            if participant is not by:
+                participant.schedule_update()
+
+
+class Relay:
+    """Rooms and participants of one worker; the channel operations."""
+
+    def __init__(self, on_event: EventSink) -> None:
+        self.on_event = on_event
+        self.rooms: dict[str, Room] = {}
+        self.counters = Counters()
+        self.ice_servers: list[dict[str, Any]] = []
+        self.configured = False
+        self._retired = [0, 0]  # packets, octets of closed subscriptions
+        self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "configure": self._configure,
+            "open": self._open,
+            "offer": self._offer,
+            "answer": self._answer,
+            "candidate": self._candidate,
+            "close": self._close,
+            "stats": self._stats,
+        }
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One channel request → its reply (``ok`` true with the op's fields, or an error)."""
+        reply_id = request.get("id")
+        op = self._ops.get(str(request.get("op")))
+        try:
+            if op is None:
+                raise RequestError(f"unknown op {request.get('op')!r}")
+            result = await op(request)
+        except (RequestError, ValueError, KeyError, TypeError) as exc:
+            log.info("request %s refused: %s", request.get("op"), exc)
+            return {"id": reply_id, "ok": False, "error": str(exc) or type(exc).__name__}
+        except internals.InternalsError as exc:  # this aiortc cannot be used: say so loudly, once
+            log.error("%s", exc)
+            return {"id": reply_id, "ok": False, "error": str(exc)}
+        except Exception as exc:
+            log.exception("request %s failed", request.get("op"))
+            return {"id": reply_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"id": reply_id, "ok": True, **result}
+
+    async def close(self) -> None:
+        """Close every participant at once (process shutdown)."""
+        removals = [
+            self._remove(room, peer) for room in list(self.rooms.values()) for peer in list(room.participants)
+        ]
+        await asyncio.gather(*removals, return_exceptions=True)
+        self.rooms.clear()
+
+    # --- operations -----------------------------------------------------------------------------
+
+    async def _configure(self, request: dict[str, Any]) -> dict[str, Any]:
+        await internals.check_internals()
+        servers = request.get("ice_servers") or []
+        if not isinstance(servers, list):
+            raise RequestError("ice_servers must be a list")
+        self.ice_servers = servers
+        self._configuration()  # validates the servers now rather than at the first join
+        addresses = [str(a) for a in request.get("host_addresses") or []]
+        ports = _port_range(request.get("udp_ports"))
+        if _ice is not None:
+            _ice.configure_ice(addresses, ports)
+        elif addresses or ports:
+            raise RequestError("host_addresses/udp_ports need meet.relay.ice, which is missing")
+        self.configured = True
+        return {}
+
+    async def _open(self, request: dict[str, Any]) -> dict[str, Any]:
+        name, peer = _text(request, "room"), _text(request, "peer")
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name, self.counters)
+        if peer in room.participants:
+            await self._remove(room, peer)  # a reconnect: start afresh
+            self.rooms[name] = room
+        room.participants[peer] = Participant(room, peer, self._configuration(), self.on_event)
+        return {}
+
+    async def _offer(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._participant(request).on_offer(_text(request, "sdp"))
+
+    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._participant(request).on_answer(_text(request, "sdp"))
+
+    async def _candidate(self, request: dict[str, Any]) -> dict[str, Any]:
+        candidate = request.get("candidate")
+        if candidate is not None and not isinstance(candidate, dict):
+            raise RequestError("candidate must be an object or null")
+        return await self._participant(request).on_candidate(candidate)
+
+    async def _close(self, request: dict[str, Any]) -> dict[str, Any]:
+        room = self.rooms.get(_text(request, "room"))
+        if room is not None:
+            await self._remove(room, _text(request, "peer"))
+        return {}
+
+    async def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
+        participants = [p for room in self.rooms.values() for p in room.participants.values()]
+        outs = [out for p in participants for out in p.out_streams()]
+        sources = [s for p in participants for s in p.pubs.values()]
+        return {
+            "rooms": len(self.rooms),
+            "participants": len(participants),
+            "publications": sum(1 for s in sources if s.live),
+            "subscriptions": sum(1 for out in outs if out.source is not None),
+            "packets_received": sum(s.packets for s in sources),
+            "packets_forwarded": self._retired[0] + sum(out.packets for out in outs),
+            "bytes_forwarded": self._retired[1] + sum(out.octets for out in outs),
+            **self.counters.as_dict(),
+        }
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _participant(self, request: dict[str, Any]) -> Participant:
+        room = self.rooms.get(_text(request, "room"))
+        participant = room.participants.get(_text(request, "peer")) if room else None
+        if participant is None:
+            raise RequestError(f"peer {request.get('peer')!r} is not open in room {request.get('room')!r}")
+        return participant
+
+    async def _remove(self, room: Room, peer: str) -> None:
+        participant = room.participants.pop(peer, None)
+        if participant is None:
+            return
+        for out in participant.out_streams():
+            self._retired[0] += out.packets
+            self._retired[1] += out.octets
+        had_publications = bool(participant.publications())
+        try:
+            await asyncio.wait_for(participant.close(), CLOSE_TIMEOUT)
+        except Exception:
+            log.exception("closing %s timed out or failed", peer)
+        if had_publications:
+            room.publications_changed(participant)
+        if not room.participants:
+            self.rooms.pop(room.name, None)
+
+    def _configuration(self) -> RTCConfiguration:
+        if _ice is not None:
+            return _ice.rtc_configuration(self.ice_servers)
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in self.ice_servers
+        ]  # always an explicit list: never aiortc's default public STUN server
+        return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+def _text(request: dict[str, Any], key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise RequestError(f"{key!r} must be a non-empty string")
+    return value
+
+
+def _port_range(value: Any) -> tuple[int, int] | None:
+    """``udp_ports`` as sent by the bridge ([low, high] or null), or as configured ("low-high")."""
+    if value in (None, "", []):
+        return None
+    if isinstance(value, str):
+        low, _, high = value.partition("-")
+        value = [low, high]
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise RequestError(f"udp_ports must be [low, high], got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+# --- the process ---------------------------------------------------------------------------------
+
+
+async def serve(fd: int) -> int:
+    """Speak the channel on the Unix socket ``fd`` until it closes or we are told to stop."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+
+    def send(message: dict[str, Any]) -> None:
+        if not writer.is_closing():
+            writer.write(encode(message))
+
+    relay = Relay(on_event=send)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def answer(request: dict[str, Any]) -> None:
+        send(await relay.handle(request))  # nothing awaited in between: see the module docstring
+
+    async def read() -> None:
+        decoder = Decoder()
+        while data := await reader.read(65536):
+            for request in decoder.feed(data):
+                task = asyncio.ensure_future(answer(request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+    reading = asyncio.ensure_future(read())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    status = 0
+    if reading.done() and reading.exception() is not None:
+        exc = reading.exception()
+        log.error("channel failed: %s", exc)
+        status = 1 if isinstance(exc, (ChannelError, ValueError)) else 2
+    reading.cancel()
+    stopping.cancel()
+    for task in list(tasks):
+        task.cancel()
+    await relay.close()
+    writer.close()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m meet.relay.worker --fd N``."""
+    parser = argparse.ArgumentParser(prog="meet.relay.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--fd", type=int, required=True, help="inherited Unix stream socket to the server")
+    args = parser.parse_args(argv)
+    level = os.environ.get("MEET_RELAY_LOG", "INFO").upper()
+    logging.basicConfig(
+        level=level, format=f"relay[{os.getpid()}] %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if level != "DEBUG":  # aioice logs every connectivity check at INFO
+        logging.getLogger("aioice").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(serve(args.fd))
+    except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handler is installed
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

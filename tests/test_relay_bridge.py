@@ -1,0 +1,73 @@
+"""The trio side of the relay against real worker processes: requests, errors, and a killed
+worker being restarted with its rooms reported lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from meet.config import config_from_mapping
+from meet.relay.bridge import RelayBridge, RelayError
+
+
+def settings(**rtc: Any) -> Any:
+    return config_from_mapping({"rtc": {"host_addresses": ["127.0.0.1"], **rtc}}, env={}).rtc
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.lost: list[list[str]] = []
+        self.lost_event = trio.Event()
+
+    async def on_event(self, message: dict[str, Any]) -> None:
+        self.events.append(message)
+
+    async def on_lost(self, rooms: list[str]) -> None:
+        self.lost.append(rooms)
+        self.lost_event.set()
+
+
+async def test_requests_reach_the_worker_and_errors_come_back() -> None:
+    seen = Recorder()
+    bridge = RelayBridge(settings(), seen.on_event, seen.on_lost)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bridge.run)
+            assert (await bridge.request("open", "abc-defg-hij", peer="p1"))["ok"] is True
+            stats = await bridge.request("stats", "abc-defg-hij")
+            assert stats["ok"] is True
+            with pytest.raises(RelayError):
+                await bridge.request("answer", "abc-defg-hij", peer="nobody", sdp="v=0")
+            with pytest.raises(RelayError, match="unknown op"):
+                await bridge.request("teleport", "abc-defg-hij")
+            await bridge.request("close", "abc-defg-hij", peer="p1")
+            nursery.cancel_scope.cancel()
+    assert all(w.process is not None and w.process.returncode is not None for w in bridge.workers)
+
+
+async def test_rooms_spread_over_workers_and_a_killed_worker_is_restarted() -> None:
+    seen = Recorder()
+    bridge = RelayBridge(settings(relay_workers=2), seen.on_event, seen.on_lost)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bridge.run)
+            for worker in bridge.workers:
+                await worker.ready.wait()
+            await bridge.request("open", "room-one", peer="a")
+            await bridge.request("open", "room-two", peer="b")
+            first, second = bridge.placement["room-one"], bridge.placement["room-two"]
+            assert first is not second, "rooms go to the least loaded worker"
+            old_pid = first.process.pid if first.process else None
+            await bridge.kill_worker(first.index)
+            await seen.lost_event.wait()
+            assert seen.lost == [["room-one"]]
+            # Its clients rejoin: the room lands on a running worker.
+            assert (await bridge.request("open", "room-one", peer="a"))["ok"] is True
+            assert bridge.placement["room-two"] is second, "the other worker kept its room"
+            await first.ready.wait()  # the killed one is back, as a new process
+            assert first.process is not None and first.process.pid != old_pid
+            assert (await bridge.request("open", "room-three", peer="c"))["ok"] is True
+            nursery.cancel_scope.cancel()

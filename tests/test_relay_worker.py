@@ -1,0 +1,523 @@
+"""The relay worker: real aiortc peers publishing VP8/Opus through an in-process ``Relay``.
+
+Plain synchronous tests, each running its own asyncio loop (the project's pytest-trio runs
+trio tests; aiortc needs asyncio). Media goes over loopback: the relay is configured with
+host address 127.0.0.1 (``meet.relay.ice``), which applies process-wide, to the test peers too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import aiortc
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver
+from aiortc.sdp import SessionDescription
+from relay_peers import Hub, TestPeer, picture, until
+
+from meet.relay import forward, internals
+from meet.relay.channel import Decoder, encode
+from meet.relay.forward import Counters, OutStream, Source
+
+try:
+    from meet.relay import ice
+except ImportError:  # pragma: no cover
+    ice = None  # type: ignore[assignment]
+
+LOOPBACK = ["127.0.0.1"] if ice is not None else []
+
+
+@pytest.fixture(autouse=True)
+def _stock_ice() -> Iterator[None]:
+    """The relay's ICE settings are process-wide: undo them after each test."""
+    yield
+    if ice is not None:
+        ice.reset_ice()
+
+
+def run(scenario: Callable[[Hub], Awaitable[None]], timeout: float = 30) -> None:
+    """Run ``scenario`` against a configured relay in a fresh event loop, then tear down."""
+
+    async def main() -> None:
+        hub = Hub()
+        await hub.configure(LOOPBACK)
+        try:
+            await asyncio.wait_for(scenario(hub), timeout)
+        finally:
+            await hub.close()
+
+    asyncio.run(main())
+
+
+def msid_streams(peer: TestPeer) -> dict[str, str]:
+    """mid -> msid stream id of the relay's m-lines, from the peer's remote description."""
+    description = SessionDescription.parse(peer.pc.remoteDescription.sdp)
+    return {m.rtp.muxId: m.msid.split()[0] for m in description.media if m.msid}
+
+
+def matching_pictures(subscriber: TestPeer, mid: str, publisher: TestPeer) -> tuple[int, int]:
+    """(equal, different) complete pictures between what ``publisher`` sent and ``mid`` received."""
+    equal = different = 0
+    for picture_id, packets in subscriber.received[mid].items():
+        sent = publisher.sent.get(picture_id)
+        if not sent or len(sent) != len(packets):
+            continue  # not complete on one side (still arriving, or from before recording)
+        if picture(packets) == picture(sent):
+            equal += 1
+        else:
+            different += 1
+    return equal, different
+
+
+def check_sender_reports(peer: TestPeer, mid: str) -> None:
+    """The relay's SRs on ``mid`` count what it sent and pair its RTP clock with wallclock."""
+    reports = [r for r in peer.reports if r[0] == mid and r[1].packet_count > 0]
+    assert reports, f"no sender report with media on mid {mid}"
+    _, info, arrived, last_rtp, received = reports[-1]
+    assert received * 0.9 <= info.packet_count <= received * 1.1 + 5, (info.packet_count, received)
+    assert info.octet_count > info.packet_count * 100
+    assert last_rtp is not None
+    expected = last_rtp[0] + (arrived - last_rtp[1]) * 90000  # the RTP clock now, from the packets
+    drift = ((info.rtp_timestamp - int(expected) + 2**31) % 2**32) - 2**31
+    assert abs(drift) < 0.25 * 90000, f"SR RTP timestamp is {drift / 90:.0f} ms off the stream"
+
+
+# --- media through the relay --------------------------------------------------------------------
+
+
+def test_three_publishers_receive_each_other_untranscoded() -> None:
+    async def scenario(hub: Hub) -> None:
+        peers = [  # bob and carol number payload types and extensions like Chrome: rewritten per subscriber
+            TestPeer(hub, "alice", shade=0),
+            TestPeer(hub, "bob", shade=60, chrome=True),
+            TestPeer(hub, "carol", shade=120, screen=True, chrome=True),
+        ]
+        for peer in peers:
+            await peer.join()
+        expected = {
+            "alice": {
+                ("bob", "audio"),
+                ("bob", "camera"),
+                ("carol", "audio"),
+                ("carol", "camera"),
+                ("carol", "screen"),
+            },
+            "bob": {
+                ("alice", "audio"),
+                ("alice", "camera"),
+                ("carol", "audio"),
+                ("carol", "camera"),
+                ("carol", "screen"),
+            },
+            "carol": {("alice", "audio"), ("alice", "camera"), ("bob", "audio"), ("bob", "camera")},
+        }
+        for peer in peers:
+            await until(
+                lambda p=peer: {(t["publisher"], t["source"]) for t in p.tracks.values()} == expected[p.peer],
+                5,
+                f"{peer.peer}'s tracks",
+            )
+        start = time.time()
+        await asyncio.sleep(2.5)
+        by_name = {p.peer: p for p in peers}
+        for peer in peers:
+            streams = msid_streams(peer)
+            for mid, track in peer.tracks.items():
+                assert streams[mid] == track["publisher"], "msid stream id is the publisher's peer id"
+            for other in (p for p in peers if p is not peer):
+                (mid,) = peer.mids_of(other.peer, "camera")
+                assert peer.decoded_since(mid, start) >= 25, f"{peer.peer} decodes {other.peer}"
+                equal, different = matching_pictures(peer, mid, by_name[other.peer])
+                assert different == 0, f"{peer.peer} got altered VP8 payloads from {other.peer}"
+                assert equal >= 25, f"only {equal} complete pictures compared"
+        check_sender_reports(by_name["alice"], by_name["alice"].mids_of("bob")[0])
+        (screen_mid,) = by_name["alice"].mids_of("carol", "screen")
+        assert by_name["alice"].decoded_since(screen_mid, start) >= 5
+        stats = await hub.stats()
+        assert stats["participants"] == 3 and stats["publications"] == 7 and stats["subscriptions"] == 14
+        assert stats["packets_forwarded"] > stats["packets_received"]
+
+    run(scenario)
+
+
+def test_late_joiner_gets_keyframe_then_leaver_is_removed_and_slot_reused() -> None:
+    async def scenario(hub: Hub) -> None:
+        alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob", shade=60)
+        await alice.join()
+        await bob.join()
+        await until(lambda: bob.mids_of("alice") and alice.mids_of("bob"), 5, "first tracks")
+        await asyncio.sleep(1.5)  # the publishers' only keyframes are long gone
+
+        # A late joiner offering recvonly m-lines is served on them in the answer already.
+        dave = TestPeer(hub, "dave", shade=120, recvonly=(2, 2))
+        await dave.join()
+        joined = time.time()
+        own_recvonly = {t.mid for t in dave.pc.getTransceivers() if t.direction == "recvonly"}
+        assert set(dave.tracks) == own_recvonly, "the answer filled the client's recvonly m-lines"
+        for publisher in ("alice", "bob"):
+            (mid,) = dave.mids_of(publisher)
+            await until(
+                lambda m=mid: dave.first_frame_after(m, joined) is not None, 3, f"{publisher} at dave"
+            )
+            delay = dave.first_frame_after(mid, joined) - joined
+            assert delay < 1.0, f"dave decoded {publisher} after {delay:.2f} s"
+
+        # bob leaves: his m-lines stop, by renegotiation, for everyone.
+        bob_mids = {
+            peer.peer: set(peer.mids_of("bob")) | set(peer.mids_of("bob", "audio")) for peer in (alice, dave)
+        }
+        applied = {peer.peer: peer.offers_applied for peer in (alice, dave)}
+        await bob.leave()
+        for peer in (alice, dave):
+            await until(lambda p=peer: p.offers_applied > applied[p.peer], 3, f"{peer.peer} renegotiated")
+            assert not (set(peer.tracks) & bob_mids[peer.peer])
+            for mid in bob_mids[peer.peer]:
+                assert peer.transceiver(mid).currentDirection == "inactive"
+        left = time.time()
+        await asyncio.sleep(0.3)
+        (stopped,) = [m for m in bob_mids["alice"] if alice.transceiver(m).kind == "video"]
+        assert alice.decoded_since(stopped, left + 0.2) == 0
+
+        # erin joins: alice's idle m-lines carry her, continuing the same RTP streams.
+        erin = TestPeer(hub, "erin", shade=180)
+        await erin.join()
+        await until(lambda: alice.mids_of("erin") and alice.mids_of("erin", "audio"), 3, "erin at alice")
+        assert set(alice.mids_of("erin")) | set(alice.mids_of("erin", "audio")) == bob_mids["alice"]
+        assert msid_streams(alice)[stopped] == "erin"
+        reused = time.time()
+        await until(lambda: alice.first_frame_after(stopped, reused) is not None, 2, "erin decoded at alice")
+        await asyncio.sleep(0.5)
+        assert alice.decoded_since(stopped, reused) >= 5
+
+    run(scenario)
+
+
+def test_nack_recovers_two_percent_loss_downstream_and_upstream() -> None:
+    async def scenario(hub: Hub) -> None:
+        alice = TestPeer(hub, "alice")
+        bob = TestPeer(hub, "bob", video=False)
+        await alice.join()
+        await bob.join()
+        await until(
+            lambda: bob.mids_of("alice") and bob.frames.get(bob.mids_of("alice")[0]), 5, "alice at bob"
+        )
+        (mid,) = bob.mids_of("alice")
+
+        async def lossy(seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+            before = await hub.stats()
+            start = time.time()
+            await asyncio.sleep(seconds)
+            end = time.time()
+            assert bob.decoded_since(mid, start) >= 15 * seconds, "frames keep decoding (20 fps sent)"
+            # An unrecovered loss stalls aiortc's jitter buffer for many seconds (until 512
+            # packets overflow it); recovered ones cost a frame or two.
+            assert bob.longest_gap(mid, start, end) < 1.0, "no freeze"
+            return before, await hub.stats()
+
+        # The relay -> subscriber path loses 2 % (of every stream, retransmissions included).
+        bob.loss_every = 50
+        before, after = await lossy(3)
+        bob.loss_every = 0
+        assert bob.dropped >= 3
+        assert after["nacks_received"] > before["nacks_received"]
+        assert after["retransmitted"] > before["retransmitted"], "NACKs answered by retransmission"
+
+        # The publisher -> relay path loses 5 % of alice's camera (~20 packets/s here): the
+        # relay NACKs upstream, alice resends as RTX, the relay unwraps and forwards it.
+        alice.send_loss_every = 20
+        before, after = await lossy(3)
+        assert alice.sent_dropped >= 2, (alice.sent_dropped, alice.sent_count)
+        assert after["upstream_nacks"] > before["upstream_nacks"]
+
+        equal, different = matching_pictures(bob, mid, alice)  # RTX unwrapped both ways: exact
+        assert different == 0 and equal >= 90
+
+    run(scenario)
+
+
+def test_glare_relay_ignores_client_offer_and_client_answers() -> None:
+    async def scenario(hub: Hub) -> None:
+        alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob", shade=60)
+        await alice.join()
+        await bob.join()
+        await until(lambda: alice.mids_of("bob"), 5, "bob at alice")
+        alice.auto_answer = False
+        carol = TestPeer(hub, "carol", shade=120)
+        await carol.join()
+        await until(lambda: alice.held_offers, 3, "the relay's offer to alice")
+        assert await alice.offer_without_applying() == {"id": 3, "ok": True, "ignored": True}
+        await alice.answer(alice.held_offers.pop())
+        await until(lambda: alice.mids_of("carol"), 3, "carol at alice")
+
+        # A client re-offer while stable is answered, and every stream keeps flowing.
+        alice.auto_answer = True
+        await alice.pc.setLocalDescription(await alice.pc.createOffer())
+        reply = await hub.request("offer", peer="alice", sdp=alice.pc.localDescription.sdp)
+        await alice.pc.setRemoteDescription(aiortc.RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        since = time.time()
+        await asyncio.sleep(0.8)
+        for publisher in ("bob", "carol"):
+            (mid,) = alice.mids_of(publisher)
+            assert alice.transceiver(mid).currentDirection == "recvonly"
+            assert alice.decoded_since(mid, since) >= 8, publisher
+
+        # Trickled candidates: end-of-candidates is fine, junk is reported but not an error.
+        assert (await hub.request("candidate", peer="alice", candidate=None))["applied"]
+        junk = await hub.request(
+            "candidate", peer="alice", candidate={"candidate": "candidate:x", "sdpMid": "0"}
+        )
+        assert junk["applied"] is False
+
+    run(scenario)
+
+
+def test_unknown_peer_and_op_are_refused() -> None:
+    async def scenario(hub: Hub) -> None:
+        reply = await hub.relay.handle({"id": 9, "op": "offer", "room": "nowhere", "peer": "x", "sdp": "v=0"})
+        assert reply["id"] == 9 and reply["ok"] is False and "not open" in reply["error"]
+        reply = await hub.relay.handle({"id": 10, "op": "teleport"})
+        assert reply == {"id": 10, "ok": False, "error": "unknown op 'teleport'"}
+
+    run(scenario)
+
+
+# --- the per-packet path alone ------------------------------------------------------------------
+
+
+def vp8(picture_id: int, keyframe: bool, start: bool = True, body: bytes = b"\x00" * 20) -> bytes:
+    """A VP8 payload: descriptor with a 15-bit picture id, then a frame header (P bit)."""
+    descriptor = bytes((0x90 if start else 0x80, 0x80, 0x80 | (picture_id >> 8), picture_id & 0xFF))
+    return descriptor + bytes((0x00 if keyframe else 0x01,)) + body
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    ext_words = int.from_bytes(data[14:16], "big") if data[0] & 0x10 else -1
+    offset = 12 + 4 + 4 * ext_words if ext_words >= 0 else 12
+    return {
+        "pt": data[1] & 0x7F,
+        "marker": data[1] >> 7,
+        "seq": int.from_bytes(data[2:4], "big"),
+        "ts": int.from_bytes(data[4:8], "big"),
+        "ssrc": int.from_bytes(data[8:12], "big"),
+        "payload": data[offset:],
+    }
+
+
+def test_outstream_rewrites_continues_across_sources_and_answers_nacks() -> None:
+    async def scenario() -> None:
+        counters, sent = Counters(), []
+        out = OutStream("video", counters)
+        out.configure(
+            pt=96,
+            rtx_pt=97,
+            ssrc=1111,
+            rtx_ssrc=2222,
+            clock_rate=90000,
+            extensions={forward.URI_MID: 4, forward.URI_ABS_SEND_TIME: 2},
+            mid="7",
+            send=lambda data: sent.append(data) or True,
+            ready=lambda: True,
+        )
+        plis: list[int] = []
+        first = Source("alice", "video", lambda ssrc: plis.append(ssrc) or True, counters)
+        second = Source("bob", "video", lambda ssrc: plis.append(ssrc) or True, counters)
+        out.attach(first)
+        first.on_rtp(5, 100, 9000, 0, vp8(300, keyframe=False), None)  # not a keyframe: held back
+        assert sent == [] and plis == [5]  # ...and a keyframe asked for at once
+        for i in range(4):
+            first.on_rtp(
+                5,
+                101 + i,
+                9000 + 3000 * (i // 2),
+                i % 2,
+                vp8(301 + i // 2, keyframe=i == 0, start=i % 2 == 0),
+                None,
+            )
+        packets = [parse(d) for d in sent]
+        assert [p["ssrc"] for p in packets] == [1111] * 4 and {p["pt"] for p in packets} == {96}
+        assert [(p["seq"] - packets[0]["seq"]) & 0xFFFF for p in packets] == [0, 1, 2, 3]
+        assert [(p["ts"] - packets[0]["ts"]) & 0xFFFFFFFF for p in packets] == [0, 0, 3000, 3000]
+        assert packets[2]["payload"] == vp8(302, keyframe=False)  # payload untouched
+        assert sent[0][12:16] == b"\xbe\xde\x00\x02" and sent[0][16:18] == b"\x40\x37"  # mid "7" (id 4)
+
+        out.on_nack([packets[1]["seq"], (packets[0]["seq"] - 1) & 0xFFFF])  # 2nd: before the start
+        rtx = parse(sent[-1])
+        assert (
+            (rtx["pt"], rtx["ssrc"]) == (97, 2222)
+            and counters.retransmitted == 1
+            and counters.nack_misses == 1
+        )
+        assert rtx["payload"] == packets[1]["seq"].to_bytes(2, "big") + packets[1]["payload"]
+
+        out.attach(second)  # a new source: wait for its keyframe, then continue the numbering
+        second.on_rtp(9, 40000, 123, 0, vp8(7000, keyframe=False), None)
+        second.on_rtp(9, 40001, 3123, 1, vp8(7001, keyframe=True), None)
+        switched = parse(sent[-1])
+        assert switched["seq"] == (packets[-1]["seq"] + 1) & 0xFFFF
+        assert 0 < (switched["ts"] - packets[-1]["ts"]) & 0xFFFFFFFF < 90000
+        assert forward.vp8_picture_id(switched["payload"])[2] == 303  # picture ids continue too
+        assert out.sender_info()[2:] == (
+            5,
+            sum(len(p["payload"]) for p in packets) + len(switched["payload"]),
+        )
+
+    asyncio.run(scenario())
+
+
+def test_pli_is_coalesced_to_one_per_interval_and_deferred_not_dropped() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+        source = Source("alice", "video", lambda ssrc: sent.append(loop.time()) or True, Counters())
+        source.on_rtp(42, 1, 0, 0, vp8(1, keyframe=True), None)  # the SSRC is known from packets
+        start = loop.time()
+        for _ in range(5):
+            source.request_keyframe()
+        await asyncio.sleep(0.2)
+        for _ in range(3):
+            source.request_keyframe()
+        await asyncio.sleep(0.45)
+        assert len(sent) == 2, "one at once, one deferred to the end of the interval"
+        assert sent[0] - start < 0.05 and 0.48 < sent[1] - start < 0.6
+        await asyncio.sleep(0.6)
+        assert len(sent) == 2, "nothing more was asked"
+        source.request_keyframe()
+        assert len(sent) == 3, "the interval has passed: sent at once"
+
+    asyncio.run(scenario())
+
+
+def test_vp8_keyframe_detection() -> None:
+    assert forward.vp8_keyframe_start(vp8(5, keyframe=True))
+    assert not forward.vp8_keyframe_start(vp8(5, keyframe=False))
+    assert not forward.vp8_keyframe_start(vp8(5, keyframe=True, start=False))
+    assert forward.vp8_keyframe_start(b"\x10\x00\x9d\x01\x2a")  # no extension bits at all
+    assert not forward.vp8_keyframe_start(b"\x90\x80")  # truncated
+
+
+# --- the aiortc internals guard -----------------------------------------------------------------
+
+
+def test_internals_guard_passes_on_the_pinned_aiortc() -> None:
+    assert aiortc.__version__ == internals.PINNED["aiortc"]
+    asyncio.run(internals.check_internals())
+
+
+@pytest.mark.parametrize(
+    "remove, named",
+    [
+        (lambda mp: mp.delattr(RTCRtpReceiver, "_handle_rtp_packet"), "RTCRtpReceiver._handle_rtp_packet"),
+        (lambda mp: mp.delattr(aiortc.RTCRtpSender, "_send_rtcp"), "RTCRtpSender._send_rtcp"),
+        (lambda mp: mp.setattr(aiortc, "__version__", "9.0.0"), "aiortc 9.0.0 is installed"),
+        (lambda mp: mp.delattr(aiortc.rtp, "unwrap_rtx"), "aiortc.rtp.unwrap_rtx"),
+        (
+            lambda mp: mp.setattr(RTCRtpReceiver, "__init__", _receiver_without_nacks(mp)),
+            "_RTCRtpReceiver__nack_generator",
+        ),
+    ],
+    ids=["receiver-hook", "sender-sr-hook", "version", "rtx-unwrap", "private-field"],
+)
+def test_internals_guard_fails_loudly_when_an_internal_moves(
+    monkeypatch: pytest.MonkeyPatch, remove: Callable[[pytest.MonkeyPatch], None], named: str
+) -> None:
+    remove(monkeypatch)
+    with pytest.raises(internals.InternalsError, match=named.replace(".", r"\.")):
+        asyncio.run(internals.check_internals())
+
+    async def configure() -> dict[str, Any]:  # the worker refuses to start on such an aiortc
+        return await Hub().relay.handle({"id": 1, "op": "configure", "ice_servers": []})
+
+    reply = asyncio.run(configure())
+    assert reply["ok"] is False and "internals" in reply["error"]
+
+
+def _receiver_without_nacks(mp: pytest.MonkeyPatch) -> Callable[..., None]:
+    stock = RTCRtpReceiver.__init__
+
+    def init(self: RTCRtpReceiver, *args: Any, **kwargs: Any) -> None:
+        stock(self, *args, **kwargs)
+        del self._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+
+    return init
+
+
+# --- the worker process -------------------------------------------------------------------------
+
+
+async def _client_offer() -> str:
+    # The client gathers like a browser would here (loopback): an offer whose end-of-candidates
+    # came with no candidate at all makes aioice prune every component, and the relay's answer
+    # would then carry no candidates either.
+    if ice is not None:
+        ice.configure_ice(LOOPBACK, None)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="sendrecv")
+    pc.addTransceiver("video", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+class Channel:
+    """The server's end of a worker's socket pair, blocking, with a timeout."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.decoder, self.inbox, self.ids = sock, Decoder(), [], 0
+        sock.settimeout(10)
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        self.ids += 1
+        self.sock.sendall(encode({"id": self.ids, "op": op, **fields}))
+        while True:
+            for message in self.inbox:
+                if message.get("id") == self.ids:
+                    self.inbox.remove(message)
+                    return message
+            data = self.sock.recv(65536)
+            assert data, "the worker closed the channel"
+            self.inbox += self.decoder.feed(data)
+
+
+@pytest.mark.parametrize("how", ["socket-closed", "sigterm"])
+def test_worker_process_speaks_the_channel_and_exits(how: str) -> None:
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meet.relay.worker", "--fd", str(child.fileno())],
+        pass_fds=(child.fileno(),),
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        stderr=subprocess.PIPE,
+    )
+    child.close()
+    try:
+        channel = Channel(parent)
+        assert channel.request("configure", ice_servers=[], host_addresses=LOOPBACK, udp_ports=None)["ok"]
+        assert channel.request("open", room="r", peer="p")["ok"]
+        reply = channel.request("offer", room="r", peer="p", sdp=asyncio.run(_client_offer()))
+        assert reply["ok"] and reply["sdp"].startswith("v=0") and "a=candidate:" in reply["sdp"]
+        assert "a=rtpmap:97 VP8/90000" in reply["sdp"] and "H264" not in reply["sdp"]
+        if LOOPBACK:
+            assert " 127.0.0.1 " in reply["sdp"]
+        stats = channel.request("stats")
+        assert stats["ok"] and stats["participants"] == 1
+        assert channel.request("close", room="r", peer="p")["ok"]
+        if how == "sigterm":
+            process.send_signal(signal.SIGTERM)
+        else:
+            parent.close()
+        assert process.wait(timeout=10) == 0
+    finally:
+        parent.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
