@@ -264,6 +264,7 @@ class Rooms:
             peers=[other.public() for other in live.peers.values()],
             messages=[message_json(m) for m in history],
             ice_servers=self.ice.for_user(peer.user.id),
+            mode=live.mode,
         )
 
     async def leave(self, peer: Participant) -> None:

@@ -1,0 +1,366 @@
+"""The relay (SFU) end to end: aiortc clients publishing through the real server and its worker.
+
+Each test starts the real server with the relay enabled (``[rtc] relay``), so the server's
+root nursery starts a real ``python -m meet.relay.worker`` process. The clients
+(:mod:`relay_client`) join over the room WebSocket (trio), negotiate with the peer id
+``"relay"`` following ``docs/protocol.md`` ("Relay negotiation contract"), publish synthetic
+VP8 video and Opus audio with aiortc (on one asyncio loop in a thread) and count the video
+frames they decode per m-line. Media only uses 127.0.0.1: the worker gets
+``host_addresses = ["127.0.0.1"]``, the test process configures ``meet.relay.ice`` the same way,
+so the tests also pass in a network namespace with nothing but loopback.
+
+Waits are for frames (``trio.fail_after``); decoded frames, which trio is not told about, are
+polled against a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from conftest import User, make_config, make_room
+from relay_client import AsyncioThread, RelayClient, relay_client, until
+from wsclient import connect, join, room_ws_url
+
+from meet.config import Config
+from meet.server import RunningServer
+
+try:
+    from meet.relay import ice
+except ImportError:  # pragma: no cover - the relay's ICE module is part of the checkout
+    ice = None  # type: ignore[assignment]
+
+LOOPBACK = ["127.0.0.1"]
+ALWAYS = {"relay": "always", "host_addresses": LOOPBACK, "mesh_limit": 4}
+AUTO_2 = {"relay": "auto", "host_addresses": LOOPBACK, "mesh_limit": 2}
+OFF_2 = {"relay": "off", "mesh_limit": 2}
+
+NEGOTIATE = 20.0  # joining, ICE/DTLS and the first `tracks` (the first join waits for the worker)
+DECODE = 20.0  # a keyframe forwarded and frames decoded
+FRAMES = 10  # decoded frames that show a stream is flowing (video runs at 15 fps)
+
+
+def rtc_settings(settings: dict[str, Any], name: str) -> Any:
+    return pytest.mark.parametrize("rtc", [settings], ids=[name])
+
+
+@pytest.fixture
+def rtc() -> dict[str, Any]:
+    """``[rtc]`` overrides; tests change it with :func:`rtc_settings`."""
+    return ALWAYS
+
+
+@pytest.fixture
+def config(tmp_path: Path, rtc: dict[str, Any]) -> Config:
+    return make_config(tmp_path, rtc=rtc)
+
+
+import time as _t
+T0 = [0.0]
+def dbg(*a):
+    print("DEBUG", round(_t.monotonic() - T0[0], 2), *a)
+
+
+@pytest.fixture
+def aio() -> Iterator[AsyncioThread]:
+    """The asyncio loop of the test's aiortc peers, with their ICE on loopback only."""
+    T0[0] = _t.monotonic()
+    if ice is not None:
+        ice.configure_ice(LOOPBACK, None)
+    thread = AsyncioThread()
+    try:
+        yield thread
+    finally:
+        dbg("closing aio")
+        thread.close()
+        dbg("closed aio")
+        if ice is not None:
+            ice.reset_ice()
+
+
+class Clients:
+    """Relay clients of one test, each in its own task, so they can leave in any order.
+
+    Made by :func:`open_clients` in the test itself, not by a fixture: pytest-trio runs
+    fixtures in their own tasks, and the clients' nurseries must close in the task that opened
+    them. A client's loop failing (an assertion of the negotiation) fails the test.
+    """
+
+    def __init__(self, server: RunningServer, aio: AsyncioThread, nursery: trio.Nursery) -> None:
+        self.server, self.aio, self.nursery = server, aio, nursery
+        self.leaving: dict[str, tuple[trio.Event, trio.Event]] = {}
+        self.shades = iter(range(0, 250, 60))
+
+    async def join(self, code: str, user: User, name: str | None = None, **kw: Any) -> RelayClient:
+        name = name or user.username
+        leave, left = trio.Event(), trio.Event()
+
+        async def hold(task_status: trio.TaskStatus[RelayClient] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                async with relay_client(
+                    self.server.url, code, user.token, self.aio, name=name, shade=next(self.shades, 0), **kw
+                ) as client:
+                    task_status.started(client)
+                    await leave.wait()
+                    dbg(name, "offers", len(client.relay_offers), "answers", client.answers, "glares", client.glares, "frames", len(client.log))
+            finally:
+                dbg("left", name)
+                left.set()
+
+        dbg("joining", name)
+        client: RelayClient = await self.nursery.start(hold)
+        dbg("joined", name)
+        self.leaving[name] = (leave, left)
+        return client
+
+    async def leave(self, name: str) -> None:
+        """Close the client's WebSocket and peer connection."""
+        leave, left = self.leaving.pop(name)
+        leave.set()
+        with trio.fail_after(15):
+            await left.wait()
+
+
+@asynccontextmanager
+async def open_clients(server: RunningServer, aio: AsyncioThread) -> AsyncIterator[Clients]:
+    async with trio.open_nursery() as nursery:
+        clients = Clients(server, aio, nursery)
+        try:
+            yield clients
+        finally:
+            for leave, _ in clients.leaving.values():
+                leave.set()
+    dbg("all left")
+
+
+async def see_each_other(group: list[RelayClient], timeout: float = NEGOTIATE) -> None:
+    """Every client's ``tracks`` names exactly every other one, with audio and camera."""
+    import time; t0 = time.monotonic()
+    try:
+        await _see_each_other(group, timeout)
+    finally:
+        dbg("see_each_other", round(time.monotonic() - t0, 2))
+
+
+async def _see_each_other(group: list[RelayClient], timeout: float = NEGOTIATE) -> None:
+    for client in group:
+        others = {other.peer_id: ["audio", "camera"] for other in group if other is not client}
+        await client.wait_for(lambda c=client, o=others: c.publishers() == o, timeout, f"tracks of {sorted(others)}")  # type: ignore[misc]
+
+
+async def all_decoding(group: list[RelayClient], frames: int = FRAMES, timeout: float = DECODE) -> None:
+    """Every client decodes ``frames`` new video frames from each other client's camera."""
+    pairs = [(c, o.peer_id) for c in group for o in group if o is not c]
+    base = {(c.name, p): c.decoded(c.camera_mid(p)) for c, p in pairs}
+
+    def done() -> bool:
+        return all(c.decoded(c.camera_mid(p)) >= base[c.name, p] + frames for c, p in pairs)
+
+    def state() -> str:
+        counts = {f"{c.name}<-{p}": (base[c.name, p], c.decoded(c.camera_mid(p))) for c, p in pairs}
+        details = "; ".join(f"{c.name} ({c.peer_id}): {c.describe()}" for c in group)
+        return f"{frames} more frames on every camera: (before, now) {counts}; {details}"
+
+    import time; t0 = time.monotonic()
+    try:
+        await until(done, timeout, state)
+    finally:
+        dbg("decoding", round(time.monotonic() - t0, 2), {f"{c.name}<-{p}": (base[c.name, p], c.decoded(c.camera_mid(p))) for c, p in pairs})
+
+
+def renegotiated_without(client: RelayClient, since: int, gone: str) -> bool:
+    """Since log index ``since``: a relay offer, and after it a ``tracks`` not naming ``gone``."""
+    offers = [i for i in client.relay_offers if i >= since]
+    return bool(offers) and any(
+        i > offers[0] and gone not in {t["publisher"] for t in tracks.values()} for i, tracks in client.tracks_log
+    )
+
+
+def no_errors(group: list[RelayClient]) -> None:
+    for client in group:
+        assert client.frames_of("error") == [], (client.name, client.frames_of("error"))
+
+
+# --- relay = "always" ----------------------------------------------------------------------------
+
+
+async def test_three_publishers_receive_and_decode_each_other(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
+) -> None:
+    async with open_clients(server, aio) as clients:
+        dbg("start"); code = await make_room(client, alice)
+        group = [await clients.join(code, user) for user in (alice, bob, carol)]
+        for member in group:
+            assert member.welcome["mode"] == "relay", member.welcome
+        await see_each_other(group)
+        for member in group:
+            assert member.answers >= 1 or member.glares >= 1, member.describe()
+            mids = [member.camera_mid(o.peer_id) for o in group if o is not member]
+            assert None not in mids and len(set(mids)) == 2, member.tracks
+        await all_decoding(group)
+        await all_decoding(group)  # and they keep coming
+        no_errors(group)
+
+
+async def test_a_publisher_leaving_is_renegotiated_away(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
+) -> None:
+    async with open_clients(server, aio) as clients:
+        dbg("start"); code = await make_room(client, alice)
+        a, b, c = [await clients.join(code, user) for user in (alice, bob, carol)]
+        await see_each_other([a, b, c])
+        await all_decoding([a, b, c])
+        marks = {x.name: x.mark() for x in (a, b)}
+        await clients.leave("carol")
+        for x in (a, b):
+            since = marks[x.name]
+            await x.frame_after(since, "peer-left", lambda f: f["peer_id"] == c.peer_id)
+            # The relay offers (its slot of carol's stops sending), then `tracks` without carol.
+            await x.wait_for(
+                lambda x=x, since=since: renegotiated_without(x, since, c.peer_id),  # type: ignore[misc]
+                NEGOTIATE, "a relay offer, then tracks without carol",
+            )
+            assert c.peer_id not in x.publishers(), x.tracks
+            assert x.publishers() == {({a, b} - {x}).pop().peer_id: ["audio", "camera"]}, x.tracks
+        await all_decoding([a, b])
+        no_errors([a, b])
+
+
+async def test_a_killed_worker_is_restarted_and_clients_reconnect(
+    server: RunningServer, client: httpx.AsyncClient, aio: AsyncioThread, alice: User, bob: User
+) -> None:
+    async with open_clients(server, aio) as clients:
+        dbg("start"); code = await make_room(client, alice)
+        a, b = [await clients.join(code, user) for user in (alice, bob)]
+        await see_each_other([a, b])
+        await all_decoding([a, b])
+        bridge = server.services.rooms.media.relay
+        assert bridge is not None
+        worker = bridge.workers[0]
+        assert worker.process is not None
+        old_pid = worker.process.pid
+        os.kill(old_pid, signal.SIGKILL)
+        for x in (a, b):
+            assert await x.wait_closed(timeout=15) == 1012, x.describe()
+            errors = x.frames_of("error")
+            assert [e["code"] for e in errors] == ["relay_restart"], errors
+            assert x.log[-1] == errors[-1], "relay_restart is the last frame before the close"
+        await clients.leave("alice")
+        await clients.leave("bob")
+        # Reconnect: new peers, a new worker process, media again.
+        a2, b2 = [await clients.join(code, user, name=f"{user.username}-again") for user in (alice, bob)]
+        for x in (a2, b2):
+            assert x.welcome["mode"] == "relay", x.welcome
+            assert x.peer_id not in (a.peer_id, b.peer_id)
+        await see_each_other([a2, b2])
+        await all_decoding([a2, b2])
+        assert worker.process is not None and worker.process.pid != old_pid
+        no_errors([a2, b2])
+
+
+# --- relay = "auto" ------------------------------------------------------------------------------
+
+
+@rtc_settings(AUTO_2, "auto-mesh_limit=2")
+async def test_the_join_beyond_mesh_limit_switches_the_room_to_the_relay(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
+) -> None:
+    async with open_clients(server, aio) as clients:
+        dbg("start"); code = await make_room(client, alice)
+        a = await clients.join(code, alice)
+        b = await clients.join(code, bob)
+        for x in (a, b):
+            assert x.welcome["mode"] == "mesh", x.welcome
+        await a.frame_after(0, "peer-joined", lambda f: f["peer"]["peer_id"] == b.peer_id)
+        marks = {x.name: x.mark() for x in (a, b)}
+        assert not a.frames_of("mode") and not b.frames_of("mode")
+        c = await clients.join(code, carol)
+        assert c.welcome["mode"] == "relay", c.welcome
+        assert {p["peer_id"] for p in c.welcome["peers"]} == {a.peer_id, b.peer_id}
+        for x in (a, b):
+            frame = await x.frame_after(marks[x.name], "mode")
+            assert frame == {"type": "mode", "mode": "relay"}
+            joined = await x.frame_after(marks[x.name], "peer-joined")
+            assert joined["peer"]["peer_id"] == c.peer_id
+            assert x.log.index(frame) < x.log.index(joined), "the switch precedes the newcomer's announcement"
+        await see_each_other([a, b, c])
+        await all_decoding([a, b, c])
+        for x in (a, b, c):
+            assert len(x.frames_of("mode")) == (0 if x is c else 1)
+        no_errors([a, b, c])
+
+
+# --- relay = "off" -------------------------------------------------------------------------------
+
+
+@rtc_settings(OFF_2, "off-mesh_limit=2")
+async def test_without_the_relay_mesh_limit_caps_the_room(
+    server: RunningServer, client: httpx.AsyncClient, alice: User, bob: User, carol: User
+) -> None:
+    assert server.services.rooms.media.relay is None, "no relay worker when relay = off"
+    code = await make_room(client, alice)
+    async with join(server.url, code, alice.token) as (a, wa), join(server.url, code, bob.token) as (b, wb):
+        assert wa["mode"] == wb["mode"] == "mesh"
+        r = await client.post(f"/api/rooms/{code}/join", headers=carol.auth)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "room_full", r.text
+        async with connect(room_ws_url(server.url, code), carol.token) as c:
+            frames, close = await c.frames_then_close()
+        assert [(f["type"], f.get("code")) for f in frames] == [("error", "room_full")], frames
+        assert close == 4403
+        await a.until("peer-joined")  # bob's; carol never appears
+        await a.assert_idle()
+        await b.assert_idle()
+
+
+# --- bad relay signals ---------------------------------------------------------------------------
+
+
+@rtc_settings(AUTO_2, "auto-mesh_limit=2")
+async def test_bad_relay_signals_are_refused_and_the_connection_keeps_working(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
+) -> None:
+    async with open_clients(server, aio) as clients:
+        dbg("start"); code = await make_room(client, alice)
+        a = await clients.join(code, alice, auto_start=False)
+        assert a.welcome["mode"] == "mesh"
+
+        async def refused(x: RelayClient, data: Any, code_: str) -> None:
+            since = x.mark()
+            await x.send({"type": "signal", "to": "relay", "data": data})
+            pong = await x.ping()
+            await x.wait_for(lambda: x.pongs >= pong, 10, "pong")
+            errors = x.frames_of("error", since)
+            assert [e["code"] for e in errors] == [code_], (data, x.log[since:])
+            answers = [f for f in x.frames_of("signal", since) if f["data"].get("description", {}).get("type") == "answer"]
+            assert not answers, x.log[since:]
+
+        # A mesh room has no relay to talk to.
+        offer = {"description": {"type": "offer", "sdp": "v=0\r\n"}}
+        await refused(a, offer, "unknown_peer")
+        await refused(a, {"candidate": None}, "unknown_peer")
+        # Crowd the room: it switches to the relay.
+        b = await clients.join(code, bob)
+        c = await clients.join(code, carol)
+        await a.frame_after(0, "mode")
+        assert c.welcome["mode"] == "relay"
+        await refused(a, {"description": {"type": "offer", "sdp": 5}}, "invalid_message")
+        await refused(a, {"description": {"type": "offer", "sdp": ""}}, "invalid_message")
+        await refused(a, {"description": {"type": "pranswer", "sdp": "v=0\r\n"}}, "invalid_message")
+        await refused(a, {"description": "offer"}, "invalid_message")
+        await refused(a, {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}, "invalid_message")
+        await refused(a, {"sdp": "v=0\r\n"}, "invalid_message")
+        # The connection still works: alice negotiates and everyone sees and decodes everyone.
+        await a.start()
+        await see_each_other([a, b, c])
+        await all_decoding([a, b, c])
+        for x in (a, b, c):
+            later = [e for e in x.frames_of("error") if e["code"] not in ("unknown_peer", "invalid_message")]
+            assert later == [], (x.name, later)
