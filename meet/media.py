@@ -121,9 +121,28 @@ class MediaRouter:
 
     def event(self, live: LiveRoom | None, message: dict[str, Any]) -> None:
         """An event from the relay about one participant of ``live``."""
-        peer = live.peers.get(str(message.get("peer"))) if live is not None else None
+        if live is None:
+            return
+        peer_id = str(message.get("peer"))
+        peer = live.peers.get(peer_id)
         if peer is None:
-            return  # already gone
+            early = live.early_events.get(peer_id)
+            if early is not None:  # opened on the relay, welcome not sent yet: see joined()
+                early.append(message)
+            return  # else already gone
+        self._deliver(peer, message)
+
+    def joined(self, live: LiveRoom, peer: Participant) -> None:
+        """``peer`` is in ``live.peers`` now: hand it the relay events that came while it joined.
+
+        A participant is opened on the relay before its ``welcome``; the relay may already send
+        it an offer then (someone else started publishing). Dropping that offer would leave the
+        relay waiting for an answer forever, ignoring the client's own offers as collisions.
+        """
+        for message in live.early_events.pop(peer.peer_id, []):
+            self._deliver(peer, message)
+
+    def _deliver(self, peer: Participant, message: dict[str, Any]) -> None:
         kind = message.get("event")
         if kind == "offer":
             offer = {"description": {"type": "offer", "sdp": message["sdp"]}}

@@ -96,6 +96,8 @@ class LiveRoom:
     mode: str = "mesh"
     peers: dict[str, Participant] = field(default_factory=dict)
     joining: int = 0
+    # Relay events for peers still joining (opened on the relay, not yet in ``peers``).
+    early_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def broadcast(self, message: p.Message, exclude: str | None = None) -> None:
         frame = p.encode(message)  # once, not once per member
@@ -233,6 +235,7 @@ class Rooms:
         await self.check_admission(row, conn.user)
         live = self.live.setdefault(row["code"], LiveRoom(row, mode=self.media.initial_mode()))
         live.joining += 1  # holds the seat across the awaits below
+        live.early_events[conn.id] = []  # relay events for us until we are in live.peers
         try:
             try:
                 await self.media.on_join(live, conn.id)
@@ -241,9 +244,13 @@ class Rooms:
             now = self.clock.now()
             stay_id = await self.store.run(q.open_stay, row["id"], conn.user.id, now, self.settings.reconnect_grace)
             history = await self.store.run(q.recent_messages, row["id"], CHAT_REPLAY)
+        except BaseException:
+            live.early_events.pop(conn.id, None)
+            raise
         finally:
             live.joining -= 1
         if self.live.get(row["code"]) is not live:  # ended while we were waiting
+            live.early_events.pop(conn.id, None)
             await self._close_stay_if_gone(row["id"], conn.user.id, stay_id)
             raise Gone("This meeting has ended.", code="room_ended")
         role = "host" if conn.user.id == row["host_id"] else "guest"
@@ -253,6 +260,7 @@ class Rooms:
         conn.send(self._welcome(live, peer, history))
         live.broadcast(p.PeerJoined(peer=peer.public()))
         live.peers[peer.peer_id] = peer
+        self.media.joined(live, peer)
         return peer
 
     def _welcome(self, live: LiveRoom, peer: Participant, history: list[dict[str, Any]]) -> p.Welcome:

@@ -230,6 +230,7 @@ class RelayClient:
         self.relay_offers: list[int] = []  # log indexes of the relay offers, answered
         self.answers = 0  # relay answers applied to our offers
         self.glares = 0  # our offers the relay ignored
+        self.offers_before_answer = 0  # relay offers that arrived before the answer to our offer
         self.started = False
         self.pending_offer = False
         self.closed = False
@@ -319,7 +320,7 @@ class RelayClient:
         return (
             f"mode={self.mode} started={self.started} pending_offer={self.pending_offer} "
             f"answers={self.answers} relay_offers={len(self.relay_offers)} glares={self.glares} "
-            f"frames_received={len(self.log)} "
+            f"offers_before_answer={self.offers_before_answer} frames_received={len(self.log)} "
             f"tracks={self.tracks} frames={dict(self.media.frames)} frames_seen={kinds[-30:]}"
         )
 
@@ -365,6 +366,8 @@ class RelayClient:
                 return  # a candidate: the relay's are in its SDP already
             if description["type"] == "answer":
                 assert self.pending_offer, f"{self.name}: a relay answer without an offer of ours"
+                if self._queued:
+                    self.offers_before_answer += 1  # a relay offer overtook the answer to ours
                 await self.aio.run(self.media.accept(description["sdp"]))
                 self.pending_offer = False
                 self.answers += 1
@@ -435,10 +438,8 @@ async def relay_client(
             yield client
             nursery.cancel_scope.cancel()
     finally:
-        print("DEBUG ws closed", name)
         with trio.CancelScope(shield=True), trio.move_on_after(10):
             await aio.run(media.close())
-        print("DEBUG media closed", name)
 
 
 async def until(predicate: Callable[[], bool], timeout: float, what: Callable[[], str] | str) -> None:

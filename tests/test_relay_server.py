@@ -31,6 +31,7 @@ from wsclient import connect, join, room_ws_url
 
 from meet.config import Config
 from meet.server import RunningServer
+from meet.store import rooms as store_rooms
 
 try:
     from meet.relay import ice
@@ -62,25 +63,16 @@ def config(tmp_path: Path, rtc: dict[str, Any]) -> Config:
     return make_config(tmp_path, rtc=rtc)
 
 
-import time as _t
-T0 = [0.0]
-def dbg(*a):
-    print("DEBUG", round(_t.monotonic() - T0[0], 2), *a)
-
-
 @pytest.fixture
 def aio() -> Iterator[AsyncioThread]:
     """The asyncio loop of the test's aiortc peers, with their ICE on loopback only."""
-    T0[0] = _t.monotonic()
     if ice is not None:
         ice.configure_ice(LOOPBACK, None)
     thread = AsyncioThread()
     try:
         yield thread
     finally:
-        dbg("closing aio")
         thread.close()
-        dbg("closed aio")
         if ice is not None:
             ice.reset_ice()
 
@@ -109,14 +101,10 @@ class Clients:
                 ) as client:
                     task_status.started(client)
                     await leave.wait()
-                    dbg(name, "offers", len(client.relay_offers), "answers", client.answers, "glares", client.glares, "frames", len(client.log))
             finally:
-                dbg("left", name)
                 left.set()
 
-        dbg("joining", name)
         client: RelayClient = await self.nursery.start(hold)
-        dbg("joined", name)
         self.leaving[name] = (leave, left)
         return client
 
@@ -130,6 +118,7 @@ class Clients:
 
 @asynccontextmanager
 async def open_clients(server: RunningServer, aio: AsyncioThread) -> AsyncIterator[Clients]:
+    """The clients of a test; when the block ends they leave, and the server has seen it."""
     async with trio.open_nursery() as nursery:
         clients = Clients(server, aio, nursery)
         try:
@@ -137,22 +126,22 @@ async def open_clients(server: RunningServer, aio: AsyncioThread) -> AsyncIterat
         finally:
             for leave, _ in clients.leaving.values():
                 leave.set()
-    dbg("all left")
+    # Before the server stops: every leave processed, every relay `close` answered.
+    bridge = server.services.rooms.media.relay
+    await until(
+        lambda: not server.services.rooms.live and not any(w.pending for w in (bridge.workers if bridge else [])),
+        10, "the server to process the leaves",
+    )
 
 
 async def see_each_other(group: list[RelayClient], timeout: float = NEGOTIATE) -> None:
     """Every client's ``tracks`` names exactly every other one, with audio and camera."""
-    import time; t0 = time.monotonic()
-    try:
-        await _see_each_other(group, timeout)
-    finally:
-        dbg("see_each_other", round(time.monotonic() - t0, 2))
-
-
-async def _see_each_other(group: list[RelayClient], timeout: float = NEGOTIATE) -> None:
     for client in group:
         others = {other.peer_id: ["audio", "camera"] for other in group if other is not client}
-        await client.wait_for(lambda c=client, o=others: c.publishers() == o, timeout, f"tracks of {sorted(others)}")  # type: ignore[misc]
+        await client.wait_for(
+            lambda c=client, o=others: c.publishers() == o,  # type: ignore[misc]
+            timeout, f"tracks of {sorted(others)}",
+        )
 
 
 async def all_decoding(group: list[RelayClient], frames: int = FRAMES, timeout: float = DECODE) -> None:
@@ -168,11 +157,7 @@ async def all_decoding(group: list[RelayClient], frames: int = FRAMES, timeout: 
         details = "; ".join(f"{c.name} ({c.peer_id}): {c.describe()}" for c in group)
         return f"{frames} more frames on every camera: (before, now) {counts}; {details}"
 
-    import time; t0 = time.monotonic()
-    try:
-        await until(done, timeout, state)
-    finally:
-        dbg("decoding", round(time.monotonic() - t0, 2), {f"{c.name}<-{p}": (base[c.name, p], c.decoded(c.camera_mid(p))) for c, p in pairs})
+    await until(done, timeout, state)
 
 
 def renegotiated_without(client: RelayClient, since: int, gone: str) -> bool:
@@ -195,7 +180,7 @@ async def test_three_publishers_receive_and_decode_each_other(
     client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
 ) -> None:
     async with open_clients(server, aio) as clients:
-        dbg("start"); code = await make_room(client, alice)
+        code = await make_room(client, alice)
         group = [await clients.join(code, user) for user in (alice, bob, carol)]
         for member in group:
             assert member.welcome["mode"] == "relay", member.welcome
@@ -213,7 +198,7 @@ async def test_a_publisher_leaving_is_renegotiated_away(
     client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
 ) -> None:
     async with open_clients(server, aio) as clients:
-        dbg("start"); code = await make_room(client, alice)
+        code = await make_room(client, alice)
         a, b, c = [await clients.join(code, user) for user in (alice, bob, carol)]
         await see_each_other([a, b, c])
         await all_decoding([a, b, c])
@@ -237,7 +222,7 @@ async def test_a_killed_worker_is_restarted_and_clients_reconnect(
     server: RunningServer, client: httpx.AsyncClient, aio: AsyncioThread, alice: User, bob: User
 ) -> None:
     async with open_clients(server, aio) as clients:
-        dbg("start"); code = await make_room(client, alice)
+        code = await make_room(client, alice)
         a, b = [await clients.join(code, user) for user in (alice, bob)]
         await see_each_other([a, b])
         await all_decoding([a, b])
@@ -273,7 +258,7 @@ async def test_the_join_beyond_mesh_limit_switches_the_room_to_the_relay(
     client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
 ) -> None:
     async with open_clients(server, aio) as clients:
-        dbg("start"); code = await make_room(client, alice)
+        code = await make_room(client, alice)
         a = await clients.join(code, alice)
         b = await clients.join(code, bob)
         for x in (a, b):
@@ -328,7 +313,7 @@ async def test_bad_relay_signals_are_refused_and_the_connection_keeps_working(
     client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
 ) -> None:
     async with open_clients(server, aio) as clients:
-        dbg("start"); code = await make_room(client, alice)
+        code = await make_room(client, alice)
         a = await clients.join(code, alice, auto_start=False)
         assert a.welcome["mode"] == "mesh"
 
@@ -364,3 +349,59 @@ async def test_bad_relay_signals_are_refused_and_the_connection_keeps_working(
         for x in (a, b, c):
             later = [e for e in x.frames_of("error") if e["code"] not in ("unknown_peer", "invalid_message")]
             assert later == [], (x.name, later)
+
+
+# --- a relay offer for a participant still joining -----------------------------------------------
+
+
+async def test_a_relay_offer_made_while_joining_arrives_after_the_welcome(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User
+) -> None:
+    """The relay opens a participant before its ``welcome``; if someone starts publishing in
+    between, the relay already offers to it. That offer must reach it after ``welcome``: dropped,
+    the relay would wait for its answer forever and ignore the client's offers as collisions.
+    The window is widened here by holding bob's join (its chat history read) until the relay
+    has sent that offer."""
+    rooms = server.services.rooms
+    code = await make_room(client, alice)
+    offered_early, holding = trio.Event(), trio.Event()
+    hold_join = False
+    stock_event, stock_run = rooms.media.event, rooms.store.run
+
+    def event(live: Any, message: dict[str, Any]) -> None:
+        if live is not None and message.get("event") == "offer" and message.get("peer") not in live.peers:
+            offered_early.set()
+        stock_event(live, message)
+
+    async def run(fn: Any, *args: Any) -> Any:
+        if hold_join and fn is store_rooms.recent_messages:
+            holding.set()
+            with trio.move_on_after(10):
+                await offered_early.wait()
+        return await stock_run(fn, *args)
+
+    rooms.media.event = event  # type: ignore[method-assign]
+    rooms.store.run = run  # type: ignore[method-assign]
+    async with open_clients(server, aio) as clients, trio.open_nursery() as nursery:
+        a = await clients.join(code, alice, auto_start=False)
+        joined: list[RelayClient] = []
+
+        async def join_bob() -> None:
+            joined.append(await clients.join(code, bob))
+
+        hold_join = True
+        nursery.start_soon(join_bob)
+        with trio.fail_after(NEGOTIATE):
+            await holding.wait()  # bob is opened on the relay, his welcome not sent yet
+        hold_join = False
+        await a.start()  # alice publishes: the relay offers her tracks to bob at once
+        with trio.fail_after(NEGOTIATE):
+            await offered_early.wait()
+        await until(lambda: bool(joined), NEGOTIATE, "bob's welcome")
+        b = joined[0]
+        await b.wait_for(lambda: bool(b.log), NEGOTIATE, "a frame after the welcome")
+        first = b.log[0]  # right after the welcome: the offer made while bob was joining
+        assert first["type"] == "signal" and first["data"]["description"]["type"] == "offer", b.log[:3]
+        await see_each_other([a, b])
+        await all_decoding([a, b])
+        no_errors([a, b])

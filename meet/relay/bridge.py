@@ -100,6 +100,9 @@ class RelayBridge:
                 self._changed = trio.Event()
                 log.info("relay worker %d running (pid %d)", worker.index, worker.process.pid)
         finally:
+            # Also when cancelled (server shutdown): requests still waiting for this worker fail
+            # now instead of at their timeout (leaves in flight would hold the shutdown).
+            self._fail_pending(worker)
             with trio.CancelScope(shield=True):
                 await self._stop_process(worker)
 
@@ -138,10 +141,13 @@ class RelayBridge:
                 process.kill()
                 await process.wait()
 
-    def _forget(self, worker: _Worker) -> None:
+    def _fail_pending(self, worker: _Worker) -> None:
         for reply_to in worker.pending.values():
             reply_to.send_nowait({"ok": False, "error": "the relay worker stopped"})
         worker.pending.clear()
+
+    def _forget(self, worker: _Worker) -> None:
+        self._fail_pending(worker)
         for room in worker.rooms:
             self.placement.pop(room, None)
         worker.rooms.clear()
