@@ -13,6 +13,8 @@
  *                   "left" (close() was called), "ended", "kicked", "unauthorized", "forbidden",
  *                   "not_found" or "policy"; `error` is the last {code, message} error the server
  *                   sent (e.g. room_locked), or null.
+ * Closes not listed as final reconnect: 1001, 1006, 4408, 4429 with backoff; 1012 (the media relay
+ * restarted: relay_restart) at once; 1013 (no relay available right now) with backoff.
  *
  * Keep-alive: the server's {"type":"ping"} is answered with a pong, the client pings every 15 s,
  * and a link silent for 50 s (the server pings every 20 s) is treated as dropped.
@@ -24,6 +26,8 @@ export const CLOSE = Object.freeze({
   NORMAL: 1000,
   GOING_AWAY: 1001,
   POLICY: 1008,
+  SERVICE_RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
   UNAUTHORIZED: 4401,
   FORBIDDEN: 4403,
   NOT_FOUND: 4404,
@@ -32,7 +36,10 @@ export const CLOSE = Object.freeze({
   TOO_SLOW: 4429,
 });
 
-/** Close codes after which reconnecting cannot help, mapped to the `cause` reported. */
+/**
+ * Close codes after which reconnecting cannot help, mapped to the `cause` reported.
+ * 1012 (relay_restart) and 1013 (relay_unavailable) are deliberately absent: they reconnect.
+ */
 const FINAL_CLOSES = new Map([
   [CLOSE.UNAUTHORIZED, "unauthorized"],
   [CLOSE.FORBIDDEN, "forbidden"],
@@ -104,6 +111,14 @@ class SocketClient extends EventTarget {
     if (this.status !== "reconnecting") return;
     this.status = "idle";
     this.connect();
+  }
+
+  /**
+   * Drop the current connection and reconnect (with backoff), e.g. when the media relay cannot
+   * be recovered otherwise: the next admission is a fresh peer with a fresh relay connection.
+   */
+  reconnect(reason = "reconnecting") {
+    if (this.status === "open" || this.status === "connecting") this.handleDrop(this.ws, 4000, reason);
   }
 
   /** Leave for good: closes the socket normally and never reconnects. */
@@ -198,7 +213,10 @@ class SocketClient extends EventTarget {
       this.finish(code, reason, cause);
       return;
     }
-    const delay = backoffDelay(this.attempt);
+    // 1012: the media relay restarted and its successor is ready: come back at once (a little
+    // jitter so a whole room does not arrive in the same millisecond).
+    const delay =
+      code === CLOSE.SERVICE_RESTART && this.attempt === 0 ? Math.round(Math.random() * 250) : backoffDelay(this.attempt);
     this.attempt += 1;
     this.status = "reconnecting";
     this.timers.retry = setTimeout(() => {
@@ -241,8 +259,8 @@ function detach(ws) {
 
 /**
  * One meeting's signaling channel.
- * Events: welcome, peer-joined, peer-left, signal, chat, state, room-updated, room-ended,
- * kicked, mute-request, error (+ the life cycle events above).
+ * Events: welcome, peer-joined, peer-left, signal, chat, state, room-updated, mode, tracks,
+ * room-ended, kicked, mute-request, error (+ the life cycle events above).
  * A "welcome" after a reconnect carries a new peer_id and the current peers.
  */
 export class RoomClient extends SocketClient {

@@ -20,6 +20,10 @@
  *
  * Signal payloads are exactly {description: {type, sdp}} or {candidate: {...} | null}.
  *
+ * Modes: the mesh is only active while the room's mode is "mesh" (welcome.mode, then `mode`
+ * messages). On `mode {mode: "relay"}` it closes every connection and ignores mesh signals; the
+ * relay module (relay.js) takes over. Signals from the reserved peer id "relay" are never mine.
+ *
  * Events (CustomEvent detail):
  *   "stream"            {peerId, kind: "camera" | "screen", stream}
  *   "stream-removed"    {peerId, kind}
@@ -229,6 +233,7 @@ export class Mesh extends EventTarget {
     this.msid = new MediaStream(); // labels my camera tracks on the wire
     this.roster = new Set(); // peer ids currently in the room (not me)
     this.connections = new Map(); // peer id → Peer
+    this.active = false; // the room's media flows peer to peer (mode "mesh")
 
     this.handlers = {
       welcome: (e) => this.onWelcome(e.detail),
@@ -238,6 +243,7 @@ export class Mesh extends EventTarget {
         this.closePeer(e.detail.peer_id);
       },
       signal: (e) => this.onSignal(e.detail),
+      mode: (e) => this.onMode(e.detail.mode),
       disconnected: () => this.closeAll(),
       closed: () => this.closeAll(),
     };
@@ -250,11 +256,30 @@ export class Mesh extends EventTarget {
     this.selfId = welcome.peer_id;
     this.iceServers = Array.isArray(welcome.ice_servers) ? welcome.ice_servers : [];
     this.roster = new Set(welcome.peers.map((p) => p.peer_id));
+    this.active = (welcome.mode || "mesh") === "mesh";
+    if (!this.active) return; // relay (or a mode this page does not know): no peer connections
     for (const id of this.roster) this.connections.set(id, new Peer(this, id, true));
   }
 
+  /** The room switched modes: to "relay" closes everything; back to "mesh" reconnects. */
+  onMode(mode) {
+    if (!this.selfId) return;
+    if (mode !== "mesh") {
+      this.active = false;
+      this.closeAll();
+      return;
+    }
+    if (this.active) return;
+    this.active = true;
+    // Nobody is a newcomer here: to avoid offering both ways, I start towards the peers I am
+    // impolite to (a smaller peer_id than mine); the others start towards me.
+    for (const id of this.roster) {
+      if (id < this.selfId && !this.connections.has(id)) this.connections.set(id, new Peer(this, id, true));
+    }
+  }
+
   onSignal({ from, data }) {
-    if (!this.selfId || !this.roster.has(from) || !data || typeof data !== "object") return;
+    if (!this.active || !this.selfId || !this.roster.has(from) || !data || typeof data !== "object") return;
     let peer = this.connections.get(from);
     if (!peer) {
       peer = new Peer(this, from, false);

@@ -3,7 +3,12 @@
  * (video grid, controls, chat, people) until leaving, being removed, or the meeting ending.
  *
  * Wiring only: the socket is a RoomClient (protocol.js), media goes through LocalMedia and
- * the Mesh, and each panel is its own module under js/call/.
+ * either the Mesh (mode "mesh": one connection per participant) or the Relay (mode "relay": one
+ * connection with the server's media relay), and each panel is its own module under js/call/.
+ * Both media engines listen to the RoomClient themselves and follow the room's mode
+ * (welcome.mode, then `mode` messages); only the active one has connections. They share one
+ * interface: setTrack(kind, track), setScreen(stream), peers(), streams(), close(), and the events
+ * "stream", "stream-removed", "connection-state" and "peer-closed".
  */
 
 import { endRoom, joinRoom, me, updateRoom } from "../api.js";
@@ -15,10 +20,11 @@ import { LocalMedia, mediaErrorText } from "../call/media.js";
 import { Mesh } from "../call/mesh.js";
 import { ParticipantsPanel } from "../call/participants.js";
 import { Prejoin } from "../call/prejoin.js";
+import { RELAY_PEER, Relay } from "../call/relay.js";
 import { toast } from "../call/toast.js";
 import { bindCopyButton } from "../clipboard.js";
 import { errorText } from "../forms.js";
-import { RoomClient } from "../protocol.js";
+import { CLOSE, RoomClient } from "../protocol.js";
 import { navigate } from "../urls.js";
 
 const $ = (id) => document.getElementById(id);
@@ -32,6 +38,8 @@ const call = {
   role: "guest",
   client: null,
   mesh: null,
+  relay: null,
+  mode: "mesh", // how media flows now: "mesh" | "relay" (or a mode this page does not know)
   media: null,
   grid: null,
   chat: null,
@@ -49,15 +57,31 @@ const call = {
   soundBlocked: false,
 };
 
+/** The media engine the room's mode uses now (null for an unknown mode). */
+function engine() {
+  if (call.mode === "relay") return call.relay;
+  return call.mode === "mesh" ? call.mesh : null;
+}
+
+/** Both media engines, to keep the inactive one ready (tracks, screen) for a mode switch. */
+function engines() {
+  return [call.mesh, call.relay].filter(Boolean);
+}
+
 // Harmless hooks for automated tests (e.g. getStats() on every connection).
+// peers(): mesh → peer id → RTCPeerConnection; relay → one entry, "relay" → RTCPeerConnection.
 window.meetCall = {
   peerId: () => (call.client ? call.client.peerId : null),
-  peers: () => (call.mesh ? call.mesh.peers() : new Map()),
+  peers: () => (engine() ? engine().peers() : new Map()),
+  mode: () => call.mode,
   get client() {
     return call.client;
   },
   get mesh() {
     return call.mesh;
+  },
+  get relay() {
+    return call.relay;
   },
   get media() {
     return call.media;
@@ -97,6 +121,7 @@ function stopAll() {
   call.finished = true;
   clearInterval(call.timer);
   if (call.mesh) call.mesh.close();
+  if (call.relay) call.relay.close();
   if (call.client) call.client.close();
   if (call.speaking) call.speaking.stop();
   if (call.screenStream) for (const t of call.screenStream.getTracks()) t.stop();
@@ -121,6 +146,16 @@ function finish(kind) {
 // ---- Roster and tiles -----------------------------------------------------------------
 
 const nameOf = (peer) => (peer && peer.user ? peer.user.username : "Someone");
+
+/** A remote tile's notice for a connection state (null: nothing to say). */
+function connectionText(state) {
+  return { new: "Connecting…", connecting: "Connecting…", disconnected: "Connection unstable…", failed: "Connection lost. Retrying…" }[state] || null;
+}
+
+/** The notice a remote tile starts with: its own connection's in mesh, the relay's in relay mode. */
+function initialStatus() {
+  return call.mode === "relay" ? connectionText((call.relay && call.relay.connectionState) || "new") : "Connecting…";
+}
 
 function showPeerTile(peer) {
   const tile = call.grid.ensure(`cam:${peer.peer_id}`, { peerId: peer.peer_id, name: peer.user.username });
@@ -255,7 +290,7 @@ async function toggleScreen() {
     if (call.screenStream === stream) stopScreen();
   });
   call.screenStream = stream;
-  call.mesh.setScreen(stream);
+  for (const media of engines()) media.setScreen(stream);
   call.local.screen = true;
   sendState({ screen: true });
   call.grid.ensure("local-screen", { local: true, screen: true, name: "Your screen" }).setStream(stream);
@@ -268,7 +303,7 @@ function stopScreen() {
   if (!stream) return;
   call.screenStream = null;
   for (const t of stream.getTracks()) t.stop();
-  call.mesh.setScreen(null);
+  for (const media of engines()) media.setScreen(null);
   call.local.screen = false;
   sendState({ screen: false });
   call.grid.remove("local-screen");
@@ -346,14 +381,37 @@ function applyRoom(room) {
 
 // ---- Socket events --------------------------------------------------------------------
 
+/** The room's media mode, from welcome.mode or a `mode` message. */
+function setMode(mode, { announce = false } = {}) {
+  const before = call.mode;
+  call.mode = mode;
+  if (mode !== "mesh" && mode !== "relay") {
+    toast("This meeting uses a way of sending media that this page does not know. Reload the page.", {
+      kind: "warn",
+      timeout: 0,
+      action: { label: "Reload", onClick: () => window.location.reload() },
+    });
+    return;
+  }
+  if (announce && mode !== before) {
+    // The engines have already switched (they listen to the socket first); the tiles stay and
+    // get their video back as the new connections deliver it.
+    for (const id of call.roster.keys()) {
+      const tile = call.grid.get(`cam:${id}`);
+      if (tile) tile.setStatus("Connecting…");
+    }
+  }
+}
+
 function onWelcome(welcome) {
   const first = call.joinedAt === 0;
+  setMode(welcome.mode || "mesh");
   call.role = welcome.role;
   call.room = welcome.room;
   const next = new Map(welcome.peers.map((p) => [p.peer_id, { ...p }]));
   for (const id of call.roster.keys()) if (!next.has(id)) dropPeer(id);
   call.roster = next;
-  for (const peer of next.values()) showPeerTile(peer).setStatus("Connecting…");
+  for (const peer of next.values()) showPeerTile(peer).setStatus(initialStatus());
   call.chat.setHistory(welcome.messages || []);
   syncLocalMedia();
   sendState();
@@ -371,7 +429,7 @@ function onWelcome(welcome) {
 
 function onPeerJoined({ peer }) {
   call.roster.set(peer.peer_id, { ...peer });
-  showPeerTile(peer).setStatus("Connecting…");
+  showPeerTile(peer).setStatus(initialStatus());
   renderPeople();
   toast(`${nameOf(peer)} joined`);
 }
@@ -408,8 +466,11 @@ function onMuteRequest() {
   toast("The host asked you to mute. Your microphone is now off.", { kind: "warn", timeout: 7000 });
 }
 
+// Handled by the relay engine (renegotiate / reconnect) or by the reconnect banner.
+const QUIET_ERRORS = new Set(["unknown_peer", "not_in_room", "relay_error", "relay_failed", "relay_restart", "relay_unavailable"]);
+
 function onServerError({ code: errorCode, message }) {
-  if (errorCode === "unknown_peer" || errorCode === "not_in_room") return; // a peer that just left
+  if (QUIET_ERRORS.has(errorCode)) return; // e.g. unknown_peer: a peer that just left
   if (errorCode === "invalid_message" || errorCode === "rate_limited") call.chat.showError(message);
   toast(message, { kind: "warn" });
 }
@@ -512,7 +573,7 @@ function setUpCallView() {
 
   // Devices can change under the call (first grant after joining, switching, unplugging).
   call.media.addEventListener("track", ({ detail }) => {
-    call.mesh.setTrack(detail.kind, detail.track);
+    for (const media of engines()) media.setTrack(detail.kind, detail.track);
     if (detail.kind === "audio") call.speaking.watch("local", detail.track);
     syncLocalMedia();
     updateLocalTile();
@@ -521,8 +582,10 @@ function setUpCallView() {
     renderPeople();
   });
   // Tracks that arrived between "Join" and now.
-  call.mesh.setTrack("audio", call.media.audio);
-  call.mesh.setTrack("video", call.media.video);
+  for (const media of engines()) {
+    media.setTrack("audio", call.media.audio);
+    media.setTrack("video", call.media.video);
+  }
   call.media.addEventListener("lost", ({ detail }) => {
     syncLocalMedia();
     sendState();
@@ -543,18 +606,16 @@ function wireClient(client) {
   on("room-ended", () => finish("ended"));
   on("kicked", () => finish("kicked"));
   on("mute-request", onMuteRequest);
+  on("mode", (message) => setMode(message.mode, { announce: true }));
   on("error", onServerError);
   on("disconnected", onDisconnected);
 }
 
-/** Connect; resolves with the first welcome, or rejects with the final close detail. */
-function connect(onRetry) {
-  const client = new RoomClient(code);
-  call.client = client;
-  call.mesh = new Mesh(client, { audio: call.media.audio, video: call.media.video });
-  call.mesh.addEventListener("stream", ({ detail }) => {
+/** Remote streams into tiles, connection states into tile notices (mesh and relay alike). */
+function wireMedia(media) {
+  media.addEventListener("stream", ({ detail }) => {
     const peer = call.roster.get(detail.peerId);
-    if (!peer) return;
+    if (!peer || !call.grid) return;
     if (detail.kind === "camera") {
       showPeerTile(peer).setStream(detail.stream, onSoundBlocked);
       const audio = detail.stream.getAudioTracks()[0];
@@ -568,20 +629,40 @@ function connect(onRetry) {
       tile.setStream(detail.stream);
     }
   });
-  call.mesh.addEventListener("stream-removed", ({ detail }) => {
-    if (detail.kind === "screen") call.grid.remove(`screen:${detail.peerId}`);
+  media.addEventListener("stream-removed", ({ detail }) => {
+    if (!call.grid) return;
+    if (detail.kind === "screen") {
+      call.grid.remove(`screen:${detail.peerId}`);
+      return;
+    }
+    // The person may still be here (a reconnect, a mode switch): keep the tile, drop the media.
+    const tile = call.grid.get(`cam:${detail.peerId}`);
+    if (tile) tile.setStream(null);
+    if (call.speaking) call.speaking.unwatch(detail.peerId);
   });
-  call.mesh.addEventListener("connection-state", ({ detail }) => {
-    const tile = call.grid && call.grid.get(`cam:${detail.peerId}`);
-    if (!tile) return;
-    const text = {
-      new: "Connecting…",
-      connecting: "Connecting…",
-      disconnected: "Connection unstable…",
-      failed: "Connection lost. Retrying…",
-    }[detail.state];
-    tile.setStatus(text || null);
+  media.addEventListener("connection-state", ({ detail }) => {
+    if (!call.grid) return;
+    if (detail.peerId === RELAY_PEER) {
+      // One connection carries everyone: its state is every remote tile's.
+      for (const id of call.roster.keys()) {
+        const tile = call.grid.get(`cam:${id}`);
+        if (tile) tile.setStatus(connectionText(detail.state));
+      }
+      return;
+    }
+    const tile = call.grid.get(`cam:${detail.peerId}`);
+    if (tile) tile.setStatus(connectionText(detail.state));
   });
+}
+
+/** Connect; resolves with the first welcome, or rejects with the final close detail. */
+function connect(onRetry) {
+  const client = new RoomClient(code);
+  call.client = client;
+  // Both engines listen to the client from the start; the room's mode decides which one works.
+  call.mesh = new Mesh(client, { audio: call.media.audio, video: call.media.video });
+  call.relay = new Relay(client, { audio: call.media.audio, video: call.media.video });
+  for (const media of engines()) wireMedia(media);
 
   return new Promise((resolve, reject) => {
     const onEarlyDrop = (event) => onRetry(event.detail);
@@ -635,8 +716,11 @@ async function main() {
 
   let welcome;
   try {
-    welcome = await connect(() => {
-      $("prejoin-error").textContent = "Can't reach the meeting server. Retrying…";
+    welcome = await connect((drop) => {
+      $("prejoin-error").textContent =
+        drop && (drop.code === CLOSE.TRY_AGAIN_LATER || drop.code === CLOSE.SERVICE_RESTART)
+          ? "The meeting's media server is busy. Retrying…"
+          : "Can't reach the meeting server. Retrying…";
     });
   } catch (closed) {
     prejoin.close();
