@@ -59,15 +59,18 @@ class MediaRouter:
         """Before ``welcome``: switch the room to relay if needed, and open the newcomer on it."""
         crowded = len(live.peers) + live.joining > self.settings.mesh_limit
         if live.mode == "mesh" and crowded and self.settings.relay == "auto" and self.relay is not None:
-            await self._switch_to_relay(live)
+            await self._switch_to_relay(live, peer_id)
         if live.mode == "relay":
             await self._call("open", live, peer_id)
 
-    async def _switch_to_relay(self, live: LiveRoom) -> None:
+    async def _switch_to_relay(self, live: LiveRoom, joiner: str) -> None:
         live.mode = "relay"
         log.info("room %s switches to the relay (%d participants)", live.row["code"], len(live.peers) + 1)
-        for other in list(live.peers.values()):
-            await self._call("open", live, other.peer_id)
+        # Everyone present, and everyone else still joining: they decided "mesh" already, and
+        # their welcome (built later) will say "relay".
+        others = [*live.peers, *(peer_id for peer_id in live.early_events if peer_id != joiner)]
+        for other in others:
+            await self._call("open", live, other)
         live.broadcast(p.Mode(mode="relay"))
 
     async def on_leave(self, live: LiveRoom, peer: Participant, emptied: bool) -> None:

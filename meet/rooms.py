@@ -96,7 +96,8 @@ class LiveRoom:
     mode: str = "mesh"
     peers: dict[str, Participant] = field(default_factory=dict)
     joining: int = 0
-    # Relay events for peers still joining (opened on the relay, not yet in ``peers``).
+    # The peers still joining (admitted, not yet in ``peers``), with the relay events that came
+    # for them meanwhile (delivered right after their welcome).
     early_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def broadcast(self, message: p.Message, exclude: str | None = None) -> None:

@@ -45,10 +45,11 @@ from aiortc import (
     RTCSessionDescription,
 )
 from relay_peers import SineAudio, SyntheticVideo
-from wsclient import WS, join
+from wsclient import WS, connect, room_ws_url
 
 T = TypeVar("T")
 RELAY = "relay"
+WELCOME_TIMEOUT = 20.0  # a relay join waits for the relay to open it (and for a worker to be running)
 
 
 class AsyncioThread:
@@ -236,7 +237,7 @@ class RelayClient:
         self.closed = False
         self._offer_ping = 0
         self._pings = self._pongs = 0
-        self._queued: list[tuple[int, str]] = []  # (log index, sdp) of relay offers waiting until our own offer is resolved
+        self._queued: list[tuple[int, str]] = []  # (log index, sdp): relay offers waiting for ours to resolve
         self._changed = trio.Event()
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[str, Any]](math.inf)
 
@@ -376,7 +377,9 @@ class RelayClient:
                 self._queued.append((len(self.log) - 1, description["sdp"]))
             await self._settle()
         elif kind == "tracks":
-            self.tracks = {t["mid"]: {"publisher": t["publisher"], "source": t["source"]} for t in frame["tracks"]}
+            self.tracks = {
+                t["mid"]: {"publisher": t["publisher"], "source": t["source"]} for t in frame["tracks"]
+            }
             self.tracks_log.append((len(self.log) - 1, self.tracks))
         elif kind == "mode":
             self.mode = frame["mode"]
@@ -406,7 +409,8 @@ class RelayClient:
             self.relay_offers.append(index)
         if self.started and not self.pending_offer and await self.aio.run(self.media.needs_offer()):
             sdp = await self.aio.run(self.media.offer())
-            await self.ws.send({"type": "signal", "to": RELAY, "data": {"description": {"type": "offer", "sdp": sdp}}})
+            await self.ws.send({"type": "signal", "to": RELAY,
+                                "data": {"description": {"type": "offer", "sdp": sdp}}})
             self.pending_offer = True
             self._offer_ping = await self.ping()
 
@@ -432,7 +436,8 @@ async def relay_client(
     media = MediaPeer(shade=shade)
     await aio.run(media.reset())
     try:
-        async with join(http_url, code, token) as (ws, welcome), trio.open_nursery() as nursery:
+        async with connect(room_ws_url(http_url, code), token) as ws, trio.open_nursery() as nursery:
+            welcome = await ws.expect("welcome", timeout=WELCOME_TIMEOUT)
             client = RelayClient(name, ws, welcome, aio, media, auto_start)
             nursery.start_soon(client.run)
             yield client

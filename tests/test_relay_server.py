@@ -118,7 +118,15 @@ class Clients:
 
 @asynccontextmanager
 async def open_clients(server: RunningServer, aio: AsyncioThread) -> AsyncIterator[Clients]:
-    """The clients of a test; when the block ends they leave, and the server has seen it."""
+    """The clients of a test; when the block ends they leave, and the server has seen it.
+
+    The relay workers are running first, so that no test's timing includes a worker start.
+    """
+    bridge = server.services.rooms.media.relay
+    workers = bridge.workers if bridge is not None else []
+    with trio.fail_after(30):
+        for worker in workers:
+            await worker.ready.wait()
     async with trio.open_nursery() as nursery:
         clients = Clients(server, aio, nursery)
         try:
@@ -127,9 +135,8 @@ async def open_clients(server: RunningServer, aio: AsyncioThread) -> AsyncIterat
             for leave, _ in clients.leaving.values():
                 leave.set()
     # Before the server stops: every leave processed, every relay `close` answered.
-    bridge = server.services.rooms.media.relay
     await until(
-        lambda: not server.services.rooms.live and not any(w.pending for w in (bridge.workers if bridge else [])),
+        lambda: not server.services.rooms.live and not any(w.pending for w in workers),
         10, "the server to process the leaves",
     )
 
@@ -150,6 +157,8 @@ async def all_decoding(group: list[RelayClient], frames: int = FRAMES, timeout: 
     base = {(c.name, p): c.decoded(c.camera_mid(p)) for c, p in pairs}
 
     def done() -> bool:
+        for c in group:  # fail at once, not at the deadline (a worker killed from outside, say)
+            assert not c.closed, f"{c.name}: closed ({c.close_code}) while decoding; {c.describe()}"
         return all(c.decoded(c.camera_mid(p)) >= base[c.name, p] + frames for c, p in pairs)
 
     def state() -> str:
@@ -164,7 +173,8 @@ def renegotiated_without(client: RelayClient, since: int, gone: str) -> bool:
     """Since log index ``since``: a relay offer, and after it a ``tracks`` not naming ``gone``."""
     offers = [i for i in client.relay_offers if i >= since]
     return bool(offers) and any(
-        i > offers[0] and gone not in {t["publisher"] for t in tracks.values()} for i, tracks in client.tracks_log
+        i > offers[0] and gone not in {t["publisher"] for t in tracks.values()}
+        for i, tracks in client.tracks_log
     )
 
 
@@ -324,7 +334,8 @@ async def test_bad_relay_signals_are_refused_and_the_connection_keeps_working(
             await x.wait_for(lambda: x.pongs >= pong, 10, "pong")
             errors = x.frames_of("error", since)
             assert [e["code"] for e in errors] == [code_], (data, x.log[since:])
-            answers = [f for f in x.frames_of("signal", since) if f["data"].get("description", {}).get("type") == "answer"]
+            signals = x.frames_of("signal", since)
+            answers = [f for f in signals if f["data"].get("description", {}).get("type") == "answer"]
             assert not answers, x.log[since:]
 
         # A mesh room has no relay to talk to.
@@ -405,3 +416,48 @@ async def test_a_relay_offer_made_while_joining_arrives_after_the_welcome(
         await see_each_other([a, b])
         await all_decoding([a, b])
         no_errors([a, b])
+
+
+@rtc_settings(AUTO_2, "auto-mesh_limit=2")
+async def test_a_peer_joining_while_the_room_switches_is_opened_on_the_relay(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
+) -> None:
+    """Bob's join decides "mesh" and is still on its way (held at its chat history read) when
+    carol's join switches the room: bob's welcome says "relay", so he must be on the relay too."""
+    rooms = server.services.rooms
+    code = await make_room(client, alice)
+    holding, release = trio.Event(), trio.Event()
+    hold_join = False
+    stock_run = rooms.store.run
+
+    async def run(fn: Any, *args: Any) -> Any:
+        if hold_join and fn is store_rooms.recent_messages:
+            holding.set()
+            with trio.move_on_after(NEGOTIATE):
+                await release.wait()
+        return await stock_run(fn, *args)
+
+    rooms.store.run = run  # type: ignore[method-assign]
+    async with open_clients(server, aio) as clients, trio.open_nursery() as nursery:
+        a = await clients.join(code, alice)
+        assert a.welcome["mode"] == "mesh"
+        joined: list[RelayClient] = []
+
+        async def join_bob() -> None:
+            joined.append(await clients.join(code, bob))
+
+        hold_join = True
+        nursery.start_soon(join_bob)
+        with trio.fail_after(NEGOTIATE):
+            await holding.wait()
+        hold_join = False
+        c = await clients.join(code, carol)  # the third: the room switches
+        assert c.welcome["mode"] == "relay"
+        await a.frame_after(0, "mode")
+        release.set()
+        await until(lambda: bool(joined), NEGOTIATE, "bob's welcome")
+        b = joined[0]
+        assert b.welcome["mode"] == "relay", b.welcome
+        await see_each_other([a, b, c])
+        await all_decoding([a, b, c])
+        no_errors([a, b, c])
