@@ -17,8 +17,8 @@
  *   always the polite side (perfect negotiation with polite = true). On a collision the relay
  *   ignores my offer, and I roll back and answer its offer; my own change is offered again once
  *   signaling is stable (negotiationneeded fires again). A relay offer that arrives while my
- *   offer is out first waits up to COLLISION_WAIT_MS for the relay's answer to mine, in case
- *   the relay answered it and then renegotiated (the answer may be delivered after the offer).
+ *   offer is out may also mean that the relay answered mine and then renegotiated, the answer
+ *   being delivered after the offer: then the offer waits for that answer (see answered()).
  * - Trickle ICE both ways: {candidate} and {candidate: null}.
  * - Whose track is it: the `tracks` message maps each mid of my connection to
  *   {publisher, source}. It may come before or after the negotiation that it describes. An m-line
@@ -49,11 +49,14 @@ const RECOVERY_MS = 15000; // after an ICE restart, how long the connection may 
 const CONNECT_MS = 20000; // after the first negotiation, how long the connection may take to come up
 const RETRY_OFFER_MS = 1000; // after the relay refused an offer, wait this long before offering again
 const REFUSAL_GRACE_MS = 2000; // an offer still unanswered this long after a relay_error was refused
-const COLLISION_WAIT_MS = 1000; // how long a colliding relay offer waits for my answer to arrive
+// How long a relay offer that collides with my pending offer waits for the relay's answer to mine
+// (see answered()): when its m-lines show that the relay took my offer, and when they cannot tell.
+const ANSWER_DUE_MS = 5000;
+const ANSWER_MAYBE_MS = 1000;
 
 /**
- * The m-sections of an SDP: mid → {kind, msid, index}. `msid` is the stream id of the first
- * a=msid line (or of an a=ssrc … msid: line), null when none or "-".
+ * The m-sections of an SDP: mid → {kind, msid, direction, index}. `msid` is the stream id of the
+ * first a=msid line (or of an a=ssrc … msid: line), null when none or "-".
  */
 export function sdpSections(sdp) {
   const out = new Map();
@@ -63,7 +66,8 @@ export function sdpSections(sdp) {
     const kind = (/^m=(\w+)/.exec(section) || [])[1] || "";
     const mid = (/(?:^|\n)a=mid:(\S+)/.exec(section) || [])[1];
     const msid = (/(?:^|\n)a=msid:(\S+)/.exec(section) || /(?:^|\n)a=ssrc:\d+ msid:(\S+)/.exec(section) || [])[1];
-    if (mid !== undefined) out.set(mid, { kind, msid: msid && msid !== "-" ? msid : null, index });
+    const direction = (/(?:^|\n)a=(sendrecv|sendonly|recvonly|inactive)\b/.exec(section) || [])[1] || "sendrecv";
+    if (mid !== undefined) out.set(mid, { kind, msid: msid && msid !== "-" ? msid : null, direction, index });
   });
   return out;
 }
@@ -136,7 +140,6 @@ class Link {
     };
     pc.onconnectionstatechange = () => {
       const state = pc.connectionState;
-      console.log("DBG state", state, pc.iceConnectionState, pc.iceGatheringState);
       if (state === "connected") {
         this.recovering = false;
         clearTimeout(this.recoveryTimer);
@@ -149,7 +152,6 @@ class Link {
   }
 
   send(data) {
-    if (data.candidate !== undefined) console.log("DBG cand out", data.candidate ? data.candidate.candidate.slice(0, 30) : null);
     if (!this.closed) this.relay.client.signal(RELAY_PEER, data);
   }
 
@@ -188,7 +190,7 @@ class Link {
   releaseHeld() {
     const held = this.held;
     if (!held) return;
-    console.log("DBG release held", held.length);
+    console.log("DBG release");
     this.held = null;
     clearTimeout(this.heldTimer);
     for (const data of held) this.enqueue(data);
@@ -209,7 +211,6 @@ class Link {
       // An offer from the relay may have been applied meanwhile: never send my answer as an offer.
       const local = pc.localDescription;
       if (!this.closed && local && local.type === "offer") this.send({ description: local.toJSON() });
-      console.log("DBG offer sent", local && local.type, pc.signalingState);
     } catch (err) {
       if (!this.closed) this.relay.warn("offer failed", err);
     } finally {
@@ -222,13 +223,14 @@ class Link {
     if (description && typeof description === "object") {
       if (description.type === "answer" && pc.signalingState !== "have-local-offer") return; // stale
       const collision = description.type === "offer" && (this.makingOffer || pc.signalingState !== "stable");
-      if (collision && !this.makingOffer && !waited) {
+      const answered = collision && !this.makingOffer && !waited ? this.answered(description) : "no";
+      if (answered !== "no") {
         // My offer is out. Either the relay ignores it (a real collision), or it answered it and
         // then renegotiated, and that answer is still on its way behind this offer (the server
-        // may deliver a relay event before the reply it follows). Wait briefly for the answer.
-        console.log("DBG hold relay offer", pc.signalingState);
+        // may deliver a relay event before the reply it follows): wait for the answer a little.
+        console.log("DBG hold", answered);
         this.held = [{ description, waited: true }];
-        this.heldTimer = setTimeout(() => this.releaseHeld(), COLLISION_WAIT_MS);
+        this.heldTimer = setTimeout(() => this.releaseHeld(), answered === "yes" ? ANSWER_DUE_MS : ANSWER_MAYBE_MS);
         return;
       }
       if (collision && !pc.currentRemoteDescription) {
@@ -239,7 +241,7 @@ class Link {
         this.relay.renew({ description });
         return;
       }
-      console.log("DBG apply", description.type, pc.signalingState, collision ? "collision" : "");
+      if (collision) console.log("DBG rollback");
       // Polite: an offer that collides with mine wins; setRemoteDescription rolls mine back.
       await pc.setRemoteDescription(description);
       if (this.closed) return;
@@ -297,6 +299,27 @@ class Link {
         this.queue(() => this.makeOffer(), "offer failed");
       }, "rollback failed");
     }, REFUSAL_GRACE_MS);
+  }
+
+  /**
+   * Did the relay answer my pending offer before sending this colliding offer? "yes" when the
+   * offer contains m-lines that only my pending offer added, as m-lines the relay receives on;
+   * "no" when my offer added m-lines and the relay's offer has none of them (it has not seen
+   * mine: a real collision); "maybe" when my offer added no m-line (nothing to tell by).
+   */
+  answered(description) {
+    const pending = this.pc.pendingLocalDescription;
+    if (!pending || pending.type !== "offer") return "maybe";
+    const current = this.pc.currentLocalDescription;
+    const negotiated = sdpSections(current ? current.sdp : "");
+    const added = [...sdpSections(pending.sdp)].filter(([mid]) => !negotiated.has(mid));
+    if (!added.length) return "maybe";
+    const theirs = sdpSections(description.sdp);
+    const known = added.some(([mid, mine]) => {
+      const section = theirs.get(mid);
+      return Boolean(section) && section.kind === mine.kind && (section.direction === "recvonly" || section.direction === "sendrecv");
+    });
+    return known ? "yes" : "no";
   }
 
   /** After the first negotiation: a connection that does not come up in time is recovered. */
