@@ -111,14 +111,14 @@ class Rooms:
     """The rooms service: records in the store, live participants in memory."""
 
     def __init__(
-        self, store: Store, clock: Clock, settings: RoomsConfig, rtc: RtcConfig, ice: IceServers | None = None
+        self, store: Store, clock: Clock, settings: RoomsConfig, rtc: RtcConfig
     ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
         self.rtc = rtc
         # The ice_servers each person gets: configured ones plus fresh TURN credentials.
-        self.ice = ice or IceServers(rtc, clock)
+        self.ice = IceServers(rtc, clock)
         self.live: dict[str, LiveRoom] = {}
         self.media = MediaRouter(rtc)  # the relay bridge is attached by the server when it runs
         # Rung in by the host (past a lock); kept while the server runs.
