@@ -57,7 +57,7 @@ class MediaRouter:
 
     async def on_join(self, live: LiveRoom, peer_id: str) -> None:
         """Before ``welcome``: switch the room to relay if needed, and open the newcomer on it."""
-        crowded = len(live.peers) + live.joining > self.settings.mesh_limit
+        crowded = len(live.peers) + len(live.joining) > self.settings.mesh_limit
         if live.mode == "mesh" and crowded and self.settings.relay == "auto" and self.relay is not None:
             await self._switch_to_relay(live, peer_id)
         if live.mode == "relay":
@@ -68,19 +68,24 @@ class MediaRouter:
         log.info("room %s switches to the relay (%d participants)", live.row["code"], len(live.peers) + 1)
         # Everyone present, and everyone else still joining: they decided "mesh" already, and
         # their welcome (built later) will say "relay".
-        others = [*live.peers, *(peer_id for peer_id in live.early_events if peer_id != joiner)]
+        others = [*live.peers, *(peer_id for peer_id in live.joining if peer_id != joiner)]
         for other in others:
             await self._call("open", live, other)
         live.broadcast(p.Mode(mode="relay"))
 
     async def on_leave(self, live: LiveRoom, peer: Participant, emptied: bool) -> None:
+        """``peer`` left: close it on the relay; free the room there once nobody is left."""
+        await self.abandon(live, peer.peer_id, release=emptied)
+
+    async def abandon(self, live: LiveRoom, peer_id: str, release: bool) -> None:
+        """Close ``peer_id`` on the relay (it left, or its join failed after ``on_join``)."""
         if live.mode != "relay" or self.relay is None:
             return
         try:
-            await self._call("close", live, peer.peer_id)
+            await self._call("close", live, peer_id)
         except RelayFailure as exc:
-            log.warning("relay close of %s failed: %s", peer.peer_id, exc)
-        if emptied:
+            log.warning("relay close of %s failed: %s", peer_id, exc)
+        if release:
             self.relay.release(live.row["code"])
 
     async def signal(self, live: LiveRoom, peer: Participant, data: dict[str, Any]) -> None:
@@ -109,10 +114,9 @@ class MediaRouter:
         if description["type"] == "answer":
             await self._call("answer", live, peer.peer_id, sdp=sdp)
             return
-        reply = await self._call("offer", live, peer.peer_id, sdp=sdp)
-        if not reply.get("ignored"):  # glare: the relay keeps its own offer; the browser rolls back
-            answer = {"description": {"type": "answer", "sdp": reply["sdp"]}}
-            peer.conn.send(p.SignalFrom(from_=RELAY_PEER, data=answer))
+        # The answer reaches the client as an ``answer`` event (see _deliver), in order with the
+        # relay's own offers; on glare (``ignored``) there is none and the browser rolls back.
+        await self._call("offer", live, peer.peer_id, sdp=sdp)
 
     async def _call(self, op: str, live: LiveRoom, peer_id: str, **fields: Any) -> dict[str, Any]:
         if self.relay is None:
@@ -123,33 +127,20 @@ class MediaRouter:
             raise RelayFailure(str(exc)) from exc
 
     def event(self, live: LiveRoom | None, message: dict[str, Any]) -> None:
-        """An event from the relay about one participant of ``live``."""
-        if live is None:
-            return
-        peer_id = str(message.get("peer"))
-        peer = live.peers.get(peer_id)
-        if peer is None:
-            early = live.early_events.get(peer_id)
-            if early is not None:  # opened on the relay, welcome not sent yet: see joined()
-                early.append(message)
-            return  # else already gone
-        self._deliver(peer, message)
+        """An event from the relay about one participant of ``live``.
 
-    def joined(self, live: LiveRoom, peer: Participant) -> None:
-        """``peer`` is in ``live.peers`` now: hand it the relay events that came while it joined.
-
-        A participant is opened on the relay before its ``welcome``; the relay may already send
-        it an offer then (someone else started publishing). Dropping that offer would leave the
-        relay waiting for an answer forever, ignoring the client's own offers as collisions.
+        Every event follows the participant's first offer (the relay never speaks first), so
+        the participant is in ``live.peers`` by then, or already gone.
         """
-        for message in live.early_events.pop(peer.peer_id, []):
+        peer = live.peers.get(str(message.get("peer"))) if live is not None else None
+        if peer is not None:
             self._deliver(peer, message)
 
     def _deliver(self, peer: Participant, message: dict[str, Any]) -> None:
         kind = message.get("event")
-        if kind == "offer":
-            offer = {"description": {"type": "offer", "sdp": message["sdp"]}}
-            peer.conn.send(p.SignalFrom(from_=RELAY_PEER, data=offer))
+        if kind in ("offer", "answer"):
+            description = {"description": {"type": kind, "sdp": message["sdp"]}}
+            peer.conn.send(p.SignalFrom(from_=RELAY_PEER, data=description))
         elif kind == "tracks":
             peer.conn.send(p.Tracks(tracks=list(message.get("tracks", []))))
         elif kind == "failed":
@@ -164,7 +155,8 @@ class MediaRouter:
                 await self._call("close", live, peer_id)
             except RelayFailure as exc:
                 log.warning("relay close of %s failed: %s", peer_id, exc)
-        self.relay.release(live.row["code"])
+        if not live.joining:  # else the last join to fail releases it (Rooms._abandon)
+            self.relay.release(live.row["code"])
 
     def lost(self, live: LiveRoom) -> None:
         """The worker holding ``live`` died: clients reconnect (1012) and land on its successor."""

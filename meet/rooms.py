@@ -13,6 +13,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from meet import protocol as p
 from meet.clock import Clock
 from meet.config import RoomsConfig, RtcConfig
@@ -95,10 +97,8 @@ class LiveRoom:
     row: dict[str, Any]
     mode: str = "mesh"
     peers: dict[str, Participant] = field(default_factory=dict)
-    joining: int = 0
-    # The peers still joining (admitted, not yet in ``peers``), with the relay events that came
-    # for them meanwhile (delivered right after their welcome).
-    early_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The peer ids still joining: admitted (their seat is held) but not yet in ``peers``.
+    joining: set[str] = field(default_factory=set)
 
     def broadcast(self, message: p.Message, exclude: str | None = None) -> None:
         frame = p.encode(message)  # once, not once per member
@@ -186,7 +186,7 @@ class Rooms:
         if row["locked"] and not (is_host or invited or recent):
             raise Forbidden("The host has locked this meeting.", code="room_locked")
         live = self.live.get(row["code"])
-        present = (len(live.peers) + live.joining) if live else 0
+        present = (len(live.peers) + len(live.joining)) if live else 0
         if present >= self.media.capacity(row["max_participants"]):
             raise Forbidden("This meeting is full.", code="room_full")
 
@@ -235,8 +235,7 @@ class Rooms:
         row = await self.get(code)
         await self.check_admission(row, conn.user)
         live = self.live.setdefault(row["code"], LiveRoom(row, mode=self.media.initial_mode()))
-        live.joining += 1  # holds the seat across the awaits below
-        live.early_events[conn.id] = []  # relay events for us until we are in live.peers
+        live.joining.add(conn.id)  # holds the seat across the awaits below
         try:
             try:
                 await self.media.on_join(live, conn.id)
@@ -246,12 +245,12 @@ class Rooms:
             stay_id = await self.store.run(q.open_stay, row["id"], conn.user.id, now, self.settings.reconnect_grace)
             history = await self.store.run(q.recent_messages, row["id"], CHAT_REPLAY)
         except BaseException:
-            live.early_events.pop(conn.id, None)
+            live.joining.discard(conn.id)
+            await self._abandon(live, conn.id)
             raise
-        finally:
-            live.joining -= 1
+        live.joining.discard(conn.id)
         if self.live.get(row["code"]) is not live:  # ended while we were waiting
-            live.early_events.pop(conn.id, None)
+            await self._abandon(live, conn.id)
             await self._close_stay_if_gone(row["id"], conn.user.id, stay_id)
             raise Gone("This meeting has ended.", code="room_ended")
         role = "host" if conn.user.id == row["host_id"] else "guest"
@@ -261,8 +260,17 @@ class Rooms:
         conn.send(self._welcome(live, peer, history))
         live.broadcast(p.PeerJoined(peer=peer.public()))
         live.peers[peer.peer_id] = peer
-        self.media.joined(live, peer)
         return peer
+
+    async def _abandon(self, live: LiveRoom, peer_id: str) -> None:
+        """A join failed (or was cancelled) half-way: undo what it set up, the relay included."""
+        code = live.row["code"]
+        discarded = self.live.get(code) is not live  # the meeting ended meanwhile
+        if not discarded and not live.peers and not live.joining:
+            del self.live[code]
+            discarded = True
+        with trio.CancelScope(shield=True):  # a cancelled join must still free its relay peer
+            await self.media.abandon(live, peer_id, release=discarded and not live.joining)
 
     def _welcome(self, live: LiveRoom, peer: Participant, history: list[dict[str, Any]]) -> p.Welcome:
         return p.Welcome(

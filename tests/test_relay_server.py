@@ -179,8 +179,17 @@ def renegotiated_without(client: RelayClient, since: int, gone: str) -> bool:
 
 
 def no_errors(group: list[RelayClient]) -> None:
+    """No error frames, and the relay's descriptions came in order: its first one is the answer
+    to the client's first offer, and no relay offer ever overtook an answer."""
     for client in group:
         assert client.frames_of("error") == [], (client.name, client.frames_of("error"))
+        descriptions = [
+            f["data"]["description"]["type"]
+            for f in client.log
+            if f["type"] == "signal" and f["from"] == "relay" and "description" in f["data"]
+        ]
+        assert descriptions[:1] in ([], ["answer"]), (client.name, descriptions)
+        assert client.offers_before_answer == 0, client.describe()
 
 
 # --- relay = "always" ----------------------------------------------------------------------------
@@ -362,60 +371,72 @@ async def test_bad_relay_signals_are_refused_and_the_connection_keeps_working(
             assert later == [], (x.name, later)
 
 
-# --- a relay offer for a participant still joining -----------------------------------------------
+# --- joining: the first offer, failed joins ------------------------------------------------------
 
 
-async def test_a_relay_offer_made_while_joining_arrives_after_the_welcome(
+async def test_the_relay_never_offers_before_the_first_offer_of_a_participant(
     client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User
 ) -> None:
-    """The relay opens a participant before its ``welcome``; if someone starts publishing in
-    between, the relay already offers to it. That offer must reach it after ``welcome``: dropped,
-    the relay would wait for its answer forever and ignore the client's offers as collisions.
-    The window is widened here by holding bob's join (its chat history read) until the relay
-    has sent that offer."""
-    rooms = server.services.rooms
+    """Bob is on the relay but has not offered yet when alice starts publishing: the relay must
+    wait for bob's offer (the client offers first) rather than offer to him and collide."""
     code = await make_room(client, alice)
-    offered_early, holding = trio.Event(), trio.Event()
-    hold_join = False
-    stock_event, stock_run = rooms.media.event, rooms.store.run
-
-    def event(live: Any, message: dict[str, Any]) -> None:
-        if live is not None and message.get("event") == "offer" and message.get("peer") not in live.peers:
-            offered_early.set()
-        stock_event(live, message)
-
-    async def run(fn: Any, *args: Any) -> Any:
-        if hold_join and fn is store_rooms.recent_messages:
-            holding.set()
-            with trio.move_on_after(10):
-                await offered_early.wait()
-        return await stock_run(fn, *args)
-
-    rooms.media.event = event  # type: ignore[method-assign]
-    rooms.store.run = run  # type: ignore[method-assign]
-    async with open_clients(server, aio) as clients, trio.open_nursery() as nursery:
-        a = await clients.join(code, alice, auto_start=False)
-        joined: list[RelayClient] = []
-
-        async def join_bob() -> None:
-            joined.append(await clients.join(code, bob))
-
-        hold_join = True
-        nursery.start_soon(join_bob)
-        with trio.fail_after(NEGOTIATE):
-            await holding.wait()  # bob is opened on the relay, his welcome not sent yet
-        hold_join = False
-        await a.start()  # alice publishes: the relay offers her tracks to bob at once
-        with trio.fail_after(NEGOTIATE):
-            await offered_early.wait()
-        await until(lambda: bool(joined), NEGOTIATE, "bob's welcome")
-        b = joined[0]
-        await b.wait_for(lambda: bool(b.log), NEGOTIATE, "a frame after the welcome")
-        first = b.log[0]  # right after the welcome: the offer made while bob was joining
-        assert first["type"] == "signal" and first["data"]["description"]["type"] == "offer", b.log[:3]
+    bridge = server.services.rooms.media.relay
+    assert bridge is not None
+    async with open_clients(server, aio) as clients:
+        b = await clients.join(code, bob, auto_start=False)
+        a = await clients.join(code, alice)
+        await until_stats(bridge, lambda s: s["publications"] == 2, "alice's two publications live")
+        pong = await b.ping()  # the server handled everything before it: any offer would be here
+        await b.wait_for(lambda: b.pongs >= pong, NEGOTIATE, "pong")
+        assert [f for f in b.log if f["type"] == "signal"] == [], b.describe()
+        await b.start()
         await see_each_other([a, b])
         await all_decoding([a, b])
+        assert b.glares == 0 and b.answers >= 1, b.describe()
         no_errors([a, b])
+
+
+async def test_a_join_that_fails_after_opening_on_the_relay_is_closed_there(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User
+) -> None:
+    """Bob is opened on the relay, then his join fails (the host ends the meeting meanwhile):
+    his relay participant is closed and the room released, not leaked."""
+    rooms = server.services.rooms
+    bridge = rooms.media.relay
+    assert bridge is not None
+    code = await make_room(client, alice)
+    holding, release = trio.Event(), trio.Event()
+    stock_run = rooms.store.run
+
+    async def run(fn: Any, *args: Any) -> Any:
+        if fn is store_rooms.recent_messages:
+            holding.set()
+            with trio.move_on_after(NEGOTIATE):
+                await release.wait()
+        return await stock_run(fn, *args)
+
+    rooms.store.run = run  # type: ignore[method-assign]
+    async with open_clients(server, aio), connect(room_ws_url(server.url, code), bob.token) as ws:
+        with trio.fail_after(NEGOTIATE):
+            await holding.wait()  # bob is opened on the relay; his welcome is not sent yet
+        assert [s["participants"] for s in await bridge.stats()] == [1]
+        r = await client.post(f"/api/rooms/{code}/end", headers=alice.auth)
+        assert r.status_code == 200, r.text
+        release.set()
+        error = await ws.expect("error", timeout=NEGOTIATE)
+        assert error["code"] == "room_ended", error
+        await until_stats(bridge, lambda s: s["participants"] == 0, "bob closed on the relay")
+        assert bridge.placement == {}
+
+
+async def until_stats(bridge: Any, check: Any, what: str) -> None:
+    """Wait until the (single) worker's stats satisfy ``check``."""
+    try:
+        with trio.fail_after(NEGOTIATE):
+            while not check((await bridge.stats())[0]):
+                await trio.sleep(0.05)
+    except trio.TooSlowError:
+        raise AssertionError(f"no {what} within {NEGOTIATE} s: {await bridge.stats()}") from None
 
 
 @rtc_settings(AUTO_2, "auto-mesh_limit=2")

@@ -192,8 +192,19 @@ class RelayBridge:
         return worker
 
     async def request(self, op: str, room: str, **fields: Any) -> dict[str, Any]:
-        """Send one request about ``room`` to the worker holding it; its reply."""
+        """Send one request about ``room`` to the worker holding it; its reply.
+
+        A ``close`` in a room no worker holds (released, or its worker died) has nothing to
+        close: it is answered here rather than placing the room again.
+        """
+        if op == "close" and room not in self.placement:
+            return {"ok": True}
         return await self._request(await self._worker_for(room), {"op": op, "room": room, **fields})
+
+    async def stats(self) -> list[dict[str, Any]]:
+        """The counters of every running worker (participants, packets forwarded, …)."""
+        running = [w for w in self.workers if w.ready.is_set()]
+        return [await self._request(worker, {"op": "stats"}) for worker in running]
 
     def release(self, room: str) -> None:
         """Forget a room's placement once its last participant left."""

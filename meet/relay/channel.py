@@ -8,8 +8,9 @@ Requests (server → worker) carry ``id`` and ``op``; the worker answers each wi
 
 - ``configure {ice_servers, host_addresses, udp_ports}`` — once, before anything else.
 - ``open {room, peer}`` — a participant joins the relay room.
-- ``offer {room, peer, sdp}`` → ``{sdp}`` (the answer), or ``{ignored: true}`` when the worker has
-  its own offer outstanding (glare: the server is the impolite side and never rolls back).
+- ``offer {room, peer, sdp}`` → ``{sdp}`` (the answer, also emitted as an ``answer`` event), or
+  ``{ignored: true}`` when the worker has its own offer outstanding (glare: the server is the
+  impolite side and never rolls back).
 - ``answer {room, peer, sdp}`` — the participant's answer to a worker offer.
 - ``candidate {room, peer, candidate}`` — a trickled ICE candidate from the browser (or null).
 - ``close {room, peer}`` — the participant left.
@@ -17,7 +18,11 @@ Requests (server → worker) carry ``id`` and ``op``; the worker answers each wi
 
 Events (worker → server) carry ``event`` and no ``id``:
 
-- ``offer {room, peer, sdp}`` — the worker renegotiates (tracks came or went).
+- ``answer {room, peer, sdp}`` — the answer to a participant's offer, emitted before the reply
+  and before any later ``offer`` event: the server forwards events, not replies, to the client,
+  so that answers and offers reach it in the order the worker made them.
+- ``offer {room, peer, sdp}`` — the worker renegotiates (tracks came or went). Never before the
+  participant's first offer was answered.
 - ``tracks {room, peer, tracks: [{mid, publisher, source}]}`` — which publisher (peer id) and
   source ("audio" | "camera" | "screen") each of the subscriber's m-lines carries.
 - ``failed {room, peer, reason}`` — the participant's connection failed.

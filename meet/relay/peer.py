@@ -1,8 +1,10 @@
 """One participant's connection with the relay: negotiation, publications and subscriptions.
 
 The contract (``docs/protocol.md``, "Relay negotiation contract"): the client sends the first
-offer, the relay answers; the relay sends its own offers when tracks come and go and never
-rolls back (a client offer that collides with the relay's is ignored: ``{ignored: true}``).
+offer, the relay answers; from then on the relay sends its own offers when tracks come and go
+and never rolls back (a client offer that collides with the relay's is ignored:
+``{ignored: true}``). Answers are emitted as ``answer`` events too, so that the one ordered
+event stream the server forwards carries them before any relay offer that follows.
 
 Decisions this module makes where the contract leaves room:
 
@@ -136,6 +138,7 @@ class Participant:
         self.extension_ids: dict[str, int] = {}  # uri -> id, the client's first, then ours
         self.tracks_sent: list[dict[str, str]] = []
         self.closed = False
+        self.started = False  # the client's first offer was answered: we may offer from now on
         self._update: asyncio.Task[None] | None = None
         self._again = False
 
@@ -155,6 +158,10 @@ class Participant:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             self._negotiated()
             answer = self.pc.localDescription.sdp
+            # Also as an event, emitted under the lock: it precedes any offer of ours that
+            # follows, on the one ordered stream of events the server forwards to the client.
+            self.emit({"event": "answer", "room": self.room.name, "peer": self.peer, "sdp": answer})
+            self.started = True
         self.schedule_update()
         return {"sdp": answer}
 
@@ -207,8 +214,12 @@ class Participant:
     # --- renegotiation --------------------------------------------------------------------------
 
     def schedule_update(self) -> None:
-        """Offer to the client if its subscriptions should change (now, or once stable)."""
-        if self.closed:
+        """Offer to the client if its subscriptions should change (now, or once stable).
+
+        Never before the client's first offer (the contract: the client offers first), so a
+        join does not start with a collision; that first answer covers what exists by then.
+        """
+        if self.closed or not self.started:
             return
         self._again = True
         if self._update is None:
