@@ -16,16 +16,19 @@ from meet.server import RunningServer
 
 pytestmark = pytest.mark.browser
 
-# Per remote peer: the framesDecoded of each inbound video stream (camera, then screen).
+# Per remote peer: the framesDecoded of each inbound video stream (camera, then screen). In relay
+# mode there is one connection, "relay": its m-lines are attributed to their publishers by the
+# relay's `tracks` map (m-lines it does not list carry nothing).
 INBOUND_VIDEO_JS = """async () => {
   const out = {};
+  const link = window.meetCall.relay && window.meetCall.relay.link;
   for (const [peerId, pc] of window.meetCall.peers()) {
     const stats = await pc.getStats();
-    const frames = [];
     stats.forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') frames.push(s.framesDecoded || 0);
+      if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+      const info = peerId === 'relay' ? link && link.trackMap.get(s.mid) : {publisher: peerId};
+      if (info) (out[info.publisher] = out[info.publisher] || []).push(s.framesDecoded || 0);
     });
-    out[peerId] = frames;
   }
   return out;
 }"""

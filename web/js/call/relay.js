@@ -13,12 +13,11 @@
  * - I make the first offer: my microphone, then my camera, then (while sharing) my screen, each
  *   on its own "sendonly" transceiver, so my first audio m-line is the microphone, my first video
  *   m-line the camera and a further video m-line the screen.
- * - The relay renegotiates with its own offers when tracks come and go. It never rolls back: I am
- *   always the polite side (perfect negotiation with polite = true). On a collision the relay
- *   ignores my offer, and I roll back and answer its offer; my own change is offered again once
- *   signaling is stable (negotiationneeded fires again). A relay offer that arrives while my
- *   offer is out may also mean that the relay answered mine and then renegotiated, the answer
- *   being delivered after the offer: then the offer waits for that answer (see answered()).
+ * - The relay renegotiates with its own offers when tracks come and go, never before it answered
+ *   my first offer, and its answers and offers reach me in the order it made them. It never
+ *   rolls back: I am always the polite side (perfect negotiation with polite = true). On a
+ *   collision the relay ignores my offer, and I roll back and answer its offer; my own change is
+ *   offered again once signaling is stable (negotiationneeded fires again).
  * - Trickle ICE both ways: {candidate} and {candidate: null}.
  * - Whose track is it: the `tracks` message maps each mid of my connection to
  *   {publisher, source}. It may come before or after the negotiation that it describes. An m-line
@@ -31,8 +30,6 @@
  *   a track arrives, or someone joins or leaves.
  * - A publisher's microphone and camera make one "camera" stream (like the mesh); a screen is a
  *   "screen" stream. When the set of tracks of a stream changes, a new MediaStream is announced.
- * - A relay offer that crosses my very first offer is answered on a fresh RTCPeerConnection
- *   (see Relay.renew()) rather than by rolling back a first offer whose gathering has begun.
  * - Failures: `error relay_failed` (or my connection going "failed", or not coming up within
  *   CONNECT_MS of the first negotiation) restarts ICE, which offers
  *   again; if that does not bring the connection back within RECOVERY_MS, or the relay refuses
@@ -49,10 +46,6 @@ const RECOVERY_MS = 15000; // after an ICE restart, how long the connection may 
 const CONNECT_MS = 20000; // after the first negotiation, how long the connection may take to come up
 const RETRY_OFFER_MS = 1000; // after the relay refused an offer, wait this long before offering again
 const REFUSAL_GRACE_MS = 2000; // an offer still unanswered this long after a relay_error was refused
-// How long a relay offer that collides with my pending offer waits for the relay's answer to mine
-// (see answered()): when its m-lines show that the relay took my offer, and when they cannot tell.
-const ANSWER_DUE_MS = 5000;
-const ANSWER_MAYBE_MS = 1000;
 
 /**
  * The m-sections of an SDP: mid → {kind, msid, direction, index}. `msid` is the stream id of the
@@ -80,13 +73,9 @@ function sameTracks(a, b) {
   return a.length === b.length && a.every((track) => b.includes(track));
 }
 
-/**
- * One RTCPeerConnection with the relay (one per admission while in relay mode).
- * `deferOwn`: add my own transceivers only after answering the relay's first offer (used when a
- * relay offer collided with my very first one, see Relay.renew()).
- */
+/** One RTCPeerConnection with the relay (one per admission while in relay mode). */
 class Link {
-  constructor(relay, { deferOwn = false } = {}) {
+  constructor(relay) {
     this.relay = relay;
     this.pc = new RTCPeerConnection({ iceServers: relay.iceServers });
     this.makingOffer = false;
@@ -108,18 +97,12 @@ class Link {
     this.recovering = false;
     this.recoveryTimer = 0;
     this.connectTimer = 0;
-    this.ownAdded = false;
-    this.held = null; // signals held back behind a colliding relay offer (see apply())
-    this.successor = null; // the Link that replaced this one (renew()): later signals go there
-    this.heldTimer = 0;
     this.wire();
-    if (!deferOwn) this.addOwn();
+    this.addOwn();
   }
 
   /** My microphone, camera and (while sharing) screen transceivers, in that order. */
   addOwn() {
-    if (this.ownAdded || this.closed) return;
-    this.ownAdded = true;
     const relay = this.relay;
     const { audio, video } = relay.tracks;
     this.micTx = this.pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: [relay.msid] });
@@ -160,40 +143,9 @@ class Link {
     this.inbox = this.inbox.then(() => (this.closed ? undefined : job())).catch((err) => this.relay.warn(what, err));
   }
 
+  /** A signal from the relay: applied after those before it. */
   receive(data) {
-    if (this.held) {
-      // A relay offer collided with my pending offer and waits to see whether the relay's
-      // answer to mine is right behind it: an answer goes first, anything else after the offer.
-      if (data.description && data.description.type === "answer") {
-        this.enqueue(data);
-        this.releaseHeld();
-      } else {
-        this.held.push(data);
-      }
-      return;
-    }
-    this.enqueue(data);
-  }
-
-  /** Apply a signal after those before it; after renew(), hand it to the new Link instead. */
-  enqueue(data) {
-    this.inbox = this.inbox
-      .then(() => {
-        if (this.successor) this.successor.receive(data);
-        else if (!this.closed) return this.apply(data);
-        return undefined;
-      })
-      .catch((err) => this.relay.warn("signal failed", err));
-  }
-
-  /** Apply the held relay offer, then the signals that came after it. */
-  releaseHeld() {
-    const held = this.held;
-    if (!held) return;
-    console.log("DBG release");
-    this.held = null;
-    clearTimeout(this.heldTimer);
-    for (const data of held) this.enqueue(data);
+    this.queue(() => this.apply(data), "signal failed");
   }
 
   async makeOffer() {
@@ -218,38 +170,18 @@ class Link {
     }
   }
 
-  async apply({ description, candidate, waited = false }) {
+  async apply({ description, candidate }) {
     const pc = this.pc;
     if (description && typeof description === "object") {
       if (description.type === "answer" && pc.signalingState !== "have-local-offer") return; // stale
-      const collision = description.type === "offer" && (this.makingOffer || pc.signalingState !== "stable");
-      const answered = collision && !this.makingOffer && !waited ? this.answered(description) : "no";
-      if (answered !== "no") {
-        // My offer is out. Either the relay ignores it (a real collision), or it answered it and
-        // then renegotiated, and that answer is still on its way behind this offer (the server
-        // may deliver a relay event before the reply it follows): wait for the answer a little.
-        console.log("DBG hold", answered);
-        this.held = [{ description, waited: true }];
-        this.heldTimer = setTimeout(() => this.releaseHeld(), answered === "yes" ? ANSWER_DUE_MS : ANSWER_MAYBE_MS);
-        return;
-      }
-      if (collision && !pc.currentRemoteDescription) {
-        // A real collision with my very first offer. Rolling back a first offer whose ICE
-        // gathering has begun can leave Chromium's transport gathering forever, so answer on a
-        // fresh connection instead: the relay has seen nothing of this one.
-        console.log("DBG renew");
-        this.relay.renew({ description });
-        return;
-      }
-      if (collision) console.log("DBG rollback");
-      // Polite: an offer that collides with mine wins; setRemoteDescription rolls mine back.
+      // Polite: a relay offer that collides with mine wins; setRemoteDescription rolls mine back
+      // (the relay ignored it, and negotiationneeded offers my change again once stable).
       await pc.setRemoteDescription(description);
       if (this.closed) return;
       if (description.type === "offer") {
         await pc.setLocalDescription();
         const local = pc.localDescription;
         if (!this.closed && local && local.type === "answer") this.send({ description: local.toJSON() });
-        this.addOwn(); // a deferred Link: my tracks go into the offer that follows
       } else {
         this.offerErrors = 0; // the relay took my offer
       }
@@ -285,7 +217,8 @@ class Link {
         if (pc.signalingState !== "have-local-offer" || !pc.localDescription || pc.localDescription.sdp !== offer) return;
         this.offerErrors += 1;
         if (!pc.currentRemoteDescription) {
-          // My very first offer: nothing to keep, and no rollback (see apply()): start afresh.
+          // My very first offer: nothing to keep (and rolling back a first offer whose ICE
+          // gathering has begun can leave Chromium gathering forever): start afresh.
           this.relay.reconnect("the relay refused the connection's first offer");
           return;
         }
@@ -299,27 +232,6 @@ class Link {
         this.queue(() => this.makeOffer(), "offer failed");
       }, "rollback failed");
     }, REFUSAL_GRACE_MS);
-  }
-
-  /**
-   * Did the relay answer my pending offer before sending this colliding offer? "yes" when the
-   * offer contains m-lines that only my pending offer added, as m-lines the relay receives on;
-   * "no" when my offer added m-lines and the relay's offer has none of them (it has not seen
-   * mine: a real collision); "maybe" when my offer added no m-line (nothing to tell by).
-   */
-  answered(description) {
-    const pending = this.pc.pendingLocalDescription;
-    if (!pending || pending.type !== "offer") return "maybe";
-    const current = this.pc.currentLocalDescription;
-    const negotiated = sdpSections(current ? current.sdp : "");
-    const added = [...sdpSections(pending.sdp)].filter(([mid]) => !negotiated.has(mid));
-    if (!added.length) return "maybe";
-    const theirs = sdpSections(description.sdp);
-    const known = added.some(([mid, mine]) => {
-      const section = theirs.get(mid);
-      return Boolean(section) && section.kind === mine.kind && (section.direction === "recvonly" || section.direction === "sendrecv");
-    });
-    return known ? "yes" : "no";
   }
 
   /** After the first negotiation: a connection that does not come up in time is recovered. */
@@ -458,8 +370,6 @@ class Link {
     clearTimeout(this.recoveryTimer);
     clearTimeout(this.refusalTimer);
     clearTimeout(this.connectTimer);
-    clearTimeout(this.heldTimer);
-    this.held = null;
     const pc = this.pc;
     pc.onnegotiationneeded = pc.onicecandidate = pc.ontrack = null;
     pc.onsignalingstatechange = pc.onconnectionstatechange = null;
@@ -536,21 +446,6 @@ export class Relay extends EventTarget {
     this.link = new Link(this);
     if (this.pendingTracks) this.link.setTracks(this.pendingTracks);
     this.pendingTracks = null;
-  }
-
-  /**
-   * Replace a Link whose first offer collided with an offer of the relay by a fresh one that
-   * answers that offer first and offers my tracks right after.
-   */
-  renew(data) {
-    const old = this.link;
-    this.link = new Link(this, { deferOwn: true });
-    this.link.receive(data);
-    if (old) {
-      if (old.tracksSeen) this.link.setTracks(old.trackMap);
-      old.successor = this.link; // signals already queued behind the offer follow it
-      old.close();
-    }
   }
 
   /** Close the relay connection (if any) and go inactive. */

@@ -1,0 +1,133 @@
+"""Meetings through the relay (SFU) in headless Chromium: a room that outgrows mesh and switches
+to the relay at its fifth page, a relay room of four pages, and screen sharing through the relay.
+
+Every page is a real call page (web/js/call/relay.js) with Chromium's fake camera and microphone;
+the relay is the real worker process the server starts, announcing 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from browser import poll, run_scenario
+from conftest import Outbox, make_config
+from test_browser_call import assert_video_flowing, join, make_users, open_page
+
+from meet.config import Config
+from meet.server import RunningServer
+
+pytestmark = pytest.mark.browser
+
+NAMES = ("alice", "bob", "carol", "dave", "erin")
+SWITCH = 30  # s: five pages renegotiating at once with the relay on two cores
+
+
+@pytest.fixture
+def config(tmp_path: Any, request: Any) -> Config:
+    relay = getattr(request, "param", "always")
+    return make_config(
+        tmp_path,
+        auth={"mail_max_per_window": 50},
+        rtc={"relay": relay, "mesh_limit": 4, "host_addresses": ["127.0.0.1"]},
+    )
+
+
+def connections(page: Any) -> list[str]:
+    """The peer ids of the page's RTCPeerConnections (["relay"] in relay mode)."""
+    return list(page.evaluate("[...window.meetCall.peers().keys()]"))
+
+
+def tile_width(page: Any, peer: str, screen: bool = False) -> int:
+    """The decoded width of a remote tile's video (0 while it shows no picture)."""
+    selector = f'.tile{".screen" if screen else ":not(.screen)"}[data-peer-id="{peer}"] video'
+    return int(page.evaluate("(s) => { const v = document.querySelector(s); return v ? v.videoWidth : 0; }", selector))
+
+
+def assert_everyone_decodes_everyone(pages: dict[str, Any], timeout: float = 20) -> None:
+    """Each page keeps decoding the camera of every other page, and shows it in its tile."""
+    for me, page in pages.items():
+        others = [peer for peer in pages if peer != me]
+        assert_video_flowing(page, others)
+        for other in others:
+            poll(lambda page=page, other=other: tile_width(page, other) > 0, timeout, f"{other}'s picture at {me}")
+
+
+def errors_of(pages: dict[str, Any]) -> list[str]:
+    return [error for page in pages.values() for error in page.errors]
+
+
+@pytest.mark.parametrize("config", ["auto"], indirect=True)
+async def test_the_fifth_page_switches_the_room_to_the_relay_and_everyone_keeps_decoding(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    code = await make_users(client, outbox, *NAMES)
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        pages: dict[str, Any] = {}
+        for name in NAMES[:4]:
+            page = open_page(browser, base, name)
+            pages[join(page, base, code)] = page
+        for me, page in pages.items():
+            assert page.evaluate("window.meetCall.mode()") == "mesh"
+            assert sorted(connections(page)) == sorted(p for p in pages if p != me)
+        assert_everyone_decodes_everyone(pages)
+
+        fifth = open_page(browser, base, NAMES[4])
+        pages[join(fifth, base, code)] = fifth
+        for me, page in pages.items():
+            poll(lambda page=page: page.evaluate("window.meetCall.mode()") == "relay", SWITCH, f"relay mode at {me}")
+            poll(lambda page=page: connections(page) == ["relay"], SWITCH, f"mesh connections closed at {me}")
+        assert_everyone_decodes_everyone(pages, timeout=SWITCH)
+        return {"errors": errors_of(pages)}
+
+    result = await run_scenario(scenario)
+    assert result["errors"] == []
+
+
+async def test_four_pages_in_a_relay_room_share_a_screen_and_leave(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    code = await make_users(client, outbox, *NAMES[:4])
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        pages: dict[str, Any] = {}
+        for name in NAMES[:4]:
+            page = open_page(browser, base, name)
+            pages[join(page, base, code)] = page
+        for page in pages.values():
+            assert page.evaluate("window.meetCall.mode()") == "relay"
+            assert connections(page) in ([], ["relay"])  # [] until the relay connection exists
+        assert_everyone_decodes_everyone(pages, timeout=SWITCH)
+
+        ids = list(pages)
+        sharer = ids[1]
+        viewers = {peer: page for peer, page in pages.items() if peer != sharer}
+        pages[sharer].click("#toggle-screen")
+        for me, viewer in viewers.items():
+            viewer.wait_for_selector(f'.tile.screen[data-peer-id="{sharer}"] video')
+            assert_video_flowing(viewer, [sharer], streams=2)  # camera and screen
+            poll(lambda viewer=viewer: tile_width(viewer, sharer, screen=True) > 0, what=f"the screen at {me}")
+        pages[sharer].click("#toggle-screen")
+        for me, viewer in viewers.items():
+            poll(
+                lambda viewer=viewer: viewer.query_selector(f'.tile.screen[data-peer-id="{sharer}"]') is None,
+                what=f"the screen tile gone at {me}",
+            )
+
+        leaver = ids[3]
+        pages[leaver].click("#leave")
+        pages[leaver].wait_for_url("**/dashboard")
+        staying = {peer: page for peer, page in pages.items() if peer != leaver}
+        for me, page in staying.items():
+            poll(lambda page=page: page.query_selector(f'.tile[data-peer-id="{leaver}"]') is None, what=f"tile gone at {me}")
+            streams = page.evaluate("window.meetCall.relay.streams().map((s) => s.peerId)")
+            assert leaver not in streams, streams
+        assert_everyone_decodes_everyone(staying)
+        return {"errors": errors_of(pages)}
+
+    result = await run_scenario(scenario)
+    assert result["errors"] == []
