@@ -457,7 +457,9 @@ class Participant:
     # --- misc -----------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self.closed:
+        # aiortc closes the connection by itself once every DTLS transport closed (the client
+        # closed its end): requests in flight then are refused, not failed.
+        if self.closed or self.pc.signalingState == "closed":
             raise RequestError(f"participant {self.peer} is closed")
 
     def _on_connection_state(self) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+from aiortc.exceptions import InvalidStateError
 
 from meet.relay import internals
 from meet.relay.channel import ChannelError, Decoder, encode
@@ -95,7 +96,7 @@ class Relay:
             if op is None:
                 raise RequestError(f"unknown op {request.get('op')!r}")
             result = await op(request)
-        except (RequestError, ValueError, KeyError, TypeError) as exc:
+        except (RequestError, InvalidStateError, ValueError, KeyError, TypeError) as exc:
             log.info("request %s refused: %s", request.get("op"), exc)
             return {"id": reply_id, "ok": False, "error": str(exc) or type(exc).__name__}
         except internals.InternalsError as exc:  # this aiortc cannot be used: say so loudly, once
