@@ -24,7 +24,7 @@ log = logging.getLogger("meet.media")
 
 RELAY_PEER = "relay"
 CLOSE_SERVICE_RESTART = 1012
-MAX_SDP = 60 * 1024
+MAX_SDP = p.MAX_SIGNAL_FRAME - 1024  # what fits in a `signal` frame
 
 
 class MediaRelay(Protocol):

@@ -18,6 +18,9 @@ from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 64 * 1024
+# `signal` frames carry SDP, which grows with the room in relay mode (Chromium answers ~2.2 KB
+# per participant's audio+video): 512 KiB covers a full 50-person relay room with screens.
+MAX_SIGNAL_FRAME = 512 * 1024
 MAX_CHAT = 2000
 
 
@@ -310,7 +313,7 @@ def _check(value: Any, kind: Any, name: str) -> Any:
     if not ok:
         label = {str: "a string", bool: "true or false", int: "an integer", dict: "an object"}.get(base, str(base))
         raise ProtocolError("invalid_message", f"'{name}' must be {label}")
-    if base is str and len(value) > MAX_FRAME:
+    if base is str and len(value) > MAX_SIGNAL_FRAME:
         raise ProtocolError("invalid_message", f"'{name}' is too long")
     return value
 
@@ -335,12 +338,19 @@ def _build(cls: type[Message], frame: dict[str, Any]) -> Message:
 def _parse(raw: str | bytes, table: dict[str, type[Message]]) -> Message:
     if isinstance(raw, bytes):
         raise ProtocolError("invalid_message", "frames must be JSON text, not binary")
-    if len(raw) > MAX_FRAME or len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME:  # in bytes
-        raise ProtocolError("frame_too_large", f"frames are limited to {MAX_FRAME // 1024} KiB")
+    size = max(len(raw), len(raw.encode("utf-8", "surrogatepass")))  # in bytes
+    too_large = ProtocolError(
+        "frame_too_large",
+        f"frames are limited to {MAX_FRAME // 1024} KiB ({MAX_SIGNAL_FRAME // 1024} KiB for 'signal')",
+    )
+    if size > MAX_SIGNAL_FRAME:
+        raise too_large
     try:
         frame = json.loads(raw)
     except ValueError:
-        raise ProtocolError("invalid_json", "the frame is not valid JSON") from None
+        raise (too_large if size > MAX_FRAME else ProtocolError("invalid_json", "the frame is not valid JSON")) from None
+    if size > MAX_FRAME and not (isinstance(frame, dict) and frame.get("type") == "signal"):
+        raise too_large
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise ProtocolError("invalid_message", "a frame is a JSON object with a string 'type'")
     cls = table.get(frame["type"])

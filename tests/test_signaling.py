@@ -115,6 +115,10 @@ async def test_signal_goes_only_to_its_addressee(
             assert await b.recv() == {"type": "signal", "from": wa["peer_id"], "data": candidate}
             await a.send({"type": "signal", "to": wb["peer_id"], "data": {"candidate": None}})
             assert await b.recv() == {"type": "signal", "from": wa["peer_id"], "data": {"candidate": None}}
+            # SDP of a big room is larger than other frames may be: up to 512 KiB is relayed.
+            big = {"description": {"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * (300 * 1024 // 5)}}
+            await b.send({"type": "signal", "to": wa["peer_id"], "data": big})
+            assert await a.recv() == {"type": "signal", "from": wb["peer_id"], "data": big}
             for ws in (a, b, c):  # no copies to the third peer, no echo to the sender
                 await ws.assert_idle()
 
@@ -327,6 +331,8 @@ BAD_FRAMES: list[tuple[str | bytes, str]] = [
     (json.dumps({"type": "chat", "text": "x" * (70 * 1024)}), "frame_too_large"),
     ("y" * (70 * 1024), "frame_too_large"),
     (json.dumps({"type": "chat", "text": "ä" * 40000}, ensure_ascii=False), "frame_too_large"),  # 80 kB in UTF-8
+    ('{"type": "chat", "text": "' + "z" * (70 * 1024), "frame_too_large"),  # too large before invalid JSON
+    (json.dumps({"type": "signal", "to": "x", "data": {"sdp": "s" * (520 * 1024)}}), "frame_too_large"),
 ]
 
 
