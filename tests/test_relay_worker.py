@@ -170,7 +170,9 @@ def test_late_joiner_gets_keyframe_then_leaver_is_removed_and_slot_reused() -> N
             delay = dave.first_frame_after(mid, joined) - joined
             assert delay < 1.0, f"dave decoded {publisher} after {delay:.2f} s"
 
-        # bob leaves: his m-lines stop, by renegotiation, for everyone.
+        # bob leaves (once alice has dave: else one renegotiation may do both, reusing bob's
+        # m-lines for dave): his m-lines stop, by renegotiation, for everyone.
+        await until(lambda: alice.mids_of("dave") and alice.mids_of("dave", "audio"), 3, "dave at alice")
         bob_mids = {
             peer.peer: set(peer.mids_of("bob")) | set(peer.mids_of("bob", "audio")) for peer in (alice, dave)
         }
