@@ -751,7 +751,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         print(
             f"target >= 20,000 forwarded packets/s per core: {'met' if best >= 20000 else 'NOT met'} ({best:.0f})"
         )
-    print("Janus VideoRoom: not measured by this script (see bench/README.md)")
+    print("Janus VideoRoom side by side: bench/janus.py (see bench/README.md)")
     print(f"elapsed {report['elapsed_s']:.0f} s")
 
 

@@ -27,6 +27,11 @@ the watcher (WATCH_JS) and the fifth page clicks "Join". Times are taken in the 
   ``document``), or the poll itself if it saw that before the event was dispatched (a busy main
   thread runs both late). So it hardly depends on the poll period; ``confirmed`` bounds it.
 
+- ``blank`` (the blackout users see): on a mesh page, the longest stretch between polls during
+  which the tile of someone who had a picture at ``t0`` showed none (no ``srcObject``, or
+  ``videoWidth`` 0), from ``t0`` to ``confirmed``. With the handover (the mesh keeps a person's
+  picture until the relay's has packets) it should stay 0.
+
 Per page: ``pictures - t0``; per run the max over the four mesh pages, and the fifth page's
 click -> pictures. Afterwards every page must still decode every camera (framesDecoded grows
 within 2 s) over the relay connection alone (mesh closed), or the run is marked INVALID.
@@ -87,7 +92,7 @@ WATCH_JS = """({expect, trigger, minFrames, intervalMs}) => {
   const now = () => performance.timeOrigin + performance.now();
   const B = (window.__switch = {t0: null, mode: null, modeHandled: null, click: null, shown: null,
     connected: null, decoded: null, pictures: null, confirmed: null, polls: 0, maxGapMs: 0, last: null,
-    byPublisher: null, size: null, error: null});
+    byPublisher: null, size: null, error: null, initial: [], blankSince: null, maxBlankMs: 0});
   const seen = new WeakMap(); // <video> -> {stream, t}: when its current srcObject got a picture
   const onPicture = (e) => {
     const v = e.target;
@@ -101,7 +106,10 @@ WATCH_JS = """({expect, trigger, minFrames, intervalMs}) => {
     const dispatch = client.dispatchEvent.bind(client);
     client.dispatchEvent = (event) => {
       const relay = event.type === "mode" && event.detail && event.detail.mode === "relay";
-      if (relay && B.mode === null) B.mode = B.t0 = now();
+      if (relay && B.mode === null) {
+        B.mode = B.t0 = now();
+        B.initial = [...document.querySelectorAll(".tile:not(.screen)[data-peer-id]")].map((t) => t.dataset.peerId);
+      }
       return dispatch(event);
     };
     client.addEventListener("mode", () => { if (B.modeHandled === null) B.modeHandled = now(); });
@@ -121,9 +129,23 @@ WATCH_JS = """({expect, trigger, minFrames, intervalMs}) => {
     const r = seen.get(v);
     return r && r.stream === s.stream ? r.t : t; // t: the poll saw it before the event came
   };
+  // Blackout: the longest stretch in which a tile that had a picture at the switch showed none.
+  const blank = () => B.initial.some((p) => {
+    const v = document.querySelector(`.tile:not(.screen)[data-peer-id="${p}"] video`);
+    return !v || !v.srcObject || !(v.videoWidth > 0);
+  });
+  const trackBlank = (t, ending) => {
+    const now_blank = !ending && blank();
+    if (now_blank && B.blankSince === null) B.blankSince = t;
+    if (!now_blank && B.blankSince !== null) {
+      B.maxBlankMs = Math.max(B.maxBlankMs, t - B.blankSince);
+      B.blankSince = null;
+    }
+  };
   const poll = async () => {
     const relay = window.meetCall.relay;
     const link = relay && relay.link;
+    trackBlank(now(), false);
     if (!link) return;
     const stats = await link.pc.getStats();
     const t = now();
@@ -145,6 +167,7 @@ WATCH_JS = """({expect, trigger, minFrames, intervalMs}) => {
     B.pictures = Math.max(...shown);
     B.byPublisher = Object.fromEntries(others.map((p, i) => [p, shown[i]]));
     B.confirmed = t;
+    trackBlank(t, true);
     const v = document.querySelector(`.tile:not(.screen)[data-peer-id="${others[0]}"] video`);
     B.size = `${v.videoWidth}x${v.videoHeight}`;
     clearInterval(timer);
@@ -311,7 +334,8 @@ def page_figures(b: dict[str, Any], number: dict[str, int]) -> dict[str, Any]:
     spans = {
         k: None if b[e] is None or b[f] is None else round(b[e] - b[f], 1) for k, (e, f) in SPANS.items()
     }
-    poll = {"max_poll_gap_ms": round(b["maxGapMs"], 1), "polls": b["polls"], "size": b["size"]}
+    poll = {"max_poll_gap_ms": round(b["maxGapMs"], 1), "polls": b["polls"], "size": b["size"],
+            "max_blank_ms": round(b["maxBlankMs"], 1)}
     by = {f"page {number[p]}": round(t - b["t0"], 1) for p, t in (b["byPublisher"] or {}).items()}
     return {**spans, "pictures_by_publisher_ms": by, **poll, "error": b["error"]}
 
@@ -396,6 +420,7 @@ def still_decoding(pages: dict[str, Any]) -> bool:
 # Per-run figures (ms): key -> (column title, meaning).
 COLUMNS = {
     "switch_max_ms": ("max(4)", "mode -> pictures, max of the 4 mesh pages"),
+    "blank_max_ms": ("blank", "longest a mesh page's tile showed no picture (any of the 4)"),
     "confirmed_max_ms": ("confirmed", "the same, poll-confirmed"),
     "fifth_click_ms": ("5th click", "5th page: click -> pictures"),
     "fifth_welcome_ms": ("5th welcome", "5th page: welcome -> pictures"),
@@ -411,6 +436,7 @@ def run_figures(run: dict[str, Any]) -> dict[str, float | None]:
     fifth = run["pages"][4]
     return {
         "switch_max_ms": _mesh(run, "to_pictures_ms"),
+        "blank_max_ms": _mesh(run, "max_blank_ms"),
         "confirmed_max_ms": _mesh(run, "to_confirmed_ms"),
         "fifth_click_ms": fifth["to_pictures_ms"],
         "fifth_welcome_ms": fifth["shown_to_pictures_ms"],
