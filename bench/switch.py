@@ -509,6 +509,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-frames", type=int, default=1, help="framesDecoded that counts as decoding (1)")
     p.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     p.add_argument(
+        "--client-nice",
+        type=int,
+        default=10,
+        metavar="N",
+        help="niceness of this process and the browsers it starts, not of the server (default 10; 0: equal)",
+    )
+    p.add_argument(
         "--camera",
         metavar="WxH@FPS",
         help="fake camera from a generated Y4M clip of this size (e.g. 320x180@15) instead of Chromium's"
@@ -553,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
         port = hb.free_port()
         server = hb.Server(config, workdir, port)
         server.start()  # before Playwright starts threads (the server uses preexec_fn)
+        # The five browsers stand in for five machines: niced (inherited by Chromium), they do
+        # not starve the server and its relay worker, which would have their own machine.
+        os.nice(args.client_nice)
         try:
             with sync_playwright() as pw:
                 print_header()
