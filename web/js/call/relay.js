@@ -19,17 +19,10 @@
  *   collision the relay ignores my offer, and I roll back and answer its offer; my own change is
  *   offered again once signaling is stable (negotiationneeded fires again).
  * - Trickle ICE both ways: {candidate} and {candidate: null}.
- * - Whose track is it: the `tracks` message maps each mid of my connection to
- *   {publisher, source}. It may come before or after the negotiation that it describes. An m-line
- *   the latest `tracks` does not mention, but which did not exist yet when it came, falls back to
- *   its msid stream id (= the publisher's peer_id; the first video m-line of a publisher is its
- *   camera, further ones its screen). An m-line that existed when `tracks` came and is not listed
- *   carries nothing. A remote stream exists while its m-line is negotiated as receiving
- *   (currentDirection sendrecv/recvonly), is mapped, and its publisher is in the room.
- *   Streams are re-evaluated whenever signaling returns to "stable", a `tracks` message arrives,
- *   a track arrives, or someone joins or leaves.
- * - A publisher's microphone and camera make one "camera" stream (like the mesh); a screen is a
- *   "screen" stream. When the set of tracks of a stream changes, a new MediaStream is announced.
+ * - Whose track is it: the relay's `tracks` message, with the msid stream id as a fallback
+ *   (relay-tracks.js). A publisher's microphone and camera make one "camera" stream (like the
+ *   mesh); a screen is a "screen" stream; when the set of tracks of a stream changes, a new
+ *   MediaStream is announced.
  * - Failures: `error relay_failed` (or my connection going "failed", or not coming up within
  *   CONNECT_MS of the first negotiation) restarts ICE, which offers
  *   again; if that does not bring the connection back within RECOVERY_MS, or the relay refuses
@@ -38,40 +31,14 @@
  *   changes, the relay forgets me); the next welcome in relay mode starts a new one.
  */
 
+import { attributeStreams, isLive, parseTracks, sameTracks, sdpSections } from "./relay-tracks.js";
+
 export const RELAY_PEER = "relay";
 
-const RECEIVING = new Set(["sendrecv", "recvonly"]);
-const SOURCES = new Set(["audio", "camera", "screen"]);
 const RECOVERY_MS = 15000; // after an ICE restart, how long the connection may take to come back
 const CONNECT_MS = 20000; // after the first negotiation, how long the connection may take to come up
 const RETRY_OFFER_MS = 1000; // after the relay refused an offer, wait this long before offering again
 const REFUSAL_GRACE_MS = 2000; // an offer still unanswered this long after a relay_error was refused
-
-/**
- * The m-sections of an SDP: mid → {kind, msid, direction, index}. `msid` is the stream id of the
- * first a=msid line (or of an a=ssrc … msid: line), null when none or "-".
- */
-export function sdpSections(sdp) {
-  const out = new Map();
-  if (typeof sdp !== "string") return out;
-  const sections = sdp.split(/\r?\n(?=m=)/).slice(1);
-  sections.forEach((section, index) => {
-    const kind = (/^m=(\w+)/.exec(section) || [])[1] || "";
-    const mid = (/(?:^|\n)a=mid:(\S+)/.exec(section) || [])[1];
-    const msid = (/(?:^|\n)a=msid:(\S+)/.exec(section) || /(?:^|\n)a=ssrc:\d+ msid:(\S+)/.exec(section) || [])[1];
-    const direction = (/(?:^|\n)a=(sendrecv|sendonly|recvonly|inactive)\b/.exec(section) || [])[1] || "sendrecv";
-    if (mid !== undefined) out.set(mid, { kind, msid: msid && msid !== "-" ? msid : null, direction, index });
-  });
-  return out;
-}
-
-function isLive(tx) {
-  return Boolean(tx) && !tx.stopped && tx.currentDirection !== "stopped" && tx.direction !== "stopped";
-}
-
-function sameTracks(a, b) {
-  return a.length === b.length && a.every((track) => b.includes(track));
-}
 
 /** One RTCPeerConnection with the relay (one per admission while in relay mode). */
 class Link {
@@ -302,53 +269,18 @@ class Link {
     this.syncRemote();
   }
 
-  /** Who publishes what on each receiving m-line: "kind:peerId" → {peerId, kind, tracks}. */
-  wantedStreams() {
-    const pc = this.pc;
-    const roster = this.relay.roster;
-    const sections = sdpSections(pc.currentRemoteDescription ? pc.currentRemoteDescription.sdp : "");
-    const mine = new Set([this.micTx, this.camTx, this.screenTx]);
-    const fallbackVideos = new Map(); // publisher → video m-lines met so far (msid fallback)
-    const wanted = new Map();
-    const transceivers = pc
-      .getTransceivers()
-      .filter((t) => t.mid !== null && isLive(t) && RECEIVING.has(t.currentDirection))
-      .sort((a, b) => ((sections.get(a.mid) || {}).index ?? 1e9) - ((sections.get(b.mid) || {}).index ?? 1e9));
-    for (const tx of transceivers) {
-      const track = tx.receiver.track;
-      if (!track) continue;
-      let info = this.trackMap.get(tx.mid) || null;
-      if (!info && !mine.has(tx) && !(this.tracksSeen && this.midsAtTracks.has(tx.mid))) {
-        // No word from the relay about this m-line yet: its msid stream id names the publisher.
-        const publisher = (sections.get(tx.mid) || {}).msid || this.msidByMid.get(tx.mid) || null;
-        if (publisher) {
-          let source = "audio";
-          if (track.kind === "video") {
-            const seen = fallbackVideos.get(publisher) || 0;
-            fallbackVideos.set(publisher, seen + 1);
-            source = seen === 0 ? "camera" : "screen";
-          }
-          info = { publisher, source };
-        }
-      }
-      if (!info || !roster.has(info.publisher)) continue;
-      if ((info.source === "audio") !== (track.kind === "audio")) continue; // inconsistent: skip
-      const kind = info.source === "screen" ? "screen" : "camera";
-      const key = `${kind}:${info.publisher}`;
-      let entry = wanted.get(key);
-      if (!entry) {
-        entry = { peerId: info.publisher, kind, tracks: [] };
-        wanted.set(key, entry);
-      }
-      if (!entry.tracks.some((t) => t.kind === track.kind)) entry.tracks.push(track);
-    }
-    return wanted;
-  }
-
   /** Announce the remote streams that appeared, changed or went away. */
   syncRemote() {
     if (this.closed) return;
-    const wanted = this.wantedStreams();
+    const wanted = attributeStreams({
+      pc: this.pc,
+      mine: new Set([this.micTx, this.camTx, this.screenTx]),
+      trackMap: this.trackMap,
+      tracksSeen: this.tracksSeen,
+      midsAtTracks: this.midsAtTracks,
+      msidByMid: this.msidByMid,
+      roster: this.relay.roster,
+    });
     for (const [key, current] of [...this.remote]) {
       if (wanted.has(key)) continue;
       this.remote.delete(key);
@@ -463,11 +395,7 @@ export class Relay extends EventTarget {
 
   onTracks(list) {
     if (!this.selfId || !Array.isArray(list)) return;
-    const map = new Map();
-    for (const item of list) {
-      if (!item || typeof item.mid !== "string" || typeof item.publisher !== "string" || !SOURCES.has(item.source)) continue;
-      map.set(item.mid, { publisher: item.publisher, source: item.source });
-    }
+    const map = parseTracks(list);
     if (this.link) this.link.setTracks(map);
     else this.pendingTracks = map;
   }
