@@ -22,12 +22,13 @@ import sys
 
 # Run as a script, this folder is sys.path[0] and bench/http.py would shadow the stdlib ``http``.
 _HERE = os.path.dirname(os.path.realpath(__file__))
+from _sibling import load_sibling  # before bench/ leaves sys.path
+
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _HERE]
 
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import logging
 import platform
@@ -36,23 +37,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from types import ModuleType
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCSessionDescription
 
-
-def _load_relay_bench() -> ModuleType:
-    """bench/relay.py as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("meet_bench_relay", os.path.join(_HERE, "relay.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-relay = _load_relay_bench()
+relay = load_sibling("relay.py")
 from meet.relay import ice  # relay.py put the repository on sys.path
 
 JANUS = "/usr/bin/janus"

@@ -31,12 +31,13 @@ import sys
 # Run as a script, this folder is sys.path[0], and bench/http.py would shadow the stdlib
 # package ``http`` for everything imported afterwards (http.client, ...). Drop it first.
 _HERE = os.path.dirname(os.path.realpath(__file__))
+from _sibling import load_sibling  # before bench/ leaves sys.path
+
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _HERE]
 
 import argparse
 import base64
 import hashlib
-import importlib.util
 import json
 import math
 import platform
@@ -51,7 +52,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import trio
@@ -59,18 +59,7 @@ import trio
 from meet import __version__ as meet_version
 from meet.config import AuthConfig
 
-
-def _load_http_bench() -> ModuleType:
-    """bench/http.py under another module name (``import http`` would be the stdlib's)."""
-    spec = importlib.util.spec_from_file_location("meet_bench_http", os.path.join(_HERE, "http.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-hb = _load_http_bench()
+hb = load_sibling("http.py")
 HOST: str = hb.HOST
 NCPU: int = hb.NCPU
 CpuSnapshot = hb.CpuSnapshot

@@ -47,6 +47,8 @@ import sys
 # As in bench/signaling.py: as a script this folder is sys.path[0], and bench/http.py would
 # shadow the stdlib ``http`` package. Drop it, then load bench/http.py's helpers by file path.
 _HERE = os.path.dirname(os.path.realpath(__file__))
+from _sibling import load_sibling  # before bench/ leaves sys.path
+
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _HERE]
 _ROOT = os.path.dirname(_HERE)
 # tests/ on sys.path only for tests/browser.py: the Chromium path and flags the browser tests use.
@@ -56,7 +58,6 @@ sys.path[:0] = [_ROOT, os.path.join(_ROOT, "tests")]
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
 
 import argparse
-import importlib.util
 import json
 import platform
 import secrets
@@ -65,7 +66,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy
@@ -73,17 +73,7 @@ from browser import CHROMIUM, CHROMIUM_ARGS
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
-
-def _load_http_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("meet_bench_http", os.path.join(_HERE, "http.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-hb = _load_http_bench()
+hb = load_sibling("http.py")
 PAGES = 5  # mesh_limit + 1
 WAIT_MS = 60_000  # Playwright waits (page loads, selectors) on a busy 2-core box
 
