@@ -54,6 +54,20 @@ def assert_everyone_decodes_everyone(pages: dict[str, Any], timeout: float = 20)
             poll(lambda page=page, other=other: tile_width(page, other) > 0, timeout, f"{other}'s picture at {me}")
 
 
+def join_all(browser: Any, base: str, code: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """Signed-in pages joined one after the other: peer id → page."""
+    pages: dict[str, Any] = {}
+    for name in names:
+        page = open_page(browser, base, name)
+        pages[join(page, base, code)] = page
+    return pages
+
+
+def mesh_connections(page: Any) -> int:
+    """How many mesh RTCPeerConnections the page still has (whatever the room's mode)."""
+    return int(page.evaluate("window.meetCall.mesh.peers().size"))
+
+
 def errors_of(pages: dict[str, Any]) -> list[str]:
     return [error for page in pages.values() for error in page.errors]
 
@@ -66,10 +80,7 @@ async def test_the_fifth_page_switches_the_room_to_the_relay_and_everyone_keeps_
     base = server.url
 
     def scenario(browser: Any) -> dict[str, Any]:
-        pages: dict[str, Any] = {}
-        for name in NAMES[:4]:
-            page = open_page(browser, base, name)
-            pages[join(page, base, code)] = page
+        pages = join_all(browser, base, code, NAMES[:4])
         for me, page in pages.items():
             assert page.evaluate("window.meetCall.mode()") == "mesh"
             assert sorted(connections(page)) == sorted(p for p in pages if p != me)
@@ -79,7 +90,8 @@ async def test_the_fifth_page_switches_the_room_to_the_relay_and_everyone_keeps_
         pages[join(fifth, base, code)] = fifth
         for me, page in pages.items():
             poll(lambda page=page: page.evaluate("window.meetCall.mode()") == "relay", SWITCH, f"relay mode at {me}")
-            poll(lambda page=page: connections(page) == ["relay"], SWITCH, f"mesh connections closed at {me}")
+            poll(lambda page=page: connections(page) == ["relay"], SWITCH, f"the relay connection at {me}")
+            assert mesh_connections(page) == 0, f"mesh connections left open at {me}"
         assert_everyone_decodes_everyone(pages, timeout=SWITCH)
         return {"errors": errors_of(pages)}
 
@@ -94,10 +106,7 @@ async def test_four_pages_in_a_relay_room_share_a_screen_and_leave(
     base = server.url
 
     def scenario(browser: Any) -> dict[str, Any]:
-        pages: dict[str, Any] = {}
-        for name in NAMES[:4]:
-            page = open_page(browser, base, name)
-            pages[join(page, base, code)] = page
+        pages = join_all(browser, base, code, NAMES[:4])
         for page in pages.values():
             assert page.evaluate("window.meetCall.mode()") == "relay"
             assert connections(page) in ([], ["relay"])  # [] until the relay connection exists
