@@ -233,6 +233,20 @@ class Stream:
         self.received = 0
 
 
+def count_rtp(streams: dict[int, Stream], data: bytes) -> None:
+    """Count one RTP packet (SRTP or not: the header is clear) and track its highest sequence."""
+    ssrc, seq = int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big")
+    stream = streams.get(ssrc)
+    if stream is None:
+        stream = streams[ssrc] = Stream(seq)
+    else:
+        last = stream.highest
+        ext = last + ((seq - last + 0x8000) & 0xFFFF) - 0x8000  # extended across wrap-around
+        if ext > last:
+            stream.highest = ext
+    stream.received += 1
+
+
 class Client:
     """One aiortc peer of the bench: the publisher, or a subscriber that counts and never decodes."""
 
@@ -290,16 +304,7 @@ class Client:
 
         async def subscriber_receive(data: bytes, arrival_time_ms: int) -> None:
             # After SRTP unprotect; the receiver (depacketizer, jitter buffer, decoder) never runs.
-            ssrc, seq = int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big")
-            stream = streams.get(ssrc)
-            if stream is None:
-                stream = streams[ssrc] = Stream(seq)
-            else:
-                last = stream.highest
-                ext = last + ((seq - last + 0x8000) & 0xFFFF) - 0x8000
-                if ext > last:
-                    stream.highest = ext
-            stream.received += 1
+            count_rtp(streams, data)
             if delays is not None:
                 t0 = sent_at.get(data[-40:])  # the payload's tail: the relay never touches it
                 if t0 is not None:
@@ -323,16 +328,7 @@ class Client:
 
             def received(data: bytes, addr: Any, stock: Any = stock) -> None:
                 if 127 < data[0] < 192 and not 191 < data[1] < 224:  # RTP, not RTCP (RFC 5761)
-                    ssrc, seq = int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big")
-                    stream = streams.get(ssrc)
-                    if stream is None:
-                        stream = streams[ssrc] = Stream(seq)
-                    else:
-                        last = stream.highest
-                        ext = last + ((seq - last + 0x8000) & 0xFFFF) - 0x8000
-                        if ext > last:
-                            stream.highest = ext
-                    stream.received += 1
+                    count_rtp(streams, data)
                     return
                 stock(data, addr)
 
