@@ -4,31 +4,23 @@ place where errors become HTTP responses."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from quart import Response, current_app, g, has_websocket_context, jsonify, request, websocket
+from quart import Response, jsonify, request
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioRequest
 from werkzeug.exceptions import HTTPException
 
 from meet import __version__
-from meet.accounts import Accounts, Session
-from meet.clock import Clock
-from meet.config import Config
-from meet.errors import BadRequest, Forbidden, MeetError, Unauthorized
-from meet.history import History
-from meet.presence import Presence
-from meet.rooms import Rooms
-from meet.store import Store
+from meet.errors import BadRequest, MeetError
+from meet.views import auth, health, pages, rooms, sockets
+from meet.views.context import Services, check_same_origin
 
 log = logging.getLogger("meet.app")
 
 MAX_BODY = 64 * 1024
-SESSION_COOKIE = "meet_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
@@ -46,19 +38,6 @@ HTTP_CODES = {
 }
 
 
-@dataclass(frozen=True)
-class Services:
-    """Everything the views need, built once by the server."""
-
-    config: Config
-    store: Store
-    accounts: Accounts
-    rooms: Rooms
-    history: History
-    presence: Presence
-    clock: Clock
-
-
 class MeetRequest(TrioRequest):
     """Malformed JSON is a named client error, not a bare 400 page."""
 
@@ -72,70 +51,6 @@ class MeetRequest(TrioRequest):
             if silent:
                 return None
             raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
-
-
-def services() -> Services:
-    """The services of the running app (inside a request)."""
-    return current_app.extensions["meet"]  # type: ignore[no-any-return]
-
-
-def incoming() -> Any:
-    """The current HTTP request or WebSocket handshake."""
-    return websocket if has_websocket_context() else request
-
-
-def base_url() -> str:
-    """Where people reach this server: ``public_url``, else this request's own origin."""
-    public = services().config.server.public_url
-    return public.rstrip("/") if public else str(incoming().host_url).rstrip("/")
-
-
-def client_address() -> str:
-    return str(incoming().remote_addr or "unknown")
-
-
-async def current_session() -> Session | None:
-    """The session behind the bearer token or the cookie (cached per request)."""
-    if "session" not in g:
-        token = bearer_token() or incoming().cookies.get(SESSION_COOKIE)
-        g.session = await services().accounts.authenticate(token) if token else None
-    return g.session  # type: ignore[no-any-return]
-
-
-async def require_session() -> Session:
-    session = await current_session()
-    if session is None:
-        raise Unauthorized("Sign in first.", code="unauthorized")
-    return session
-
-
-def bearer_token() -> str | None:
-    scheme, _, token = incoming().headers.get("Authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def check_same_origin() -> None:
-    """Refuse cross-site requests riding on the cookie; bearer clients carry no ambient authority.
-
-    Applies to state-changing HTTP requests and to every WebSocket handshake (a WebSocket is
-    not covered by the browser's same-origin policy).
-    """
-    if bearer_token() is not None:
-        return
-    headers = incoming().headers
-    fetch_site = headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        raise Forbidden("Cross-site requests are not allowed.", code="cross_origin")
-    origin = headers.get("Origin")
-    if origin is not None and origin.rstrip("/") != _origin_of(base_url()):
-        raise Forbidden("Cross-site requests are not allowed.", code="cross_origin")
-
-
-def _origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    # A WebSocket handshake's own URL is ws(s)://, but the page's Origin is http(s)://.
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    return f"{scheme}://{parts.netloc}"
 
 
 def _error_response(error: MeetError) -> Response:
@@ -205,8 +120,6 @@ async def _html_error(status: int, description: str) -> Response:
 
 def create_app(svc: Services) -> QuartTrio:
     """Build the application around already-running services."""
-    from meet.views import auth, health, pages, rooms, sockets
-
     app = QuartTrio("meet", static_folder=None)  # web/ is served by views.pages
     app.request_class = MeetRequest
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY

@@ -12,13 +12,11 @@ This module only sends messages: the relay itself is reached through :class:`Med
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from meet import protocol as p
 from meet.config import RtcConfig
-
-if TYPE_CHECKING:
-    from meet.rooms import LiveRoom, Participant
+from meet.live import LiveRoom, Participant
 
 log = logging.getLogger("meet.media")
 

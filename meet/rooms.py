@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import string
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -20,6 +19,7 @@ from meet.clock import Clock
 from meet.config import RoomsConfig, RtcConfig
 from meet.connection import CLOSE_ENDED, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, Connection, UserRef
 from meet.errors import BadRequest, Forbidden, Gone, NotFound, Unavailable
+from meet.live import LiveRoom, Participant
 from meet.media import MediaRouter, RelayFailure
 from meet.store import Store
 from meet.store import rooms as q
@@ -56,55 +56,6 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         "text": row["text"],
         "created_at": row["created_at"],
     }
-
-
-@dataclass
-class Participant:
-    """One connection in a room (a person with two tabs is two participants)."""
-
-    peer_id: str
-    code: str
-    conn: Connection
-    role: str
-    joined_at: float
-    stay_id: int
-    audio: bool = True
-    video: bool = True
-    screen: bool = False
-    hand: bool = False
-
-    @property
-    def user(self) -> UserRef:
-        return self.conn.user
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "peer_id": self.peer_id,
-            "user": self.user.public(),
-            "role": self.role,
-            "joined_at": self.joined_at,
-            "audio": self.audio,
-            "video": self.video,
-            "screen": self.screen,
-            "hand": self.hand,
-        }
-
-
-@dataclass
-class LiveRoom:
-    """A room with people in it (or joining)."""
-
-    row: dict[str, Any]
-    mode: str = "mesh"
-    peers: dict[str, Participant] = field(default_factory=dict)
-    # The peer ids still joining: admitted (their seat is held) but not yet in ``peers``.
-    joining: set[str] = field(default_factory=set)
-
-    def broadcast(self, message: p.Message, exclude: str | None = None) -> None:
-        frame = p.encode(message)  # once, not once per member
-        for peer_id, peer in list(self.peers.items()):
-            if peer_id != exclude:
-                peer.conn.send_frame(frame)
 
 
 class Rooms:

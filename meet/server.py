@@ -21,7 +21,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve as hypercorn_serve
 
 from meet.accounts import Accounts
-from meet.app import Services, create_app
+from meet.app import create_app
 from meet.clock import Clock, SystemClock
 from meet.config import Config, load_secret_key
 from meet.history import History
@@ -33,6 +33,7 @@ from meet.rooms import Rooms, close_stale_stays
 from meet.store import Store, open_store
 from meet.store import accounts as account_queries
 from meet.tokens import Tokens
+from meet.views.context import Services
 
 log = logging.getLogger("meet.server")
 

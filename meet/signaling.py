@@ -18,9 +18,10 @@ from meet import protocol as p
 from meet.config import RoomsConfig
 from meet.connection import CLOSE_POLICY, CLOSE_TIMEOUT, Connection
 from meet.errors import MeetError
+from meet.live import Participant
 from meet.media import RELAY_PEER
 from meet.presence import Presence
-from meet.rooms import Participant, Rooms, room_json
+from meet.rooms import Rooms, room_json
 
 log = logging.getLogger("meet.signaling")
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_response, security_scheme, validate_request
 
-from meet.app import (
+from meet.views.context import (
     SESSION_COOKIE,
     base_url,
     client_address,

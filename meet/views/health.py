@@ -6,10 +6,10 @@ import sqlite3
 
 from quart import Blueprint, Response, jsonify
 
-from meet.app import services
 from meet.errors import StoreError
 from meet.store.db import schema_version
 from meet.store.migrations import LATEST
+from meet.views.context import services
 
 blueprint = Blueprint("health", __name__, url_prefix="/api")
 

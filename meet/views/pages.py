@@ -13,7 +13,7 @@ from urllib.parse import quote
 from quart import Blueprint, Response, redirect, request, send_from_directory
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from meet.app import current_session, services
+from meet.views.context import current_session, services
 
 blueprint = Blueprint("pages", __name__)
 

@@ -8,12 +8,12 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_response, security_scheme, validate_request
 
-from meet.app import base_url, require_session, services
 from meet.connection import UserRef
 from meet.errors import BadRequest
 from meet.history import attendance_csv, page_size
 from meet.rooms import room_json
 from meet.views.auth import Body
+from meet.views.context import base_url, require_session, services
 
 blueprint = Blueprint("rooms", __name__, url_prefix="/api")
 

@@ -13,7 +13,6 @@ import trio
 from quart import Blueprint, websocket
 
 from meet import protocol as p
-from meet.app import check_same_origin, current_session, services
 from meet.connection import (
     CLOSE_ENDED,
     CLOSE_FORBIDDEN,
@@ -26,6 +25,7 @@ from meet.connection import (
 )
 from meet.errors import Forbidden, Gone, MeetError, NotFound, Unavailable
 from meet.signaling import ClientLoop, Socket, room_handlers, user_handlers
+from meet.views.context import check_same_origin, current_session, services
 
 blueprint = Blueprint("sockets", __name__, url_prefix="/api")
 
