@@ -8,45 +8,17 @@ requests can never both consume the same code or token.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import sqlite_utils
 
 from meet.errors import Conflict, NotFound
-
-Row = dict[str, Any]
+from meet.store.sql import Row, transaction
+from meet.store.sql import fetch_all as _all
+from meet.store.sql import fetch_one as _one
 
 USER_COLUMNS = (
     "id, username, email, password_hash, verified, is_admin, created_at, last_login_at"
 )
-
-
-@contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.conn.execute("ROLLBACK")
-        raise
-    db.conn.execute("COMMIT")
-
-
-def _one(db: sqlite_utils.Database, sql: str, params: tuple[Any, ...]) -> Row | None:
-    cursor = db.execute(sql, params)
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    return dict(zip([c[0] for c in cursor.description], row))
-
-
-def _all(db: sqlite_utils.Database, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-    cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def user_by_id(db: sqlite_utils.Database, user_id: int) -> Row | None:

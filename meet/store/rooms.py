@@ -6,7 +6,9 @@ from typing import Any
 
 import sqlite_utils
 
-from meet.store.accounts import Row, _all, _one, transaction
+from meet.store.sql import Row, transaction
+from meet.store.sql import fetch_all as _all
+from meet.store.sql import fetch_one as _one
 
 ROOM_SELECT = (
     "SELECT r.id, r.code, r.title, r.host_id, u.username AS host_username, r.created_at,"
