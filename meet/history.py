@@ -7,12 +7,13 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
+from meet.authz import Action, Facts, check
 from meet.clock import Clock
 from meet.connection import UserRef
-from meet.errors import BadRequest, Forbidden
-from meet.rooms import message_json
+from meet.errors import BadRequest
 from meet.store import Store
 from meet.store import rooms as q
+from meet.store.records import Room
 
 MAX_PAGE = 100
 
@@ -43,46 +44,45 @@ class History:
         now = self.clock.now()
         calls = [
             {
-                "id": row["id"],
-                "room": {"code": row["code"], "title": row["title"], "hosted": row["host_id"] == user.id},
-                "joined_at": row["joined_at"],
-                "left_at": row["left_at"],
-                "duration_s": _duration(row["joined_at"], row["left_at"], now),
+                "id": call.id,
+                "room": {"code": call.code, "title": call.title, "hosted": call.host_id == user.id},
+                "joined_at": call.joined_at,
+                "left_at": call.left_at,
+                "duration_s": _duration(call.joined_at, call.left_at, now),
             }
-            for row in rows
+            for call in rows
         ]
-        return {"calls": calls, "next_before": rows[-1]["id"] if len(rows) == size else None}
+        return {"calls": calls, "next_before": rows[-1].id if len(rows) == size else None}
 
     async def messages(
-        self, room: dict[str, Any], user: UserRef, limit: int | None, before: int | None, query: str | None
+        self, room: Room, user: UserRef, limit: int | None, before: int | None, query: str | None
     ) -> dict[str, Any]:
-        """Chat of a room, newest first, for its host and anyone who took part."""
-        if room["host_id"] != user.id and not await self.store.run(q.took_part, room["id"], user.id):
-            raise Forbidden("Only people who took part can read this chat.", code="not_a_participant")
+        """Chat of a room, newest first, for its host and anyone who took part (and was not removed)."""
+        standing = await self.store.run(q.standing, room.id, user.id, self.clock.now())
+        check(Action.READ_CHAT, Facts.of(room, user.id, standing))
         if query is not None and len(query) > 200:
             raise BadRequest("Search text is limited to 200 characters.", code="invalid_query", field="q")
         size = page_size(limit)
-        rows = await self.store.run(q.search_messages, room["id"], size, before, query)
+        rows = await self.store.run(q.search_messages, room.id, size, before, query)
         return {
-            "messages": [message_json(row) for row in rows],
-            "next_before": rows[-1]["id"] if len(rows) == size else None,
+            "messages": [message.public() for message in rows],
+            "next_before": rows[-1].id if len(rows) == size else None,
         }
 
-    async def attendance(self, room: dict[str, Any], user: UserRef) -> dict[str, Any]:
+    async def attendance(self, room: Room, user: UserRef) -> dict[str, Any]:
         """Host only: every participant's stays and total time."""
-        if room["host_id"] != user.id:
-            raise Forbidden("Only the host can see attendance.", code="not_host")
+        check(Action.READ_ATTENDANCE, Facts.of(room, user.id))
         now = self.clock.now()
         people: dict[int, dict[str, Any]] = {}
-        for row in await self.store.run(q.attendance, room["id"]):
+        for stay in await self.store.run(q.attendance, room.id):
             person = people.setdefault(
-                row["user_id"],
-                {"user": {"id": row["user_id"], "username": row["username"]}, "stays": [], "total_s": 0.0},
+                stay.user_id,
+                {"user": {"id": stay.user_id, "username": stay.username}, "stays": [], "total_s": 0.0},
             )
-            duration = _duration(row["joined_at"], row["left_at"], now)
-            person["stays"].append({"joined_at": row["joined_at"], "left_at": row["left_at"], "duration_s": duration})
+            duration = _duration(stay.joined_at, stay.left_at, now)
+            person["stays"].append({"joined_at": stay.joined_at, "left_at": stay.left_at, "duration_s": duration})
             person["total_s"] = round(person["total_s"] + duration, 3)
-        return {"room": {"code": room["code"], "title": room["title"]}, "attendance": list(people.values())}
+        return {"room": {"code": room.code, "title": room.title}, "attendance": list(people.values())}
 
 
 def attendance_csv(report: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from meet import protocol as p
 from meet.connection import Connection, UserRef
+from meet.store.records import Room
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Participant:
 class LiveRoom:
     """A room with people in it (or joining)."""
 
-    row: dict[str, Any]
+    room: Room  # the record as last read (updated when the host changes it)
     mode: str = "mesh"
     peers: dict[str, Participant] = field(default_factory=dict)
     # The peer ids still joining: admitted (their seat is held) but not yet in ``peers``.

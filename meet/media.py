@@ -63,7 +63,7 @@ class MediaRouter:
 
     async def _switch_to_relay(self, live: LiveRoom, joiner: str) -> None:
         live.mode = "relay"
-        log.info("room %s switches to the relay (%d participants)", live.row["code"], len(live.peers) + 1)
+        log.info("room %s switches to the relay (%d participants)", live.room.code, len(live.peers) + 1)
         # Everyone present, and everyone else still joining: they decided "mesh" already, and
         # their welcome (built later) will say "relay".
         others = [*live.peers, *(peer_id for peer_id in live.joining if peer_id != joiner)]
@@ -84,7 +84,7 @@ class MediaRouter:
         except RelayFailure as exc:
             log.warning("relay close of %s failed: %s", peer_id, exc)
         if release:
-            self.relay.release(live.row["code"])
+            self.relay.release(live.room.code)
 
     async def signal(self, live: LiveRoom, peer: Participant, data: dict[str, Any]) -> None:
         """A ``signal {to: "relay"}`` from a participant: SDP or ICE for its relay connection."""
@@ -120,7 +120,7 @@ class MediaRouter:
         if self.relay is None:
             raise RelayFailure("the relay is not running")
         try:
-            return await self.relay.request(op, live.row["code"], peer=peer_id, **fields)
+            return await self.relay.request(op, live.room.code, peer=peer_id, **fields)
         except Exception as exc:  # the bridge's RelayError, kept out of this module's imports
             raise RelayFailure(str(exc)) from exc
 
@@ -154,7 +154,7 @@ class MediaRouter:
             except RelayFailure as exc:
                 log.warning("relay close of %s failed: %s", peer_id, exc)
         if not live.joining:  # else the last join to fail releases it (Rooms._abandon)
-            self.relay.release(live.row["code"])
+            self.relay.release(live.room.code)
 
     def lost(self, live: LiveRoom) -> None:
         """The worker holding ``live`` died: clients reconnect (1012) and land on its successor."""

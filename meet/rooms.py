@@ -15,18 +15,23 @@ from typing import Any
 import trio
 
 from meet import protocol as p
+from meet.authz import Action, Facts, allowed, check
 from meet.clock import Clock
 from meet.config import RoomsConfig, RtcConfig
 from meet.connection import CLOSE_ENDED, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, Connection, UserRef
-from meet.errors import BadRequest, Forbidden, Gone, NotFound, Unavailable
+from meet.errors import BadRequest, Gone, NotFound, Unavailable
 from meet.live import LiveRoom, Participant
 from meet.media import MediaRouter, RelayFailure
 from meet.store import Store
 from meet.store import rooms as q
+from meet.store.records import Message, Room
 from meet.turn import IceServers
 
 CHAT_REPLAY = 50
 TITLE_MAX = 120
+# How long an accepted ring from the host lets the callee past the lock; entering uses it up
+# (from then on the reconnect grace covers dropped connections).
+INVITATION_TTL = 300.0
 
 
 def new_code() -> str:
@@ -35,27 +40,47 @@ def new_code() -> str:
     return f"{''.join(letters[:3])}-{''.join(letters[3:7])}-{''.join(letters[7:])}"
 
 
-def room_json(row: dict[str, Any]) -> dict[str, Any]:
-    """The public shape of a room record."""
-    return {
-        "code": row["code"],
-        "title": row["title"],
-        "host": {"id": row["host_id"], "username": row["host_username"]},
-        "created_at": row["created_at"],
-        "status": "ended" if row["ended_at"] is not None else "open",
-        "ended_at": row["ended_at"],
-        "locked": bool(row["locked"]),
-        "max_participants": row["max_participants"],
-    }
+class Invitations:
+    """People the host rang in past a lock: per room code, user id → when the invitation lapses.
 
+    Entries go when used (the person entered), when they lapse (``INVITATION_TTL``), when the
+    person is removed and when the meeting ends, so the map never outgrows the rings of the
+    last few minutes.
+    """
 
-def message_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "user": {"id": row["user_id"], "username": row["username"]},
-        "text": row["text"],
-        "created_at": row["created_at"],
-    }
+    def __init__(self, clock: Clock, ttl: float = INVITATION_TTL) -> None:
+        self.clock, self.ttl = clock, ttl
+        self.rooms: dict[str, dict[int, float]] = {}
+
+    def add(self, code: str, user_id: int) -> None:
+        self._prune()
+        self.rooms.setdefault(code, {})[user_id] = self.clock.now() + self.ttl
+
+    def holds(self, code: str, user_id: int) -> bool:
+        self._prune()
+        return user_id in self.rooms.get(code, {})
+
+    def discard(self, code: str, user_id: int) -> None:
+        people = self.rooms.get(code)
+        if people is not None:
+            people.pop(user_id, None)
+            if not people:
+                del self.rooms[code]
+
+    def drop_room(self, code: str) -> None:
+        self.rooms.pop(code, None)
+
+    def __len__(self) -> int:
+        return sum(len(people) for people in self.rooms.values())
+
+    def _prune(self) -> None:
+        now = self.clock.now()
+        for code in list(self.rooms):
+            people = {uid: until for uid, until in self.rooms[code].items() if until > now}
+            if people:
+                self.rooms[code] = people
+            else:
+                del self.rooms[code]
 
 
 class Rooms:
@@ -72,12 +97,11 @@ class Rooms:
         self.ice = IceServers(rtc, clock)
         self.live: dict[str, LiveRoom] = {}
         self.media = MediaRouter(rtc)  # the relay bridge is attached by the server when it runs
-        # Rung in by the host (past a lock); kept while the server runs.
-        self.invited: dict[str, set[int]] = {}
+        self.invited = Invitations(clock)  # rung in by the host past a lock
 
     # -- records --------------------------------------------------------------------------
 
-    async def create(self, host: UserRef, title: str | None, max_participants: int | None) -> dict[str, Any]:
+    async def create(self, host: UserRef, title: str | None, max_participants: int | None) -> Room:
         title = self._check_title(title if title is not None else f"{host.username}'s meeting")
         capacity = self._check_capacity(max_participants)
         for _ in range(5):
@@ -104,53 +128,67 @@ class Rooms:
             )
         return value
 
-    async def get(self, code: str) -> dict[str, Any]:
+    async def get(self, code: str) -> Room:
         """The room record; NotFound for an unknown code."""
-        row = await self.store.run(q.room_by_code, code.lower()[:32])
-        if row is None:
+        room = await self.store.run(q.room_by_code, code.lower()[:32])
+        if room is None:
             raise NotFound("There is no meeting with that code.", code="room_not_found")
-        return row
+        return room
 
     async def hosted(self, host: UserRef, limit: int, before: int | None) -> list[dict[str, Any]]:
         """Rooms ``host`` created, newest first, with how many people are in each now."""
-        rows = await self.store.run(q.rooms_hosted, host.id, limit, before)
-        return [{**room_json(r), "id": r["id"], "participants": len(self.participants(r["code"]))} for r in rows]
+        rooms = await self.store.run(q.rooms_hosted, host.id, limit, before)
+        return [{**r.public(), "id": r.id, "participants": len(self.participants(r.code))} for r in rooms]
 
     def participants(self, code: str) -> list[dict[str, Any]]:
         live = self.live.get(code)
         return [peer.public() for peer in live.peers.values()] if live else []
 
-    async def check_admission(self, row: dict[str, Any], user: UserRef) -> None:
+    async def describe(self, room: Room, user: UserRef) -> dict[str, Any]:
+        """The room for ``user``: with who is in it now, or ``participants_hidden`` (the reason
+        code) when the access rules keep that from them."""
+        facts = await self.facts(room, user)
+        check(Action.VIEW, facts)
+        seeing = allowed(Action.SEE_PARTICIPANTS, facts)
+        if not seeing.allowed:
+            return {**room.public(), "participants_hidden": seeing.code}
+        return {**room.public(), "participants": self.participants(room.code)}
+
+    # -- access ---------------------------------------------------------------------------
+
+    async def facts(self, room: Room, user: UserRef) -> Facts:
+        """Everything the access rules need about ``user`` and ``room``: the record, the
+        store (banned, here within ``reconnect_grace``, ever took part) and the live state."""
+        since = self.clock.now() - self.settings.reconnect_grace
+        standing = await self.store.run(q.standing, room.id, user.id, since)
+        live = self.live.get(room.code)
+        present = (len(live.peers) + len(live.joining)) if live else 0
+        return Facts.of(
+            room, user.id, standing,
+            rung_in=self.invited.holds(room.code, user.id),
+            full=present >= self.media.capacity(room.max_participants),
+        )
+
+    async def check(self, action: Action, room: Room, user: UserRef) -> None:
+        """Raise Forbidden/Gone (stable codes, see ``meet.authz``) unless ``user`` may do ``action``."""
+        check(action, await self.facts(room, user))
+
+    async def check_admission(self, room: Room, user: UserRef) -> None:
         """Raise Gone/Forbidden when ``user`` may not enter now.
 
         A locked room still lets in its host, people rung in by the host, and people who were
         in it within ``reconnect_grace`` (a dropped connection must not lock someone out).
         """
-        if row["ended_at"] is not None:
-            raise Gone("This meeting has ended.", code="room_ended")
-        is_host = user.id == row["host_id"]
-        since = self.clock.now() - self.settings.reconnect_grace
-        banned, recent = await self.store.run(q.admission_facts, row["id"], user.id, since)
-        if banned and not is_host:
-            raise Forbidden("The host removed you from this meeting.", code="removed")
-        invited = user.id in self.invited.get(row["code"], set())
-        if row["locked"] and not (is_host or invited or recent):
-            raise Forbidden("The host has locked this meeting.", code="room_locked")
-        live = self.live.get(row["code"])
-        present = (len(live.peers) + len(live.joining)) if live else 0
-        if present >= self.media.capacity(row["max_participants"]):
-            raise Forbidden("This meeting is full.", code="room_full")
+        await self.check(Action.JOIN, room, user)
 
     @staticmethod
-    def require_host(row: dict[str, Any], user: UserRef) -> None:
-        if row["host_id"] != user.id:
-            raise Forbidden("Only the host can do that.", code="not_host")
+    def _host_power(action: Action, live: LiveRoom, peer: Participant) -> None:
+        """Host powers used from inside the room: decided on the live record, no I/O."""
+        check(action, Facts.of(live.room, peer.user.id))
 
-    async def update(self, row: dict[str, Any], user: UserRef, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(self, room: Room, user: UserRef, changes: dict[str, Any]) -> Room:
         """Host only: change title, lock or capacity; participants are told."""
-        self.require_host(row, user)
-        if row["ended_at"] is not None:
-            raise Gone("This meeting has ended.", code="room_ended")
+        check(Action.UPDATE, Facts.of(room, user.id))
         clean: dict[str, Any] = {}
         if "title" in changes:
             clean["title"] = self._check_title(changes["title"])
@@ -158,34 +196,35 @@ class Rooms:
             clean["locked"] = int(changes["locked"])
         if "max_participants" in changes:
             clean["max_participants"] = self._check_capacity(changes["max_participants"])
-        await self.store.run(q.update_room, row["id"], clean)
-        fresh = await self.get(row["code"])
-        live = self.live.get(row["code"])
+        await self.store.run(q.update_room, room.id, clean)
+        fresh = await self.get(room.code)
+        live = self.live.get(room.code)
         if live is not None:
-            live.row = fresh
-            live.broadcast(p.RoomUpdated(room=room_json(fresh)))
+            live.room = fresh
+            live.broadcast(p.RoomUpdated(room=fresh.public()))
         return fresh
 
-    async def end(self, row: dict[str, Any], user: UserRef) -> dict[str, Any]:
+    async def end(self, room: Room, user: UserRef) -> Room:
         """Host only: end the meeting and close every connection with ``room-ended``."""
-        self.require_host(row, user)
-        if row["ended_at"] is None:
-            await self.store.run(q.end_room, row["id"], self.clock.now())
-        live = self.live.pop(row["code"], None)
+        check(Action.END, Facts.of(room, user.id))
+        if not room.ended:
+            await self.store.run(q.end_room, room.id, self.clock.now())
+        self.invited.drop_room(room.code)
+        live = self.live.pop(room.code, None)
         if live is not None:
             await self.media.ended(live)
             for peer in live.peers.values():
                 peer.conn.send(p.RoomEnded())
                 peer.conn.finish(CLOSE_ENDED, "the meeting has ended")
-        return await self.get(row["code"])
+        return await self.get(room.code)
 
     # -- presence in a room ---------------------------------------------------------------
 
     async def join(self, code: str, conn: Connection) -> Participant:
         """Admit a connection: stay opened, ``welcome`` queued, others told. Raises if refused."""
-        row = await self.get(code)
-        await self.check_admission(row, conn.user)
-        live = self.live.setdefault(row["code"], LiveRoom(row, mode=self.media.initial_mode()))
+        room = await self.get(code)
+        await self.check_admission(room, conn.user)
+        live = self.live.setdefault(room.code, LiveRoom(room, mode=self.media.initial_mode()))
         live.joining.add(conn.id)  # holds the seat across the awaits below
         try:
             try:
@@ -193,29 +232,30 @@ class Rooms:
             except RelayFailure as exc:
                 raise Unavailable(f"The media relay is not available: {exc}", code="relay_unavailable") from None
             now = self.clock.now()
-            stay_id = await self.store.run(q.open_stay, row["id"], conn.user.id, now, self.settings.reconnect_grace)
-            history = await self.store.run(q.recent_messages, row["id"], CHAT_REPLAY)
+            stay_id = await self.store.run(q.open_stay, room.id, conn.user.id, now, self.settings.reconnect_grace)
+            history = await self.store.run(q.recent_messages, room.id, CHAT_REPLAY)
         except BaseException:
             live.joining.discard(conn.id)
             await self._abandon(live, conn.id)
             raise
         live.joining.discard(conn.id)
-        if self.live.get(row["code"]) is not live:  # ended while we were waiting
+        if self.live.get(room.code) is not live:  # ended while we were waiting
             await self._abandon(live, conn.id)
-            await self._close_stay_if_gone(row["id"], conn.user.id, stay_id)
+            await self._close_stay_if_gone(room.id, conn.user.id, stay_id)
             raise Gone("This meeting has ended.", code="room_ended")
-        role = "host" if conn.user.id == row["host_id"] else "guest"
+        role = "host" if conn.user.id == room.host_id else "guest"
         peer = Participant(
-            peer_id=conn.id, code=row["code"], conn=conn, role=role, joined_at=now, stay_id=stay_id
+            peer_id=conn.id, code=room.code, conn=conn, role=role, joined_at=now, stay_id=stay_id
         )
         conn.send(self._welcome(live, peer, history))
         live.broadcast(p.PeerJoined(peer=peer.public()))
         live.peers[peer.peer_id] = peer
+        self.invited.discard(room.code, conn.user.id)  # used: from now on the reconnect grace applies
         return peer
 
     async def _abandon(self, live: LiveRoom, peer_id: str) -> None:
         """A join failed (or was cancelled) half-way: undo what it set up, the relay included."""
-        code = live.row["code"]
+        code = live.room.code
         discarded = self.live.get(code) is not live  # the meeting ended meanwhile
         if not discarded and not live.peers and not live.joining:
             del self.live[code]
@@ -223,14 +263,14 @@ class Rooms:
         with trio.CancelScope(shield=True):  # a cancelled join must still free its relay peer
             await self.media.abandon(live, peer_id, release=discarded and not live.joining)
 
-    def _welcome(self, live: LiveRoom, peer: Participant, history: list[dict[str, Any]]) -> p.Welcome:
+    def _welcome(self, live: LiveRoom, peer: Participant, history: list[Message]) -> p.Welcome:
         return p.Welcome(
             peer_id=peer.peer_id,
             user=peer.user.public(),
             role=peer.role,
-            room=room_json(live.row),
+            room=live.room.public(),
             peers=[other.public() for other in live.peers.values()],
-            messages=[message_json(m) for m in history],
+            messages=[m.public() for m in history],
             ice_servers=self.ice.for_user(peer.user.id),
             mode=live.mode,
         )
@@ -247,7 +287,7 @@ class Rooms:
         if emptied:
             del self.live[peer.code]
         await self.media.on_leave(live, peer, emptied)
-        await self._close_stay_if_gone(live.row["id"], peer.user.id, peer.stay_id, live)
+        await self._close_stay_if_gone(live.room.id, peer.user.id, peer.stay_id, live)
 
     async def _close_stay_if_gone(
         self, room_id: int, user_id: int, stay_id: int, live: LiveRoom | None = None
@@ -287,10 +327,10 @@ class Rooms:
         target.conn.send(p.SignalFrom(from_=peer.peer_id, data=message.data))
 
     async def chat(self, live: LiveRoom, peer: Participant, message: p.Chat) -> None:
-        row = await self.store.run(
-            q.add_message, live.row["id"], peer.user.id, peer.user.username, message.text, self.clock.now()
+        posted = await self.store.run(
+            q.add_message, live.room.id, peer.user.id, peer.user.username, message.text, self.clock.now()
         )
-        live.broadcast(p.ChatPosted(message=message_json(row)))
+        live.broadcast(p.ChatPosted(message=posted.public()))
 
     def state(self, live: LiveRoom, peer: Participant, message: p.State) -> None:
         for key, value in message.changes().items():
@@ -300,9 +340,8 @@ class Rooms:
             exclude=peer.peer_id,
         )
 
-    def _host_target(self, live: LiveRoom, peer: Participant, peer_id: str) -> Participant:
-        if peer.role != "host":
-            raise p.ProtocolError("not_host", "only the host can do that")
+    def _host_target(self, action: Action, live: LiveRoom, peer: Participant, peer_id: str) -> Participant:
+        self._host_power(action, live, peer)
         target = live.peers.get(peer_id)
         if target is None:
             raise p.ProtocolError("unknown_peer", f"no peer '{peer_id[:40]}' in this room")
@@ -310,11 +349,11 @@ class Rooms:
 
     async def kick(self, live: LiveRoom, peer: Participant, message: p.Kick) -> None:
         """Remove a person (every tab of theirs) and keep them out of this room."""
-        target = self._host_target(live, peer, message.peer_id)
-        if target.user.id == live.row["host_id"]:
+        target = self._host_target(Action.KICK, live, peer, message.peer_id)
+        if target.user.id == live.room.host_id:
             raise p.ProtocolError("invalid_message", "the host cannot be removed")
-        await self.store.run(q.ban, live.row["id"], target.user.id, self.clock.now())
-        self.invited.get(live.row["code"], set()).discard(target.user.id)
+        await self.store.run(q.ban, live.room.id, target.user.id, self.clock.now())
+        self.invited.discard(live.room.code, target.user.id)
         for other in list(live.peers.values()):
             if other.user.id == target.user.id:
                 other.conn.send(p.Kicked())
@@ -322,16 +361,14 @@ class Rooms:
 
     def invite(self, code: str, user_id: int) -> None:
         """Let ``user_id`` past the lock of room ``code`` (they accepted the host's ring)."""
-        self.invited.setdefault(code, set()).add(user_id)
+        self.invited.add(code, user_id)
 
     def mute(self, live: LiveRoom, peer: Participant, message: p.Mute) -> None:
-        target = self._host_target(live, peer, message.peer_id)
+        target = self._host_target(Action.MUTE, live, peer, message.peer_id)
         target.conn.send(p.MuteRequest(by=peer.user.public()))
 
     async def end_by(self, live: LiveRoom, peer: Participant) -> None:
-        if peer.role != "host":
-            raise p.ProtocolError("not_host", "only the host can do that")
-        await self.end(live.row, peer.user)
+        await self.end(live.room, peer.user)
 
 
 async def close_stale_stays(store: Store, now: float) -> int:

@@ -15,13 +15,14 @@ from typing import Any, Protocol
 import trio
 
 from meet import protocol as p
+from meet.authz import Action
 from meet.config import RoomsConfig
 from meet.connection import CLOSE_POLICY, CLOSE_TIMEOUT, Connection
 from meet.errors import MeetError
 from meet.live import Participant
 from meet.media import RELAY_PEER
 from meet.presence import Presence
-from meet.rooms import Rooms, room_json
+from meet.rooms import Rooms
 
 log = logging.getLogger("meet.signaling")
 
@@ -176,12 +177,9 @@ def user_handlers(presence: Presence, rooms: Rooms, conn: Connection) -> Handler
     """The dispatch table of a user (presence/ringing) connection."""
 
     async def on_ring(m: Any) -> None:
-        row = await rooms.get(m.room)
-        if row["ended_at"] is not None:
-            raise p.ProtocolError("room_ended", "that meeting has ended")
-        if row["locked"] and row["host_id"] != conn.user.id:
-            raise p.ProtocolError("room_locked", "only the host can ring people into a locked meeting")
-        presence.ring(conn, m.user_id, room_json(row))
+        room = await rooms.get(m.room)
+        await rooms.check(Action.RING, room, conn.user)  # raises Gone/Forbidden: an error reply
+        presence.ring(conn, m.user_id, room.public())
 
     async def on_answer(m: Any) -> None:
         ring = presence.answer(conn, m.ring_id, m.accepted)

@@ -592,7 +592,11 @@ async def test_host_updates_the_room(client: httpx.AsyncClient, alice: User, bob
         expected["title"] = expected["title"].strip()
         assert r.json() == {"room": expected}, changes
         fetched = await get_room(client, bob, room["code"])
-        fetched.pop("participants")
+        # bob is a stranger: a locked room hides who is in it from him.
+        hidden = fetched.pop("participants_hidden", None)
+        assert (hidden, fetched.pop("participants", None)) == (
+            ("room_locked", None) if expected["locked"] else (None, [])
+        ), changes
         assert fetched == expected, changes
     # Changes add up: unlocking later keeps the title.
     r = await client.patch(f"/api/rooms/{room['code']}", json={"locked": False}, headers=alice.auth)

@@ -6,9 +6,11 @@ from typing import Any
 
 import sqlite_utils
 
-from meet.store.sql import Row, transaction
-from meet.store.sql import fetch_all as _all
-from meet.store.sql import fetch_one as _one
+from meet.store.records import Call, Message, Room, Standing, Stay
+from meet.store.sql import all_as, fetch_one, one_as, transaction
+
+# The columns update_room may set; anything else is a programming error, refused even under -O.
+UPDATABLE = frozenset({"title", "locked", "max_participants"})
 
 ROOM_SELECT = (
     "SELECT r.id, r.code, r.title, r.host_id, u.username AS host_username, r.created_at,"
@@ -18,24 +20,27 @@ ROOM_SELECT = (
 
 def create_room(
     db: sqlite_utils.Database, code: str, title: str, host_id: int, now: float, max_participants: int
-) -> Row:
+) -> Room:
     """Insert a room; sqlite3.IntegrityError when the code is already used."""
     db.execute(
         "INSERT INTO rooms (code, title, host_id, created_at, max_participants) VALUES (?, ?, ?, ?, ?)",
         (code, title, host_id, now, max_participants),
     )
     room = room_by_code(db, code)
-    assert room is not None
+    if room is None:  # just inserted in this connection: only a broken database gets here
+        raise RuntimeError(f"room {code!r} vanished after insert")
     return room
 
 
-def room_by_code(db: sqlite_utils.Database, code: str) -> Row | None:
-    return _one(db, f"{ROOM_SELECT} WHERE r.code = ?", (code,))
+def room_by_code(db: sqlite_utils.Database, code: str) -> Room | None:
+    """The room with this code, or None."""
+    return one_as(Room, db, f"{ROOM_SELECT} WHERE r.code = ?", (code,))
 
 
-def rooms_hosted(db: sqlite_utils.Database, host_id: int, limit: int, before: int | None) -> list[Row]:
+def rooms_hosted(db: sqlite_utils.Database, host_id: int, limit: int, before: int | None) -> list[Room]:
     """Rooms of one host, newest first, paginated by room id."""
-    return _all(
+    return all_as(
+        Room,
         db,
         f"{ROOM_SELECT} WHERE r.host_id = ? AND r.id < ? ORDER BY r.id DESC LIMIT ?",
         (host_id, 2**62 if before is None else before, limit),
@@ -43,8 +48,10 @@ def rooms_hosted(db: sqlite_utils.Database, host_id: int, limit: int, before: in
 
 
 def update_room(db: sqlite_utils.Database, room_id: int, changes: dict[str, Any]) -> None:
-    allowed = {"title", "locked", "max_participants"}
-    assert set(changes) <= allowed
+    """Set some of title, locked, max_participants; ValueError for any other column."""
+    unknown = set(changes) - UPDATABLE
+    if unknown:  # column names go into the SQL text: never let an unchecked one through
+        raise ValueError(f"update_room cannot set {sorted(unknown)}")
     if changes:
         assignments = ", ".join(f"{column} = ?" for column in changes)
         db.execute(f"UPDATE rooms SET {assignments} WHERE id = ?", (*changes.values(), room_id))
@@ -60,7 +67,7 @@ def end_room(db: sqlite_utils.Database, room_id: int, now: float) -> None:
 def open_stay(db: sqlite_utils.Database, room_id: int, user_id: int, now: float, grace: float) -> int:
     """Start a stay, or continue the last one if it is open or ended within ``grace`` seconds."""
     with transaction(db):
-        last = _one(
+        last = fetch_one(
             db,
             "SELECT id, left_at FROM stays WHERE room_id = ? AND user_id = ? ORDER BY id DESC LIMIT 1",
             (room_id, user_id),
@@ -83,26 +90,24 @@ def close_open_stays(db: sqlite_utils.Database, now: float) -> int:
     return int(db.execute("UPDATE stays SET left_at = ? WHERE left_at IS NULL", (now,)).rowcount)
 
 
-def took_part(db: sqlite_utils.Database, room_id: int, user_id: int) -> bool:
-    return _one(db, "SELECT 1 AS x FROM stays WHERE room_id = ? AND user_id = ? LIMIT 1", (room_id, user_id)) is not None
-
-
 def add_message(
     db: sqlite_utils.Database, room_id: int, user_id: int, username: str, text: str, now: float
-) -> Row:
+) -> Message:
+    """Store a chat message and return it."""
     cursor = db.execute(
         "INSERT INTO messages (room_id, user_id, username, text, created_at) VALUES (?, ?, ?, ?, ?)",
         (room_id, user_id, username, text, now),
     )
-    return {"id": cursor.lastrowid, "user_id": user_id, "username": username, "text": text, "created_at": now}
+    return Message(id=int(cursor.lastrowid or 0), user_id=user_id, username=username, text=text, created_at=now)
 
 
 MESSAGE_COLUMNS = "m.id, m.user_id, m.username, m.text, m.created_at"
 
 
-def recent_messages(db: sqlite_utils.Database, room_id: int, limit: int) -> list[Row]:
+def recent_messages(db: sqlite_utils.Database, room_id: int, limit: int) -> list[Message]:
     """The last ``limit`` messages, oldest first (replayed to people who join)."""
-    rows = _all(
+    rows = all_as(
+        Message,
         db,
         f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.room_id = ? ORDER BY m.id DESC LIMIT ?",
         (room_id, limit),
@@ -123,26 +128,29 @@ def fts_query(text: str) -> str:
 
 def search_messages(
     db: sqlite_utils.Database, room_id: int, limit: int, before: int | None, q: str | None
-) -> list[Row]:
+) -> list[Message]:
     """Messages of a room, newest first, paginated by id, optionally full-text filtered."""
     upper = 2**62 if before is None else before
     if q and fts_query(q):
-        return _all(
+        return all_as(
+            Message,
             db,
             f"SELECT {MESSAGE_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid"
             " WHERE messages_fts MATCH ? AND m.room_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
             (fts_query(q), room_id, upper, limit),
         )
-    return _all(
+    return all_as(
+        Message,
         db,
         f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.room_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
         (room_id, upper, limit),
     )
 
 
-def calls_of(db: sqlite_utils.Database, user_id: int, limit: int, before: int | None) -> list[Row]:
+def calls_of(db: sqlite_utils.Database, user_id: int, limit: int, before: int | None) -> list[Call]:
     """A user's stays, newest first, with their room."""
-    return _all(
+    return all_as(
+        Call,
         db,
         "SELECT s.id, s.joined_at, s.left_at, r.code, r.title, r.host_id FROM stays s"
         " JOIN rooms r ON r.id = s.room_id WHERE s.user_id = ? AND s.id < ? ORDER BY s.id DESC LIMIT ?",
@@ -150,9 +158,10 @@ def calls_of(db: sqlite_utils.Database, user_id: int, limit: int, before: int | 
     )
 
 
-def attendance(db: sqlite_utils.Database, room_id: int) -> list[Row]:
+def attendance(db: sqlite_utils.Database, room_id: int) -> list[Stay]:
     """Every stay in a room with its user, in order of joining."""
-    return _all(
+    return all_as(
+        Stay,
         db,
         "SELECT s.user_id, u.username, s.joined_at, s.left_at FROM stays s"
         " JOIN users u ON u.id = s.user_id WHERE s.room_id = ? ORDER BY s.joined_at, s.id",
@@ -167,12 +176,13 @@ def ban(db: sqlite_utils.Database, room_id: int, user_id: int, now: float) -> No
     )
 
 
-def admission_facts(db: sqlite_utils.Database, room_id: int, user_id: int, since: float) -> tuple[bool, bool]:
-    """(banned, was here recently): a stay still open or ended after ``since``."""
-    banned = _one(db, "SELECT 1 AS x FROM room_bans WHERE room_id = ? AND user_id = ?", (room_id, user_id))
-    recent = _one(
-        db,
-        "SELECT 1 AS x FROM stays WHERE room_id = ? AND user_id = ? AND (left_at IS NULL OR left_at >= ?) LIMIT 1",
+def standing(db: sqlite_utils.Database, room_id: int, user_id: int, since: float) -> Standing:
+    """Whether the person is banned from the room, was in it recently (a stay still open or
+    closed at ``since`` or later) and ever took part, in one query."""
+    banned, recent, took_part = db.execute(
+        "SELECT EXISTS (SELECT 1 FROM room_bans WHERE room_id = ?1 AND user_id = ?2),"
+        " EXISTS (SELECT 1 FROM stays WHERE room_id = ?1 AND user_id = ?2 AND (left_at IS NULL OR left_at >= ?3)),"
+        " EXISTS (SELECT 1 FROM stays WHERE room_id = ?1 AND user_id = ?2)",
         (room_id, user_id, since),
-    )
-    return banned is not None, recent is not None
+    ).fetchone()
+    return Standing(banned=bool(banned), recent=bool(recent), took_part=bool(took_part))

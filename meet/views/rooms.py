@@ -11,7 +11,6 @@ from quart_schema import document_response, security_scheme, validate_request
 from meet.connection import UserRef
 from meet.errors import BadRequest
 from meet.history import attendance_csv, page_size
-from meet.rooms import room_json
 from meet.views.auth import Body
 from meet.views.context import base_url, require_session, services
 
@@ -86,8 +85,8 @@ def ws_url(code: str) -> str:
 @document_response(RoomReply, 201)
 async def create_room(data: CreateRoomBody) -> Response:
     """Create a meeting hosted by me."""
-    row = await services().rooms.create(await _me(), data.title, data.max_participants)
-    return _reply({"room": room_json(row)}, 201)
+    room = await services().rooms.create(await _me(), data.title, data.max_participants)
+    return _reply({"room": room.public()}, 201)
 
 
 @blueprint.get("/rooms")
@@ -104,11 +103,11 @@ async def list_rooms() -> Response:
 @blueprint.get("/rooms/<code>")
 @security_scheme([{"bearer": []}])
 async def get_room(code: str) -> Response:
-    """A room and who is in it now."""
-    await _me()
+    """A room and who is in it now (``participants_hidden`` with the reason when the room is
+    locked and I am not in it, or the host removed me)."""
+    me = await _me()
     svc = services().rooms
-    row = await svc.get(code)
-    return _reply({"room": {**room_json(row), "participants": svc.participants(row["code"])}})
+    return _reply({"room": await svc.describe(await svc.get(code), me)})
 
 
 @blueprint.post("/rooms/<code>/join")
@@ -117,12 +116,12 @@ async def join_room(code: str) -> Response:
     """Check that I may enter and get the WebSocket address and ICE servers."""
     me = await _me()
     svc = services()
-    row = await svc.rooms.get(code)
-    await svc.rooms.check_admission(row, me)
+    room = await svc.rooms.get(code)
+    await svc.rooms.check_admission(room, me)
     return _reply(
         {
-            "room": room_json(row),
-            "ws_url": ws_url(row["code"]),
+            "room": room.public(),
+            "ws_url": ws_url(room.code),
             "ice_servers": svc.rooms.ice.for_user(me.id),
         }
     )
@@ -139,8 +138,8 @@ async def update_room(code: str, data: UpdateRoomBody) -> Response:
     if not changes or any(v is None for v in changes.values()):
         raise BadRequest("Send title, locked and/or max_participants.", code="invalid_request")
     svc = services().rooms
-    row = await svc.update(await svc.get(code), me, changes)
-    return _reply({"room": room_json(row)})
+    room = await svc.update(await svc.get(code), me, changes)
+    return _reply({"room": room.public()})
 
 
 @blueprint.post("/rooms/<code>/end")
@@ -150,8 +149,8 @@ async def end_room(code: str) -> Response:
     """Host only: end the meeting for everyone."""
     me = await _me()
     svc = services().rooms
-    row = await svc.end(await svc.get(code), me)
-    return _reply({"room": room_json(row)})
+    room = await svc.end(await svc.get(code), me)
+    return _reply({"room": room.public()})
 
 
 @blueprint.get("/rooms/<code>/messages")
@@ -160,9 +159,9 @@ async def room_messages(code: str) -> Response:
     """Chat, newest first; ``q`` searches the text (all words, last one as a prefix)."""
     me = await _me()
     svc = services()
-    row = await svc.rooms.get(code)
+    room = await svc.rooms.get(code)
     q = request.args.get("q") or None
-    body = await svc.history.messages(row, me, _int_arg("limit"), _int_arg("before"), q)
+    body = await svc.history.messages(room, me, _int_arg("limit"), _int_arg("before"), q)
     return _reply(body)
 
 
