@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -17,8 +18,10 @@ from meet.errors import Conflict, NotFound, StoreError
 from meet.store import Store, open_store
 from meet.store import accounts as q
 from meet.store import db as store_db
+from meet.store import rooms as qr
 from meet.store.db import migrate, schema_version
 from meet.store.migrations import LATEST, MIGRATIONS
+from meet.store.records import Call, Message, Room, Standing, Stay
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -434,3 +437,82 @@ async def test_transaction_rolls_back_on_error(store: Store) -> None:
     # The connection is usable afterwards (no transaction left open).
     await new_user(store)
     assert len(await store.run(q.list_users)) == 1
+
+
+# -- room queries --------------------------------------------------------------------------
+
+
+def seed_user(db: sqlite_utils.Database, name: str) -> int:
+    cursor = db.execute(
+        "INSERT INTO users (username, email, password_hash, verified, created_at) VALUES (?, ?, 'h', 1, ?)",
+        (name, f"{name}@example.org", NOW),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+async def test_room_queries_return_typed_records(store: Store) -> None:
+    host = await store.run(seed_user, "hana")
+    guest = await store.run(seed_user, "gus")
+    room = await store.run(qr.create_room, "abc-defg-hij", "Standup", host, NOW, 8)
+    assert room == Room(
+        id=room.id, code="abc-defg-hij", title="Standup", host_id=host, host_username="hana",
+        created_at=NOW, ended_at=None, locked=False, max_participants=8,
+    )
+    await store.run(qr.update_room, room.id, {"locked": 1, "title": "Daily"})
+    locked = await store.run(qr.room_by_code, "abc-defg-hij")
+    assert (locked.locked, locked.title, locked.ended) == (True, "Daily", False)  # 0/1 becomes a bool
+    assert await store.run(qr.rooms_hosted, host, 10, None) == [locked]
+    stay = await store.run(qr.open_stay, room.id, guest, NOW + 1, 30.0)
+    posted = await store.run(qr.add_message, room.id, guest, "gus", "hi", NOW + 2)
+    assert posted == Message(id=posted.id, user_id=guest, username="gus", text="hi", created_at=NOW + 2)
+    assert await store.run(qr.recent_messages, room.id, 5) == [posted]
+    assert await store.run(qr.search_messages, room.id, 5, None, "h") == [posted]
+    await store.run(qr.close_stay, stay, NOW + 10)
+    assert await store.run(qr.attendance, room.id) == [Stay(guest, "gus", NOW + 1, NOW + 10)]
+    assert await store.run(qr.calls_of, guest, 5, None) == [Call(stay, NOW + 1, NOW + 10, room.code, "Daily", host)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        locked.title = "changed"  # type: ignore[misc]
+
+
+async def test_standing_of_a_person_in_a_room(store: Store) -> None:
+    host = await store.run(seed_user, "hana")
+    guest = await store.run(seed_user, "gus")
+    room = await store.run(qr.create_room, "abc-defg-hij", "Standup", host, NOW, 8)
+    assert await store.run(qr.standing, room.id, guest, NOW) == Standing(banned=False, recent=False, took_part=False)
+    stay = await store.run(qr.open_stay, room.id, guest, NOW, 30.0)
+    assert await store.run(qr.standing, room.id, guest, NOW) == Standing(banned=False, recent=True, took_part=True)
+    await store.run(qr.close_stay, stay, NOW + 5)
+    assert await store.run(qr.standing, room.id, guest, NOW + 5) == Standing(False, True, True)  # left just now
+    assert await store.run(qr.standing, room.id, guest, NOW + 6) == Standing(False, False, True)  # left before since
+    await store.run(qr.ban, room.id, guest, NOW + 7)
+    assert await store.run(qr.standing, room.id, guest, NOW + 6) == Standing(True, False, True)
+
+
+async def test_update_room_refuses_other_columns(store: Store) -> None:
+    host = await store.run(seed_user, "hana")
+    thief = await store.run(seed_user, "tom")
+    room = await store.run(qr.create_room, "abc-defg-hij", "Standup", host, NOW, 8)
+    with pytest.raises(ValueError, match="host_id"):
+        await store.run(qr.update_room, room.id, {"title": "x", "host_id": thief})
+    assert await store.run(qr.room_by_code, room.code) == room  # nothing changed
+
+
+def test_update_room_refuses_other_columns_under_python_O(tmp_path: Path) -> None:
+    """``python -O`` strips asserts: the column check must be a real one."""
+    script = (
+        "import sqlite_utils, sys\n"
+        "from meet.store.db import migrate\n"
+        "from meet.store import rooms as qr\n"
+        f"db = sqlite_utils.Database({str(tmp_path / 'o.db')!r})\n"
+        "migrate(db, 0.0)\n"
+        "db.execute(\"INSERT INTO users (username, email, password_hash, created_at) VALUES ('a', 'a@e.org', 'h', 0)\")\n"
+        "room = qr.create_room(db, 'abc-defg-hij', 't', 1, 0.0, 5)\n"
+        "try:\n"
+        "    qr.update_room(db, room.id, {'host_id': 2})\n"
+        "except ValueError:\n"
+        "    sys.exit(0)\n"
+        "sys.exit('update_room accepted host_id')\n"
+    )
+    command = [sys.executable, "-O", "-c", script]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

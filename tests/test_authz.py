@@ -1,0 +1,137 @@
+"""Who may do what with a room: the access rules of ``meet.authz`` as one table.
+
+Each row is (who the actor is, the room's state, the action, the expected answer: ``ok`` or the
+denial code). The rules are pure functions of the facts, so the table runs without a server;
+tests/test_room_access.py checks the same rules end to end.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from meet.authz import RULES, Action, Facts, allowed, check
+from meet.errors import Forbidden, Gone
+from meet.store.records import Room, Standing
+
+A = Action
+
+# Who the actor is.
+HOST = Facts(is_host=True, took_part=True)
+STRANGER = Facts()  # has the code, never came in
+PARTICIPANT = Facts(took_part=True)  # took part earlier, gone for longer than the grace
+PRESENT = Facts(took_part=True, recent=True)  # in the room now (or just dropped)
+RUNG_IN = Facts(rung_in=True)  # accepted the host's ring, not yet in
+REMOVED = Facts(banned=True, took_part=True)
+REMOVED_BUT_RUNG = Facts(banned=True, rung_in=True, took_part=True, recent=True)
+
+ACTORS = {
+    "host": HOST, "stranger": STRANGER, "participant": PARTICIPANT, "present": PRESENT,
+    "rung_in": RUNG_IN, "removed": REMOVED, "removed_rung": REMOVED_BUT_RUNG,
+}
+ROOMS = {
+    "open": {}, "locked": {"locked": True}, "ended": {"ended": True},
+    "locked_ended": {"locked": True, "ended": True}, "full": {"full": True},
+}
+
+OK = "ok"
+HOST_ONLY = (A.UPDATE, A.END, A.KICK, A.MUTE)
+
+TABLE: list[tuple[str, str, Action, str]] = [
+    # Anyone with the code may look at the room record, whatever its state.
+    *[(who, room, A.VIEW, OK) for who in ACTORS for room in ROOMS],
+    # Who is in it: open rooms show everyone (as a meeting link does), except to removed people.
+    ("stranger", "open", A.SEE_PARTICIPANTS, OK),
+    ("participant", "open", A.SEE_PARTICIPANTS, OK),
+    ("removed", "open", A.SEE_PARTICIPANTS, "removed"),
+    ("removed_rung", "open", A.SEE_PARTICIPANTS, "removed"),
+    # A locked room hides them from everyone it would not let in.
+    ("stranger", "locked", A.SEE_PARTICIPANTS, "room_locked"),
+    ("participant", "locked", A.SEE_PARTICIPANTS, "room_locked"),
+    ("removed", "locked", A.SEE_PARTICIPANTS, "removed"),
+    ("host", "locked", A.SEE_PARTICIPANTS, OK),
+    ("present", "locked", A.SEE_PARTICIPANTS, OK),
+    ("rung_in", "locked", A.SEE_PARTICIPANTS, OK),
+    # Chat: the host and people who took part, not removed ones; ended rooms keep their chat.
+    ("host", "open", A.READ_CHAT, OK),
+    ("host", "ended", A.READ_CHAT, OK),
+    ("participant", "ended", A.READ_CHAT, OK),
+    ("participant", "locked", A.READ_CHAT, OK),
+    ("present", "open", A.READ_CHAT, OK),
+    ("stranger", "open", A.READ_CHAT, "not_a_participant"),
+    ("rung_in", "locked", A.READ_CHAT, "not_a_participant"),
+    ("removed", "open", A.READ_CHAT, "removed"),
+    ("removed", "ended", A.READ_CHAT, "removed"),
+    # Attendance: the host only.
+    ("host", "ended", A.READ_ATTENDANCE, OK),
+    ("host", "open", A.READ_ATTENDANCE, OK),
+    *[(who, "open", A.READ_ATTENDANCE, "not_host") for who in ACTORS if who != "host"],
+    # Joining: ended first, then removed, then the lock, then the seats.
+    ("stranger", "open", A.JOIN, OK),
+    ("participant", "open", A.JOIN, OK),
+    ("host", "ended", A.JOIN, "room_ended"),
+    ("present", "ended", A.JOIN, "room_ended"),
+    ("removed", "locked_ended", A.JOIN, "room_ended"),
+    ("removed", "open", A.JOIN, "removed"),
+    ("removed_rung", "locked", A.JOIN, "removed"),
+    ("stranger", "locked", A.JOIN, "room_locked"),
+    ("participant", "locked", A.JOIN, "room_locked"),
+    ("host", "locked", A.JOIN, OK),
+    ("present", "locked", A.JOIN, OK),  # reconnecting within the grace
+    ("rung_in", "locked", A.JOIN, OK),
+    ("stranger", "full", A.JOIN, "room_full"),
+    ("host", "full", A.JOIN, "room_full"),  # seats are seats
+    ("removed", "full", A.JOIN, "removed"),
+    # Ringing someone in: not into an ended room, not by removed people, locked rooms by the host only.
+    ("host", "open", A.RING, OK),
+    ("stranger", "open", A.RING, OK),
+    ("host", "locked", A.RING, OK),
+    ("present", "locked", A.RING, "room_locked"),
+    ("stranger", "locked", A.RING, "room_locked"),
+    ("host", "ended", A.RING, "room_ended"),
+    ("stranger", "locked_ended", A.RING, "room_ended"),
+    ("removed", "open", A.RING, "removed"),
+    # Host powers.
+    *[("host", room, action, OK) for room in ("open", "locked", "full") for action in HOST_ONLY],
+    *[(who, "open", action, "not_host") for who in ACTORS if who != "host" for action in HOST_ONLY],
+    ("host", "ended", A.UPDATE, "room_ended"),
+    ("host", "ended", A.END, OK),  # ending twice answers the ended room
+    ("present", "ended", A.UPDATE, "not_host"),
+    ("present", "ended", A.END, "not_host"),
+]
+
+
+def facts(who: str, room: str) -> Facts:
+    return Facts(**{**ACTORS[who].__dict__, **ROOMS[room]})
+
+
+@pytest.mark.parametrize(("who", "room", "action", "expected"), TABLE, ids=lambda v: str(v))
+def test_who_may_do_what(who: str, room: str, action: Action, expected: str) -> None:
+    decision = allowed(action, facts(who, room))
+    assert (OK if decision.allowed else decision.code) == expected
+    if expected == OK:
+        check(action, facts(who, room))
+    else:
+        assert decision.message  # a sentence for people, not only a code
+        error = Gone if expected == "room_ended" else Forbidden
+        with pytest.raises(error) as raised:
+            check(action, facts(who, room))
+        assert raised.value.code == expected
+        assert raised.value.status == (410 if error is Gone else 403)
+
+
+def test_the_table_covers_every_action() -> None:
+    assert {action for _, _, action, _ in TABLE} == set(Action) == set(RULES)
+
+
+def test_facts_of_a_room_record() -> None:
+    room = Room(
+        id=1, code="abc-defg-hij", title="t", host_id=7, host_username="ann", created_at=0.0,
+        ended_at=None, locked=True, max_participants=5,
+    )
+    assert Facts.of(room, 7) == Facts(is_host=True, locked=True)
+    standing = Standing(banned=True, recent=False, took_part=True)
+    assert Facts.of(room, 8, standing, rung_in=True, full=True) == Facts(
+        banned=True, took_part=True, rung_in=True, locked=True, full=True
+    )
+    ended = Room(**{**room.__dict__, "ended_at": 5.0, "locked": 0})
+    assert (ended.locked, Facts.of(ended, 8).ended) == (False, True)
