@@ -12,6 +12,11 @@ import { mediaErrorText } from "./media.js";
 
 const SEGMENTS = 12;
 const WHO_REFRESH_MS = 10000;
+// Why the server left out who is in the meeting (GET /api/rooms/{code} participants_hidden).
+const HIDDEN_REASONS = {
+  room_locked: "This meeting is locked: the host can let you in.",
+  removed: "The host removed you from this meeting.",
+};
 
 /** "alice", "alice and bob", "alice, bob and 3 others" */
 export function namesSentence(names) {
@@ -204,6 +209,11 @@ export class Prejoin {
   async refreshWho() {
     const result = await getRoom(this.code);
     if (!result.ok || !result.data) return;
+    const hidden = result.data.room.participants_hidden;
+    if (hidden) {
+      this.who.textContent = HIDDEN_REASONS[hidden] || "You cannot see who is in this meeting.";
+      return;
+    }
     const people = result.data.room.participants || [];
     const names = [...new Set(people.map((p) => p.user.username))];
     this.who.textContent = names.length
