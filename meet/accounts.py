@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +123,9 @@ class Accounts:
         self.clock = clock
         self.settings = settings
         self.sender = sender
+        # Called after sessions are revoked here, so their WebSockets close at once (the
+        # server sets it to SessionGuard.poke; other revocations are caught within a heartbeat).
+        self.revoked: Callable[[], None] = lambda: None
         window = settings.throttle_window_s
         self.login_throttle = Throttle(settings.login_max_failures, window, clock)
         self.mail_throttle = Throttle(settings.mail_max_per_window, window, clock)
@@ -249,6 +253,7 @@ class Accounts:
     async def logout(self, session: Session) -> None:
         """Revoke one session."""
         await self.store.run(q.revoke_session, session.id, self.clock.now())
+        self.revoked()
 
     # -- password reset -----------------------------------------------------------------
 
@@ -285,6 +290,7 @@ class Accounts:
         nonce_hash = self.tokens.digest(purposes.RESET, str(payload[1]))
         if not await self.store.run(q.consume_reset, payload[0], nonce_hash, password_hash, self.clock.now()):
             raise invalid
+        self.revoked()
 
     # -- administration (CLI) -----------------------------------------------------------
 
@@ -308,4 +314,5 @@ class Accounts:
         password_hash = await self.passwords.hash(password)
         await self.store.run(q.set_password, row["id"], password_hash)
         await self.store.run(q.revoke_all_sessions, row["id"], self.clock.now())
+        self.revoked()
         return User.from_row(row)

@@ -3,11 +3,13 @@ place where errors become HTTP responses."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Response, jsonify, request
+from quart import Response, has_websocket_context, jsonify, request, websocket
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioRequest
@@ -78,8 +80,17 @@ def _validation_error(error: RequestSchemaValidationError) -> MeetError:
 
 
 def _register_error_handlers(app: QuartTrio) -> None:
+    """Every error becomes the JSON error shape; on a WebSocket, an ``error`` frame and a close.
+
+    The handlers run for HTTP requests and for WebSocket handlers alike, so they never touch
+    ``request`` without checking which context they are in.
+    """
+
     @app.errorhandler(MeetError)
-    async def meet_error(error: MeetError) -> Response:
+    async def meet_error(error: MeetError) -> Any:
+        if has_websocket_context():
+            await _websocket_error(error)
+            return None
         return _error_response(error)
 
     @app.errorhandler(RequestSchemaValidationError)
@@ -89,6 +100,9 @@ def _register_error_handlers(app: QuartTrio) -> None:
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Any:
         status = error.code or 500
+        if has_websocket_context():
+            await _websocket_error(_http_meet_error(status, error.description or "Request failed."))
+            return None
         if not request.path.startswith("/api/") and status in (404, 405):
             return await _html_error(status, error.description or "")
         message = error.description or "Request failed."
@@ -97,9 +111,26 @@ def _register_error_handlers(app: QuartTrio) -> None:
         return _error_response(_http_meet_error(status, message))
 
     @app.errorhandler(Exception)
-    async def unexpected(error: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error_response(MeetError("Something went wrong on the server."))
+    async def unexpected(error: Exception) -> Any:
+        internal = MeetError("Something went wrong on the server.")
+        if has_websocket_context():
+            log.error("unhandled error on WebSocket %s", websocket.path, exc_info=error)
+            await _websocket_error(internal)
+            return None
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+        return _error_response(internal)
+
+
+async def _websocket_error(error: MeetError) -> None:
+    """Tell the client with an ``error`` frame, then close with the error's close code.
+
+    The socket may already be closed (the client left): there is nobody left to tell then.
+    The handlers then return None: an accepted WebSocket has no HTTP response to send.
+    """
+    frame = json.dumps({"type": "error", "code": error.code, "message": error.message})
+    with contextlib.suppress(Exception):
+        await websocket.send(frame)
+        await websocket.close(error.ws_close_code, error.message[:120])
 
 
 def _http_meet_error(status: int, message: str) -> MeetError:

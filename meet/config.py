@@ -292,8 +292,19 @@ class RoomsConfig:
     send_queue: int = setting(
         256, "Messages queued for one client before it counts as too slow and is dropped."
     )
+    send_queue_bytes: int = setting(
+        4 * 1024 * 1024,
+        "Bytes of messages queued for one client before it counts as too slow and is dropped "
+        "(at least 1 MiB: one signal message may be 512 KiB).",
+    )
     message_rate: float = setting(20.0, "Messages per second one connection may send, sustained.")
     message_burst: int = setting(200, "Messages one connection may send in a burst.")
+    max_connections_per_user: int = setting(
+        16, "WebSockets (room and presence) one user may have open at once; more are refused."
+    )
+    max_connections_per_address: int = setting(
+        64, "WebSockets one client address may have open at once; more are refused."
+    )
 
     def __post_init__(self) -> None:
         _require(2 <= self.max_participants <= 1000, "rooms", "max_participants", "must be 2 to 1000")
@@ -302,6 +313,11 @@ class RoomsConfig:
         _require(self.idle_timeout > self.ping_interval, "rooms", "idle_timeout", "must exceed ping_interval")
         _require(self.send_queue >= 8, "rooms", "send_queue", "must be at least 8")
         _require(self.message_burst >= 1, "rooms", "message_burst", "must be at least 1")
+        _require(
+            self.send_queue_bytes >= 1024 * 1024, "rooms", "send_queue_bytes", "must be at least 1048576 (1 MiB)"
+        )
+        for key in ("max_connections_per_user", "max_connections_per_address"):
+            _require(getattr(self, key) >= 1, "rooms", key, "must be at least 1")
 
 
 SECTIONS: dict[str, type] = {

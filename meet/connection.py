@@ -25,6 +25,7 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_TIMEOUT = 4408
 CLOSE_ENDED = 4410
 CLOSE_TOO_SLOW = 4429
+CLOSE_TOO_MANY = 4429  # same status (429), told apart by the error code sent first
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,30 @@ class UserRef:
 
 
 class Connection:
-    """A client's outgoing queue plus the means to close it (gracefully or at once)."""
+    """A client's outgoing queue plus the means to close it (gracefully or at once).
 
-    def __init__(self, user: UserRef, queue_size: int) -> None:
+    The queue is bounded twice: by ``queue_size`` frames and by ``queue_bytes`` bytes of
+    encoded JSON (characters, which is bytes for the ASCII of almost every frame), so a slow
+    recipient of large ``signal`` frames cannot pin hundreds of MiB. Exceeding either aborts
+    the connection with 4429.
+    """
+
+    def __init__(
+        self,
+        user: UserRef,
+        queue_size: int,
+        *,
+        queue_bytes: int = 4 * 1024 * 1024,
+        session_id: int | None = None,
+        address: str = "",
+    ) -> None:
         self.id = secrets.token_urlsafe(9)
         self.user = user
+        self.session_id = session_id  # the sign-in behind it: revoking it closes this connection
+        self.address = address
         self.frames_in, self.frames_out = trio.open_memory_channel[str](queue_size)
+        self.queue_bytes = queue_bytes
+        self.queued_bytes = 0  # encoded frames queued and not yet written to the socket
         self.scope = trio.CancelScope()
         self.aborted = trio.Event()  # set by abort(): the loop may still be stuck in a send
         self.close_code: int | None = None
@@ -62,12 +81,21 @@ class Connection:
         """Queue an already encoded frame (a broadcast encodes once for everyone)."""
         if self.closing:
             return
+        if self.queued_bytes + len(frame) > self.queue_bytes:
+            self.abort(CLOSE_TOO_SLOW, "too slow: messages were piling up")
+            return
         try:
             self.frames_in.send_nowait(frame)
         except trio.WouldBlock:
             self.abort(CLOSE_TOO_SLOW, "too slow: messages were piling up")
         except trio.ClosedResourceError:
             pass
+        else:
+            self.queued_bytes += len(frame)
+
+    def delivered(self, frame: str) -> None:
+        """The writer wrote ``frame`` to the socket: it no longer counts against the queue."""
+        self.queued_bytes -= len(frame)
 
     def finish(self, code: int, reason: str) -> None:
         """Close after the frames already queued are delivered (e.g. ``kicked`` first)."""

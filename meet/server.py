@@ -30,6 +30,7 @@ from meet.passwords import Passwords
 from meet.presence import Presence
 from meet.relay.bridge import RelayBridge
 from meet.rooms import Rooms, close_stale_stays
+from meet.sessions import SessionGuard
 from meet.store import Store, open_store
 from meet.store import accounts as account_queries
 from meet.tokens import Tokens
@@ -108,6 +109,8 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
         settings=auth,
         sender=config.mail.sender,
     )
+    sessions = SessionGuard(store, clock, config.rooms)
+    accounts.revoked = sessions.poke  # sign-out and password resets close sockets at once
     return Services(
         config=config,
         store=store,
@@ -116,6 +119,7 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
         history=History(store, clock),
         presence=Presence(config.rooms.ring_timeout),
         clock=clock,
+        sessions=sessions,
     )
 
 
@@ -164,6 +168,7 @@ async def _run_jobs(
     with scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(svc.presence.run)
+            await nursery.start(svc.sessions.run)
             if svc.config.rtc.relay != "off":
                 bridge = RelayBridge(svc.config.rtc, svc.rooms.relay_event, svc.rooms.relay_lost)
                 await nursery.start(bridge.run)

@@ -87,6 +87,7 @@ class ClientLoop:
         """Deliver queued frames; returns once the queue is closed and drained."""
         async for frame in self.conn.frames_out:
             await self.socket.send(frame)
+            self.conn.delivered(frame)
 
     async def _reader(self) -> None:
         while True:
@@ -104,6 +105,11 @@ class ClientLoop:
             self._refuse(exc.code, exc.message)
         except MeetError as exc:
             self._refuse(exc.code, exc.message)
+        except Exception:
+            # A bug (or an unforeseen database error) in one handler must not take the
+            # connection down: log it once, with the traceback, and tell the client.
+            log.exception("unexpected error handling a frame from user %s", self.conn.user.id)
+            self._refuse("internal_error", "something went wrong on the server; the message was not handled")
 
     def _refuse(self, code: str, message: str) -> None:
         self.conn.send(p.Error(code=code, message=message))

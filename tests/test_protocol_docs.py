@@ -215,7 +215,10 @@ def server_error_codes() -> set[str]:
         codes |= set(re.findall(r'ProtocolError\(\s*"([a-z_]+)"', path.read_text(encoding="utf-8")))
     assert {"invalid_json", "unknown_type", "rate_limited", "unknown_peer", "unknown_ring"} <= codes
     # MeetErrors that reach a WebSocket: handshake and admission, and rooms.get on `ring`
-    return codes | {"unauthorized", "cross_origin", "room_not_found", "room_ended", "room_locked", "room_full"}
+    return codes | {
+        "unauthorized", "cross_origin", "room_not_found", "room_ended", "room_locked", "room_full",
+        "signed_out", "too_many_connections", "internal_error", "storage_full",
+    }
 
 
 def test_error_table_lists_every_code(doc: str) -> None:
@@ -227,6 +230,6 @@ def test_error_table_lists_every_code(doc: str) -> None:
 def test_close_table_lists_every_code(doc: str) -> None:
     documented = {int(c) for c in table_codes(doc, "Close codes") if c.isdigit()}
     used = {v for k, v in vars(connection).items() if k.startswith("CLOSE_")}
-    expected = used | {1000, 1001, 1008, 1009, 4401, 4403, 4404, 4408, 4410, 4429}
+    expected = used | {1000, 1001, 1008, 1009, 1011, 1013, 4401, 4403, 4404, 4408, 4410, 4429}
     missing = sorted(expected - documented)
     assert not missing, f"close codes missing from the table: {missing}"

@@ -19,6 +19,7 @@ from meet.errors import Forbidden, Unauthorized
 from meet.history import History
 from meet.presence import Presence
 from meet.rooms import Rooms
+from meet.sessions import SessionGuard
 from meet.store import Store
 
 SESSION_COOKIE = "meet_session"
@@ -35,6 +36,7 @@ class Services:
     history: History
     presence: Presence
     clock: Clock
+    sessions: SessionGuard  # open WebSockets per sign-in: limits and revocation
 
 
 def services() -> Services:

@@ -18,14 +18,15 @@ from meet.connection import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
     CLOSE_POLICY,
+    CLOSE_TOO_MANY,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     Connection,
     UserRef,
 )
-from meet.errors import Forbidden, Gone, MeetError, NotFound, Unavailable
+from meet.errors import Forbidden, Gone, MeetError, NotFound, Throttled, Unavailable
 from meet.signaling import ClientLoop, Socket, room_handlers, user_handlers
-from meet.views.context import check_same_origin, current_session, services
+from meet.views.context import Services, check_same_origin, client_address, current_session, services
 
 blueprint = Blueprint("sockets", __name__, url_prefix="/api")
 
@@ -37,6 +38,8 @@ def _close_code(error: MeetError) -> int:
         return CLOSE_ENDED
     if isinstance(error, Forbidden):
         return CLOSE_FORBIDDEN
+    if isinstance(error, Throttled):
+        return CLOSE_TOO_MANY
     if isinstance(error, Unavailable):
         return CLOSE_TRY_AGAIN
     return CLOSE_POLICY
@@ -53,7 +56,11 @@ async def _refuse(error: MeetError) -> None:
 
 
 async def _open_connection() -> Connection | None:
-    """Accept the socket and authenticate; None (socket closed) when refused."""
+    """Accept the socket, authenticate and admit it (connection limits); None when refused.
+
+    An admitted connection is registered with the session guard: the caller must
+    ``services().sessions.forget`` it when it closes.
+    """
     await websocket.accept()
     try:
         check_same_origin()
@@ -65,8 +72,20 @@ async def _open_connection() -> Connection | None:
         await websocket.send(p.encode(p.Error(code="unauthorized", message="Sign in first.")))
         await websocket.close(CLOSE_UNAUTHORIZED, "sign in first")
         return None
-    user = UserRef(session.user.id, session.user.username)
-    return Connection(user, services().config.rooms.send_queue)
+    settings = services().config.rooms
+    conn = Connection(
+        UserRef(session.user.id, session.user.username),
+        settings.send_queue,
+        queue_bytes=settings.send_queue_bytes,
+        session_id=session.id,
+        address=client_address(),
+    )
+    try:
+        services().sessions.admit(conn)
+    except MeetError as exc:
+        await _refuse(exc)
+        return None
+    return conn
 
 
 async def _depart_when_aborted(conn: Connection, depart: Callable[[], Awaitable[None]]) -> None:
@@ -88,6 +107,13 @@ async def room_socket(code: str) -> None:
     if conn is None:
         return
     svc = services()
+    try:
+        await _run_room(svc, code, conn)
+    finally:
+        svc.sessions.forget(conn)
+
+
+async def _run_room(svc: Services, code: str, conn: Connection) -> None:
     try:
         peer = await svc.rooms.join(code, conn)
     except MeetError as exc:
@@ -114,6 +140,13 @@ async def user_socket() -> None:
     if conn is None:
         return
     svc = services()
+    try:
+        await _run_user(svc, conn)
+    finally:
+        svc.sessions.forget(conn)
+
+
+async def _run_user(svc: Services, conn: Connection) -> None:
     svc.presence.connect(conn)
     loop = ClientLoop(
         _socket(), conn, svc.config.rooms, p.parse_user_message,
