@@ -83,3 +83,20 @@ class Throttled(MeetError):
 
 class Unavailable(MeetError):
     status, code, ws_close_code = 503, "unavailable", 1013
+
+
+class StorageFull(Unavailable):
+    """The database cannot be written: the disk (or filesystem) holding it is full.
+
+    Reads keep working; writes succeed again on their own once space is freed.
+    """
+
+    code = "storage_full"
+
+    def __init__(self, message: str = "", **kwargs: str | None) -> None:
+        super().__init__(
+            message
+            or "The server cannot save anything right now: the disk holding its database is full. "
+            "Reading still works; try again once the administrator has freed space.",
+            **kwargs,
+        )

@@ -139,6 +139,7 @@ async def open_server(
     """Start everything under one nursery; leaving the block shuts down gracefully."""
     clock = clock or SystemClock()
     async with open_store(config.database_path, clock.now()) as store:
+        store.clock = clock  # paces the "disk is full" log line
         await close_stale_stays(store, clock.now())
         svc = build_services(config, store, clock, mailer)
         app = create_app(svc)

@@ -8,6 +8,7 @@ requests can never both consume the same code or token.
 from __future__ import annotations
 
 import hmac
+import sqlite3
 
 import sqlite_utils
 
@@ -142,7 +143,12 @@ def session_user(db: sqlite_utils.Database, token_hash: str, now: float) -> tupl
         return None
     if row["last_seen_at"] is None or now - row["last_seen_at"] > 60:
         # Recorded at most once a minute: a write per request would serialise every reader.
-        db.execute("UPDATE sessions SET last_seen_at = ? WHERE id = ?", (now, row["id"]))
+        try:
+            db.execute("UPDATE sessions SET last_seen_at = ? WHERE id = ?", (now, row["id"]))
+        except sqlite3.OperationalError as exc:
+            # Only a hint: on a full disk, signed-in reads must keep working.
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
+                raise
     user = user_by_id(db, row["user_id"])
     return None if user is None else (row["id"], user)
 

@@ -6,12 +6,18 @@ import sqlite3
 
 from quart import Blueprint, Response, jsonify
 
-from meet.errors import StoreError
+from meet.errors import StorageFull, StoreError
 from meet.store.db import schema_version
 from meet.store.migrations import LATEST
 from meet.views.context import services
 
 blueprint = Blueprint("health", __name__, url_prefix="/api")
+
+
+def _unavailable(reason: str) -> Response:
+    response = jsonify({"status": "unavailable", "reason": reason})
+    response.status_code = 503
+    return response
 
 
 @blueprint.get("/health")
@@ -22,15 +28,20 @@ async def health() -> Response:
 
 @blueprint.get("/ready")
 async def ready() -> Response:
-    """The database answers and its schema is current: 200, else 503."""
+    """The database answers, its schema is current and it accepts writes: 200, else 503.
+
+    While writes fail for a full disk, each probe tries one harmless write, so readiness
+    comes back on its own once space is freed.
+    """
+    store = services().store
     try:
-        version = await services().store.run(schema_version)
+        version = await store.run(schema_version)
+        if store.full:
+            await store.probe_write()
+    except StorageFull:
+        return _unavailable(f"storage_full: the disk holding the database {store.path} is full; free space")
     except (sqlite3.Error, StoreError) as exc:
-        response = jsonify({"status": "unavailable", "reason": f"database: {exc}"})
-        response.status_code = 503
-        return response
+        return _unavailable(f"database: {exc}")
     if version != LATEST:
-        response = jsonify({"status": "unavailable", "reason": f"schema {version}, expected {LATEST}"})
-        response.status_code = 503
-        return response
+        return _unavailable(f"schema {version}, expected {LATEST}")
     return jsonify({"status": "ready", "schema": version})
