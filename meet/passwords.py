@@ -40,7 +40,3 @@ class Passwords:
         if stored is None:
             return False, False
         return True, self._hasher.check_needs_rehash(stored)
-
-    def hash_sync(self, password: str) -> str:
-        """Blocking variant for the admin CLI."""
-        return self._hasher.hash(password)

@@ -298,8 +298,6 @@ SERVER_MESSAGES: tuple[type[Message], ...] = (
     RingCancel, RingTimeout,
 )
 
-HOST_ONLY = frozenset({"kick", "mute", "end"})
-
 
 def _check(value: Any, kind: Any, name: str) -> Any:
     """Validate one field against its annotation (str, bool, int, dict, optional)."""
