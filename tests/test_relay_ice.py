@@ -20,10 +20,10 @@ import aiortc.rtcicetransport
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from meet.relay import ice
+from meet.relay import compat, ice
+from meet.relay.compat import CompatibilityError, gathering
 from meet.relay.ice import (
     HostBinding,
-    IceCompatibilityError,
     PortRangeExhausted,
     configure_ice,
     rtc_configuration,
@@ -393,9 +393,9 @@ def test_rtc_configuration_checks_servers() -> None:
 
 
 def test_guard_passes_on_the_tested_versions() -> None:
-    ice.check_compatibility()
+    compat.check()
     configure_ice(["127.0.0.1"], None)
-    assert aiortc.rtcicetransport.Connection is ice._RelayConnection
+    assert aiortc.rtcicetransport.Connection is gathering.RelayConnection
     ice.reset_ice()
     assert aiortc.rtcicetransport.Connection is aioice.Connection
 
@@ -413,7 +413,7 @@ def test_guard_fails_loudly_when_a_patched_internal_is_missing(
     monkeypatch: pytest.MonkeyPatch, target: Any, name: str, message: str
 ) -> None:
     monkeypatch.delattr(target, name)
-    with pytest.raises(IceCompatibilityError, match=message):
+    with pytest.raises(CompatibilityError, match=message):
         configure_ice(["127.0.0.1"], None)
     assert ice.current_settings() is None
 
@@ -424,7 +424,7 @@ def test_guard_fails_when_internals_change_shape(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(aioice.ice.Connection, "get_component_candidates", changed)
     monkeypatch.setattr(aioice.ice.Connection, "__init__", lambda self, ice_controlling: None)
-    with pytest.raises(IceCompatibilityError) as info:
+    with pytest.raises(CompatibilityError) as info:
         configure_ice(["127.0.0.1"], None)
     assert "new signature" in str(info.value)
     assert "instances lack _protocols" in str(info.value)
@@ -433,7 +433,7 @@ def test_guard_fails_when_internals_change_shape(monkeypatch: pytest.MonkeyPatch
 def test_guard_fails_on_another_version(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aioice, "__version__", "0.14.0")
     with pytest.raises(
-        IceCompatibilityError, match=r"aioice 0\.14\.0 is installed, but this was written for 0\.13\.0"
+        CompatibilityError, match=r"aioice 0\.14\.0 is installed, this was written for 0\.13\.0"
     ):
         configure_ice([], None)
     assert aiortc.rtcicetransport.Connection is aioice.Connection  # nothing was patched

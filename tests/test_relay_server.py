@@ -30,13 +30,9 @@ from relay_client import AsyncioThread, RelayClient, relay_client, until
 from wsclient import connect, join, room_ws_url
 
 from meet.config import Config
+from meet.relay import ice
 from meet.server import RunningServer
 from meet.store import rooms as store_rooms
-
-try:
-    from meet.relay import ice
-except ImportError:  # pragma: no cover - the relay's ICE module is part of the checkout
-    ice = None  # type: ignore[assignment]
 
 LOOPBACK = ["127.0.0.1"]
 ALWAYS = {"relay": "always", "host_addresses": LOOPBACK, "mesh_limit": 4}
@@ -66,15 +62,13 @@ def config(tmp_path: Path, rtc: dict[str, Any]) -> Config:
 @pytest.fixture
 def aio() -> Iterator[AsyncioThread]:
     """The asyncio loop of the test's aiortc peers, with their ICE on loopback only."""
-    if ice is not None:
-        ice.configure_ice(LOOPBACK, None)
+    ice.configure_ice(LOOPBACK, None)
     thread = AsyncioThread()
     try:
         yield thread
     finally:
         thread.close()
-        if ice is not None:
-            ice.reset_ice()
+        ice.reset_ice()
 
 
 class Clients:

@@ -14,7 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiortc
@@ -23,24 +25,18 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver
 from aiortc.sdp import SessionDescription
 from relay_peers import Hub, TestPeer, picture, until
 
-from meet.relay import forward, internals
+from meet.relay import compat, forward, ice
 from meet.relay.channel import Decoder, encode
 from meet.relay.forward import Counters, OutStream, Source
 
-try:
-    from meet.relay import ice
-except ImportError:  # pragma: no cover
-    ice = None  # type: ignore[assignment]
-
-LOOPBACK = ["127.0.0.1"] if ice is not None else []
+LOOPBACK = ["127.0.0.1"]
 
 
 @pytest.fixture(autouse=True)
 def _stock_ice() -> Iterator[None]:
     """The relay's ICE settings are process-wide: undo them after each test."""
     yield
-    if ice is not None:
-        ice.reset_ice()
+    ice.reset_ice()
 
 
 def run(scenario: Callable[[Hub], Awaitable[None]], timeout: float = 30) -> None:
@@ -409,8 +405,15 @@ def test_vp8_keyframe_detection() -> None:
 
 
 def test_internals_guard_passes_on_the_pinned_aiortc() -> None:
-    assert aiortc.__version__ == internals.PINNED["aiortc"]
-    asyncio.run(internals.check_internals())
+    assert aiortc.__version__ == compat.PINNED["aiortc"]
+    compat.check()
+
+
+def test_the_one_pin_matches_pyproject() -> None:
+    """pyproject.toml installs exactly the versions the compatibility module was written for."""
+    text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    dependencies = tomllib.loads(text)["project"]["dependencies"]
+    assert {f"{name}=={version}" for name, version in compat.PINNED.items()} <= set(dependencies)
 
 
 @pytest.mark.parametrize(
@@ -431,8 +434,8 @@ def test_internals_guard_fails_loudly_when_an_internal_moves(
     monkeypatch: pytest.MonkeyPatch, remove: Callable[[pytest.MonkeyPatch], None], named: str
 ) -> None:
     remove(monkeypatch)
-    with pytest.raises(internals.InternalsError, match=named.replace(".", r"\.")):
-        asyncio.run(internals.check_internals())
+    with pytest.raises(compat.CompatibilityError, match=named.replace(".", r"\.")):
+        compat.check()
 
     async def configure() -> dict[str, Any]:  # the worker refuses to start on such an aiortc
         return await Hub().relay.handle({"id": 1, "op": "configure", "ice_servers": []})

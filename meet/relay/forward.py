@@ -1,6 +1,6 @@
 """The relay's per-packet path: one publisher track in, its subscribers' RTP streams out.
 
-Nothing here imports aiortc: :mod:`meet.relay.internals` hooks a publisher's receiver and
+Nothing here imports aiortc: :mod:`meet.relay.compat.forwarding` hooks a publisher's receiver and
 calls :meth:`Source.on_rtp` with the fields of each packet after SRTP decryption, RTX unwrap
 and NACK generation; a subscriber's sender reaches :class:`OutStream` for NACK, PLI/FIR and
 sender reports. So this module can be profiled and benchmarked alone, with fake send functions.

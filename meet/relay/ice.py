@@ -27,55 +27,30 @@ given. The relay needs instead:
 
 :func:`configure_ice` applies this process-wide (a relay worker calls it once at start, before
 creating any ``RTCPeerConnection``; ICE connections keep the settings in force when they were
-created). Everything here that touches aioice's or aiortc's internals is checked by
-:func:`check_compatibility` first, against the versions it was written for (:data:`TESTED_VERSIONS`):
-on any other version, or when an internal it relies on is gone, it raises
-:class:`IceCompatibilityError` instead of silently gathering the wrong candidates.
-
-Internals used (aioice 0.13.0 / aiortc 1.16.0):
-
-- ``aiortc.rtcicetransport.Connection``: the name ``RTCIceGatherer.__init__`` builds its
-  ``aioice.Connection`` from; replaced by a subclass.
-- ``aioice.Connection.get_component_candidates(component, addresses, timeout)`` (called by
-  ``gather_candidates`` with the interface addresses): overridden to bind host sockets itself;
-  host candidates are built with ``aioice.candidate.candidate_foundation/candidate_priority``,
-  STUN queries use ``aioice.ice.server_reflexive_candidate``; TURN still goes through the original
-  method (called with no addresses). Private attributes read/extended: ``_protocols``,
-  ``_transport_policy``, ``_use_ipv4``, ``_use_ipv6``; ``StunProtocol.local_candidate`` is set.
-- ``aiortc.rtcicetransport.RTCIceGatherer.getDefaultIceServers``: replaced to return ``[]``.
-- ``aiortc.rtcicetransport.parse_stun_turn_uri``: validates configured URLs early.
+created). The aioice/aiortc internals this needs live in :mod:`meet.relay.compat.gathering`;
+:func:`configure_ice` runs the relay's compatibility guard (:func:`meet.relay.compat.check`) first:
+on any other aiortc/aioice version, or when an internal it relies on is gone, it raises
+:class:`~meet.relay.compat.CompatibilityError` instead of silently gathering the wrong candidates.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import inspect
 import ipaddress
 import logging
 import random
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import aioice
-import aioice.candidate
-import aioice.ice
-import aioice.turn
-import aiortc
-import aiortc.rtcicetransport
-from aiortc import RTCConfiguration, RTCIceServer
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+
+from meet.relay import compat
+from meet.relay.compat import gathering
 
 log = logging.getLogger("meet.relay.ice")
-
-#: The versions whose internals this module was written against and tested with.
-TESTED_VERSIONS = {"aioice": "0.13.0", "aiortc": "1.16.0"}
-
-
-class IceCompatibilityError(RuntimeError):
-    """The installed aioice/aiortc is not the one this module's patches were written for."""
 
 
 class PortRangeExhausted(RuntimeError):
@@ -116,9 +91,6 @@ class IceSettings:
 
 
 _settings: IceSettings | None = None
-_CONNECTION = "Connection"  # the name in aiortc.rtcicetransport that RTCIceGatherer instantiates
-_original_connection: type[aioice.Connection] | None = None
-_original_default_servers: Any = None
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -131,17 +103,18 @@ def configure_ice(host_addresses: Sequence[str], port_range: Sequence[int] | Non
     are bound and which are announced for a 1:1 NAT); empty means the machine's non-loopback
     addresses. ``port_range``: ``(low, high)``, inclusive, or None for any port. May be called
     again to change the settings (connections already created keep theirs). Raises
-    :class:`IceCompatibilityError` on an untested aioice/aiortc and ``ValueError`` on bad input.
+    :class:`~meet.relay.compat.CompatibilityError` on an untested aioice/aiortc and ``ValueError``
+    on bad input.
     """
     global _settings
-    check_compatibility()
+    compat.check()
     bindings = resolve_host_addresses(host_addresses) if host_addresses else None
     ports = None
     if port_range is not None:
         low, high = _check_port_range(port_range)
         ports = _PortRange(low, high, random.randint(low, high))  # spread workers sharing a range
     settings = IceSettings(bindings, (ports.low, ports.high) if ports else None, ports)
-    _install()
+    gathering.install(partial(_host_sockets, settings))
     _settings = settings
     if bindings is None:
         log.info("relay ICE: host candidates on every non-loopback interface address")
@@ -179,7 +152,7 @@ def rtc_configuration(
             raise ValueError(f"ice server: urls must be a URL or a non-empty list of URLs, got {urls!r}")
         for url in url_list:
             try:
-                aiortc.rtcicetransport.parse_stun_turn_uri(url)
+                gathering.check_ice_url(url)
             except ValueError as exc:
                 raise ValueError(f"ice server: {url!r} is not a usable STUN/TURN URL ({exc})") from None
         servers.append(
@@ -217,197 +190,34 @@ def current_settings() -> IceSettings | None:
 
 def reset_ice() -> None:
     """Undo :func:`configure_ice`: stock aioice/aiortc behaviour again (for tests)."""
-    global _settings, _original_connection, _original_default_servers
+    global _settings
     _settings = None
-    if _original_connection is not None:
-        setattr(aiortc.rtcicetransport, _CONNECTION, _original_connection)
-        _original_connection = None
-    if _original_default_servers is not None:
-        aiortc.rtcicetransport.RTCIceGatherer.getDefaultIceServers = _original_default_servers  # type: ignore[method-assign]
-        _original_default_servers = None
+    gathering.uninstall()
 
 
-def check_compatibility() -> None:
-    """Raise :class:`IceCompatibilityError` unless every internal this module relies on is as expected."""
-    problems = []
-    for name, module in (("aioice", aioice), ("aiortc", aiortc)):
-        installed = getattr(module, "__version__", "unknown")
-        if installed != TESTED_VERSIONS[name]:
-            problems.append(
-                f"{name} {installed} is installed, but this was written for {TESTED_VERSIONS[name]}"
-            )
-
-    base = aioice.ice.Connection
-    method = getattr(base, "get_component_candidates", None)
-    if method is None:
-        problems.append("aioice.ice.Connection.get_component_candidates is missing")
-    elif list(inspect.signature(method).parameters) != ["self", "component", "addresses", "timeout"]:
-        problems.append("aioice.ice.Connection.get_component_candidates has a new signature")
-    gather = getattr(base, "gather_candidates", None)
-    if gather is None or "get_component_candidates" not in _names_used(gather):
-        problems.append("aioice.ice.Connection.gather_candidates no longer calls get_component_candidates")
-    if not issubclass(_RelayConnection, base):
-        problems.append("aioice.ice.Connection is not the class this module subclasses")
-    for name in ("StunProtocol", "TransportPolicy", "server_reflexive_candidate"):
-        if not hasattr(aioice.ice, name):
-            problems.append(f"aioice.ice.{name} is missing")
-    for name in ("candidate_foundation", "candidate_priority"):
-        if not hasattr(aioice.candidate, name):
-            problems.append(f"aioice.candidate.{name} is missing")
-    if not hasattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE"):
-        problems.append("aioice.turn.UDP_SOCKET_BUFFER_SIZE is missing")
-    if method is not None and hasattr(aioice.ice, "TransportPolicy"):
-        try:
-            probe = base(ice_controlling=False)
-        except Exception as exc:  # noqa: BLE001 - reported below, loudly
-            problems.append(f"aioice.ice.Connection() failed: {exc!r}")
-        else:
-            for attribute in (
-                "_protocols",
-                "_transport_policy",
-                "_use_ipv4",
-                "_use_ipv6",
-                "stun_server",
-                "turn_server",
-            ):
-                if not hasattr(probe, attribute):
-                    problems.append(f"aioice.ice.Connection instances lack {attribute}")
-
-    ice_module = aiortc.rtcicetransport
-    if vars(ice_module).get(_CONNECTION) not in (base, _RelayConnection):
-        problems.append("aiortc.rtcicetransport.Connection is not aioice's Connection")
-    gatherer = getattr(ice_module, "RTCIceGatherer", None)
-    if gatherer is None or "Connection" not in _names_used(gatherer.__init__):
-        problems.append("aiortc's RTCIceGatherer no longer builds aiortc.rtcicetransport.Connection")
-    if gatherer is None or not hasattr(gatherer, "getDefaultIceServers"):
-        problems.append("aiortc's RTCIceGatherer.getDefaultIceServers is missing")
-    if not hasattr(ice_module, "parse_stun_turn_uri"):
-        problems.append("aiortc.rtcicetransport.parse_stun_turn_uri is missing")
-
-    if problems:
-        raise IceCompatibilityError(
-            "meet.relay.ice patches aioice/aiortc internals and cannot vouch for the installed versions: "
-            + "; ".join(problems)
-            + f". Install aioice=={TESTED_VERSIONS['aioice']} and aiortc=={TESTED_VERSIONS['aiortc']}, "
-            "or re-check meet/relay/ice.py against the new versions and update TESTED_VERSIONS."
-        )
-
-
-def _names_used(function: Any) -> set[str]:
-    """The global and attribute names a function's code (and its nested code) refers to."""
-    names: set[str] = set()
-    stack = [function.__code__]
-    while stack:
-        code = stack.pop()
-        names.update(code.co_names)
-        stack.extend(const for const in code.co_consts if inspect.iscode(const))
-    return names
-
-
-# --- the patch --------------------------------------------------------------------------------
-
-
-class _RelayConnection(aioice.ice.Connection):
-    """aioice's Connection, gathering host candidates as :func:`configure_ice` says."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._meet_settings = _settings
-
-    async def get_component_candidates(
-        self, component: int, addresses: list[str], timeout: int = 5
-    ) -> list[aioice.Candidate]:
-        settings = self._meet_settings
-        if settings is None or self._transport_policy != aioice.ice.TransportPolicy.ALL:
-            # Relay-only policy: aioice gathers no host candidates (addresses is empty).
-            return await super().get_component_candidates(component, addresses, timeout)
-
-        if settings.bindings is not None:
-            bindings = list(settings.bindings)
-        else:
-            bindings = [HostBinding(address, address) for address in addresses]
-        bindings = [b for b in bindings if (self._use_ipv4 if _version(b.announce) == 4 else self._use_ipv6)]
-
-        host_protocols = await self._bind_host_candidates(component, bindings, settings._ports)
-        self._protocols += host_protocols
-        candidates = [protocol.local_candidate for protocol in host_protocols]
-
-        # aioice's method also does STUN (for its own host sockets) and TURN: do STUN for ours,
-        # and let it do TURN by handing it no addresses.
-        srflx, relayed = await asyncio.gather(
-            self._query_stun(host_protocols, timeout),
-            super().get_component_candidates(component, [], timeout),
-        )
-        return candidates + srflx + relayed
-
-    async def _bind_host_candidates(
-        self, component: int, bindings: list[HostBinding], ports: _PortRange | None
-    ) -> list[aioice.ice.StunProtocol]:
-        loop = asyncio.get_running_loop()
-        protocols: list[aioice.ice.StunProtocol] = []
-        try:
-            for binding in bindings:
-                try:
-                    sock = _bind_udp(binding.bind, ports)
-                except OSError as exc:  # as aioice: an address that went away is skipped
-                    log.warning("relay ICE: cannot bind %s (%s); no host candidate there", binding.bind, exc)
-                    continue
-                try:
-                    _, protocol = await loop.create_datagram_endpoint(
-                        lambda: aioice.ice.StunProtocol(self), sock=sock
-                    )
-                except BaseException:
-                    sock.close()
-                    raise
-                port = sock.getsockname()[1]
-                protocol.local_candidate = aioice.Candidate(
-                    foundation=aioice.candidate.candidate_foundation("host", "udp", binding.announce),
-                    component=component,
-                    transport="udp",
-                    priority=aioice.candidate.candidate_priority(component, "host"),
-                    host=binding.announce,
-                    port=port,
-                    type="host",
-                )
-                protocols.append(protocol)
-        except BaseException:
-            for protocol in protocols:
-                await protocol.close()
-            raise
-        return protocols
-
-    async def _query_stun(
-        self, protocols: list[aioice.ice.StunProtocol], timeout: int
-    ) -> list[aioice.Candidate]:
-        if not self.stun_server:
-            return []
-        stun_server = self.stun_server
-        tasks = [
-            asyncio.create_task(aioice.ice.server_reflexive_candidate(protocol, stun_server))
-            for protocol in protocols
-            if _version(protocol.local_candidate.host) == 4  # as aioice: IPv4 only
-        ]
-        if not tasks:
-            return []
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        return [task.result()[0] for task in done if task.exception() is None]
-
-
-def _install() -> None:
-    global _original_connection, _original_default_servers
-    module = aiortc.rtcicetransport
-    if _original_connection is None:
-        _original_connection = vars(module)[_CONNECTION]
-        setattr(module, _CONNECTION, _RelayConnection)
-    if _original_default_servers is None:
-        _original_default_servers = module.RTCIceGatherer.__dict__["getDefaultIceServers"]
-        module.RTCIceGatherer.getDefaultIceServers = classmethod(_no_default_servers)  # type: ignore[method-assign, assignment]
-
-
-def _no_default_servers(cls: type) -> list[RTCIceServer]:
-    return []
+def _host_sockets(
+    settings: IceSettings, addresses: list[str], use_ipv4: bool, use_ipv6: bool
+) -> list[tuple[socket.socket, str]]:
+    """The host sockets of one ICE component, each with the address it announces."""
+    if settings.bindings is not None:
+        bindings = list(settings.bindings)
+    else:
+        bindings = [HostBinding(address, address) for address in addresses]
+    bindings = [b for b in bindings if (use_ipv4 if _version(b.announce) == 4 else use_ipv6)]
+    sockets: list[tuple[socket.socket, str]] = []
+    try:
+        for binding in bindings:
+            try:
+                sock = _bind_udp(binding.bind, settings._ports)
+            except OSError as exc:  # as aioice: an address that went away is skipped
+                log.warning("relay ICE: cannot bind %s (%s); no host candidate there", binding.bind, exc)
+                continue
+            sockets.append((sock, binding.announce))
+    except BaseException:
+        for sock, _ in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 # --- sockets ----------------------------------------------------------------------------------
@@ -421,7 +231,7 @@ def _bind_udp(host: str, ports: _PortRange | None) -> socket.socket:
         try:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # "::" must not take IPv4 ports
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, gathering.receive_buffer_size())
             sock.setblocking(False)
             sock.bind((host, port))
         except OSError as exc:

@@ -53,7 +53,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from meet.relay import internals
+from meet.relay.compat import forwarding
 from meet.relay.forward import Counters, OutStream, Source
 
 log = logging.getLogger("meet.relay.peer")
@@ -109,7 +109,7 @@ class Slot:
         self.out = OutStream(transceiver.kind, counters)
         self.source: Source | None = None  # assigned (negotiated or being negotiated)
         self.refused = False
-        internals.hook_sender(
+        forwarding.hook_sender(
             transceiver.sender, self.out.on_nack, self.out.on_keyframe_request, self.out.sender_info
         )
 
@@ -185,7 +185,7 @@ class Participant:
                 if candidate is None or not candidate.get("candidate"):
                     await self.pc.addIceCandidate(None)
                 else:
-                    await self.pc.addIceCandidate(internals.parse_candidate(candidate))
+                    await self.pc.addIceCandidate(forwarding.parse_candidate(candidate))
             except Exception as exc:  # noqa: BLE001 - e.g. a candidate of an offer we ignored
                 log.debug("%s: candidate not applied: %s", self.peer, exc)
                 return {"applied": False, "reason": str(exc)}
@@ -240,8 +240,8 @@ class Participant:
     async def _offer_if_needed(self) -> None:
         if not self._plan(answering=False):
             return
-        offer = await internals.create_offer(self.pc)
-        sdp = internals.rewrite_offer(offer, self._codec_plan(), self._extension_plan())
+        offer = await forwarding.create_offer(self.pc)
+        sdp = forwarding.rewrite_offer(offer, self._codec_plan(), self._extension_plan())
         await self.pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         self.emit(
             {"event": "offer", "room": self.room.name, "peer": self.peer, "sdp": self.pc.localDescription.sdp}
@@ -264,7 +264,7 @@ class Participant:
                 free = self._new_slot(source.kind)
             if free is not None:
                 free.source = source
-                internals.set_stream_id(free.transceiver.sender, source.publisher)
+                forwarding.set_stream_id(free.transceiver.sender, source.publisher)
         changed = False
         for transceiver in self.pc.getTransceivers():
             found = self.slots.get(transceiver)
@@ -280,7 +280,7 @@ class Participant:
         for slot in self.slots.values():
             if slot.kind != kind or slot.source is not None or slot.refused:
                 continue
-            allowed = internals.offer_direction(slot.transceiver) in SENDING
+            allowed = forwarding.offer_direction(slot.transceiver) in SENDING
             if allowed or (not answering and slot.server_made):
                 return slot
         return None
@@ -301,7 +301,7 @@ class Participant:
 
     def _learn(self, sdp: str) -> None:
         """Remember the client's payload types and extension ids, to keep them in our offers."""
-        types, extensions = internals.describe_description(sdp)
+        types, extensions = forwarding.describe_description(sdp)
         self.payload_types |= types
         for uri, ext_id in extensions.items():
             self.extension_ids.setdefault(uri, ext_id)
@@ -313,15 +313,15 @@ class Participant:
                 continue
             self.known.add(transceiver)
             self._add_publication(transceiver)
-            if internals.offer_direction(transceiver) == "sendonly":  # offered recvonly: a slot
+            if forwarding.offer_direction(transceiver) == "sendonly":  # offered recvonly: a slot
                 track = ForwardTrack(transceiver.kind)
                 transceiver.sender.replaceTrack(track)
                 self.slots[transceiver] = Slot(transceiver, False, self.counters)
 
     def _add_publication(self, transceiver: RTCRtpTransceiver) -> None:
         receiver = transceiver.receiver
-        source = Source(self.peer, transceiver.kind, internals.pli_sender(receiver), self.counters)
-        internals.hook_receiver(receiver, source, self.counters)
+        source = Source(self.peer, transceiver.kind, forwarding.pli_sender(receiver), self.counters)
+        forwarding.hook_receiver(receiver, source, self.counters)
         self.pubs[transceiver] = source
 
     def _restrict_codecs(self) -> None:
@@ -329,8 +329,8 @@ class Participant:
             if transceiver.mid is None:
                 continue  # not negotiated yet (an offer of ours that failed half-way)
             wanted = ROOM_CODECS[transceiver.kind]
-            internals.restrict_codecs(transceiver, partial(_is_codec, wanted))
-            codecs = internals.negotiated_codecs(transceiver)
+            forwarding.restrict_codecs(transceiver, partial(_is_codec, wanted))
+            codecs = forwarding.negotiated_codecs(transceiver)
             if not codecs:
                 raise RequestError(f"m-line {transceiver.mid}: the relay needs {wanted}")
             self.codec_book.setdefault(transceiver.kind, copy.deepcopy(codecs))
@@ -378,13 +378,13 @@ class Participant:
 
     def _configure(self, slot: Slot) -> None:
         transceiver = slot.transceiver
-        codecs = internals.negotiated_codecs(transceiver)
+        codecs = forwarding.negotiated_codecs(transceiver)
         main = codecs[0]
         assert main.payloadType is not None  # negotiated codecs always carry one
         rtx = next(
-            (c for c in codecs if internals.is_rtx(c) and c.parameters.get("apt") == main.payloadType), None
+            (c for c in codecs if forwarding.is_rtx(c) and c.parameters.get("apt") == main.payloadType), None
         )
-        ssrc, rtx_ssrc = internals.sender_ssrcs(transceiver.sender)
+        ssrc, rtx_ssrc = forwarding.sender_ssrcs(transceiver.sender)
         dtls = transceiver.sender.transport
         slot.out.configure(
             pt=main.payloadType,
@@ -392,10 +392,10 @@ class Participant:
             ssrc=ssrc,
             rtx_ssrc=rtx_ssrc,
             clock_rate=main.clockRate,
-            extensions=internals.negotiated_extensions(transceiver),
+            extensions=forwarding.negotiated_extensions(transceiver),
             mid=transceiver.mid,
-            send=internals.transport_sender(dtls),
-            ready=partial(internals.is_connected, dtls),
+            send=forwarding.transport_sender(dtls),
+            ready=partial(forwarding.is_connected, dtls),
         )
 
     def _label(self, kind: str) -> str:
@@ -427,17 +427,17 @@ class Participant:
 
     def _fresh_codecs(self, kind: str, taken: set[int]) -> list[RTCRtpCodecParameters]:
         """aiortc's room codec (+ RTX) for a kind the client never offered, on free payload types."""
-        codecs = [c for c in internals.default_codecs(kind) if c.mimeType.lower() == ROOM_CODECS[kind]]
+        codecs = [c for c in forwarding.default_codecs(kind) if c.mimeType.lower() == ROOM_CODECS[kind]]
         codecs += [
             c
-            for c in internals.default_codecs(kind)
-            if internals.is_rtx(c) and c.parameters.get("apt") in {m.payloadType for m in codecs}
+            for c in forwarding.default_codecs(kind)
+            if forwarding.is_rtx(c) and c.parameters.get("apt") in {m.payloadType for m in codecs}
         ]
         free = (pt for pt in range(96, 128) if pt not in taken and pt not in {c.payloadType for c in codecs})
         renumber = {c.payloadType: (next(free) if c.payloadType in taken else c.payloadType) for c in codecs}
         for codec in codecs:
             codec.payloadType = renumber[codec.payloadType]
-            if internals.is_rtx(codec):
+            if forwarding.is_rtx(codec):
                 codec.parameters["apt"] = renumber[int(str(codec.parameters["apt"]))]
         return codecs
 
@@ -445,7 +445,7 @@ class Participant:
         plan: dict[str, list[tuple[int, str]]] = {}
         for kind in ("audio", "video"):
             plan[kind] = []
-            for default_id, uri in internals.SUPPORTED_EXTENSIONS[kind]:
+            for default_id, uri in forwarding.SUPPORTED_EXTENSIONS[kind]:
                 if uri not in self.extension_ids:
                     used = set(self.extension_ids.values())
                     self.extension_ids[uri] = (

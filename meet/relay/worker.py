@@ -30,18 +30,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+from aiortc import RTCConfiguration
 from aiortc.exceptions import InvalidStateError
 
-from meet.relay import internals
+from meet.relay import compat, ice
 from meet.relay.channel import ChannelError, Decoder, encode
 from meet.relay.forward import Counters, Source
 from meet.relay.peer import Participant, RequestError
-
-try:  # written concurrently by another part of the project; optional until it lands
-    from meet.relay import ice as _ice
-except ImportError:  # pragma: no cover - depends on the checkout
-    _ice = None  # type: ignore[assignment]
 
 log = logging.getLogger("meet.relay.worker")
 
@@ -99,7 +94,7 @@ class Relay:
         except (RequestError, InvalidStateError, ValueError, KeyError, TypeError) as exc:
             log.info("request %s refused: %s", request.get("op"), exc)
             return {"id": reply_id, "ok": False, "error": str(exc) or type(exc).__name__}
-        except internals.InternalsError as exc:  # this aiortc cannot be used: say so loudly, once
+        except compat.CompatibilityError as exc:  # this aiortc cannot be used: say so loudly, once
             log.error("%s", exc)
             return {"id": reply_id, "ok": False, "error": str(exc)}
         except Exception as exc:
@@ -118,7 +113,7 @@ class Relay:
     # --- operations -----------------------------------------------------------------------------
 
     async def _configure(self, request: dict[str, Any]) -> dict[str, Any]:
-        await internals.check_internals()
+        compat.check()
         servers = request.get("ice_servers") or []
         if not isinstance(servers, list):
             raise RequestError("ice_servers must be a list")
@@ -126,10 +121,7 @@ class Relay:
         self._configuration()  # validates the servers now rather than at the first join
         addresses = [str(a) for a in request.get("host_addresses") or []]
         ports = _port_range(request.get("udp_ports"))
-        if _ice is not None:
-            _ice.configure_ice(addresses, ports)
-        elif addresses or ports:
-            raise RequestError("host_addresses/udp_ports need meet.relay.ice, which is missing")
+        ice.configure_ice(addresses, ports)
         self.configured = True
         return {}
 
@@ -204,13 +196,7 @@ class Relay:
             self.rooms.pop(room.name, None)
 
     def _configuration(self) -> RTCConfiguration:
-        if _ice is not None:
-            return _ice.rtc_configuration(self.ice_servers)
-        servers = [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-            for s in self.ice_servers
-        ]  # always an explicit list: never aiortc's default public STUN server
-        return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        return ice.rtc_configuration(self.ice_servers)  # never aiortc's default public STUN server
 
 
 def _text(request: dict[str, Any], key: str) -> str:

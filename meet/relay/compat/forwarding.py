@@ -1,11 +1,9 @@
-"""Every touch of aiortc's internals the relay's forwarding needs, in one place (aiortc 1.16.0).
+"""The aiortc internals the relay's forwarding needs (aiortc 1.16.0 / aioice 0.13.0).
 
-aiortc has no API for forwarding RTP without decoding it, so the relay reaches inside. This
-module is the only one that does (``ice.py`` keeps its own ICE patches): ``forward.py`` and the
-signaling code see plain functions and plain values. :func:`check_internals` verifies every
-name below against the installed aiortc before a worker serves anything, and the test suite
-monkeypatches them away to prove it fails loudly. After an aiortc upgrade, re-read the stock
-code paths named here, then update :data:`PINNED`.
+aiortc has no API for forwarding RTP without decoding it, so the relay reaches inside here:
+``forward.py`` and the signaling code see plain functions and plain values. Every name below is
+verified against the installed versions by :func:`meet.relay.compat.check` before a worker
+serves anything.
 
 What is touched, and why:
 
@@ -42,9 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aioice
@@ -58,7 +55,6 @@ import aiortc.rtcrtpsender
 import aiortc.rtp
 import aiortc.sdp
 from aiortc import (
-    RTCConfiguration,
     RTCIceCandidate,
     RTCPeerConnection,
     RTCRtpCodecParameters,
@@ -68,9 +64,6 @@ from aiortc import (
     RTCRtpTransceiver,
 )
 
-#: The versions this module was written against (see the module docstring before changing).
-PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
-
 _CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
 _PLI = struct.Struct("!BBHLL")
 _rtp = aiortc.rtp
@@ -79,10 +72,6 @@ _rtp = aiortc.rtp
 SUPPORTED_EXTENSIONS = {
     kind: [(ext.id, ext.uri) for ext in exts] for kind, exts in aiortc.codecs.HEADER_EXTENSIONS.items()
 }
-
-
-class InternalsError(RuntimeError):
-    """The installed aiortc/aioice lacks something the forwarder relies on."""
 
 
 class PacketSink(Protocol):
@@ -98,136 +87,6 @@ class PacketSink(Protocol):
 class Counters(Protocol):
     upstream_nacks: int
     remb_sent: int
-
-
-# --- the guard ---------------------------------------------------------------------------------
-
-_CLASS_ATTRIBUTES = {
-    RTCRtpReceiver: ("_handle_rtp_packet", "_handle_rtcp_packet", "transport"),
-    RTCRtpSender: ("_handle_rtcp_packet", "_send_rtcp", "_run_rtcp", "_next_encoded_frame", "replaceTrack"),
-    RTCRtpTransceiver: ("currentDirection", "direction", "mid"),
-    aiortc.rtcdtlstransport.RTCDtlsTransport: (
-        "_handle_rtp_data",
-        "_handle_rtcp_data",
-        "_send_rtp",
-        "transport",
-    ),
-}
-_RECEIVER_FIELDS = (
-    "_RTCRtpReceiver__codecs",
-    "_RTCRtpReceiver__rtx_ssrc",
-    "_RTCRtpReceiver__remote_streams",
-    "_RTCRtpReceiver__nack_generator",
-    "_RTCRtpReceiver__remote_bitrate_estimator",
-    "_RTCRtpReceiver__rtcp_ssrc",
-)
-_SENDER_FIELDS = (
-    "_ssrc",
-    "_rtx_ssrc",
-    "_stream_id",
-    "_RTCRtpSender__lsr",
-    "_RTCRtpSender__ntp_timestamp",
-    "_RTCRtpSender__rtp_timestamp",
-    "_RTCRtpSender__octet_count",
-    "_RTCRtpSender__packet_count",
-)
-_MODULE_NAMES = (
-    (
-        aiortc.rtp,
-        (
-            "RtpPacket",
-            "RtcpSrPacket",
-            "RtcpSenderInfo",
-            "RtcpRtpfbPacket",
-            "RtcpPsfbPacket",
-            "unwrap_rtx",
-            "pack_remb_fci",
-            "RTCP_RTPFB_NACK",
-            "RTCP_PSFB_PLI",
-            "RTCP_PSFB_FIR",
-            "RTCP_PSFB_APP",
-            "RTCP_PSFB",
-        ),
-    ),
-    (aiortc.rtcrtpreceiver, ("StreamStatistics",)),
-    (aiortc.codecs, ("is_rtx", "HEADER_EXTENSIONS", "CODECS")),
-    (aiortc.sdp, ("SessionDescription", "candidate_from_sdp")),
-    (aiortc.rtcdtlstransport, ("State",)),
-    (aioice.ice, ("StunProtocol", "CandidatePair")),
-)
-# (owner, function name, a name its code must use): the stock call paths the hooks sit on.
-_CALL_PATHS = (
-    (aiortc.rtcdtlstransport.RTCDtlsTransport, "_handle_rtp_data", "_handle_rtp_packet"),
-    (aiortc.rtcdtlstransport.RTCDtlsTransport, "_handle_rtcp_data", "_handle_rtcp_packet"),
-    (RTCRtpSender, "_run_rtcp", "_send_rtcp"),
-    (RTCRtpSender, "_next_encoded_frame", "recv"),
-    (RTCPeerConnection, "createOffer", "_codecs"),
-    (aioice.ice.Connection, "sendto", "_nominated"),
-)
-
-
-async def check_internals() -> None:
-    """Raise :class:`InternalsError` naming everything the forwarder needs that is missing.
-
-    Must run inside an event loop (it builds a throwaway peer connection to look at instances).
-    """
-    problems = [
-        f"{name} {getattr(module, '__version__', '?')} is installed, this was written for {PINNED[name]}"
-        for name, module in (("aiortc", aiortc), ("aioice", aioice))
-        if getattr(module, "__version__", None) != PINNED[name]
-    ]
-    for cls, names in _CLASS_ATTRIBUTES.items():
-        problems += [f"{cls.__name__}.{name} is missing" for name in names if not hasattr(cls, name)]
-    for module, names in _MODULE_NAMES:
-        problems += [f"{module.__name__}.{n} is missing" for n in names if not hasattr(module, n)]
-    for owner, function, name in _CALL_PATHS:
-        if name not in _names_used(getattr(owner, function, None)):
-            problems.append(f"{owner.__name__}.{function} is missing or no longer uses {name}")
-    problems += await _check_instances()
-    if problems:
-        raise InternalsError(
-            "meet.relay forwards RTP through aiortc internals that are not as expected: "
-            + "; ".join(problems)
-            + f". Install aiortc=={PINNED['aiortc']} aioice=={PINNED['aioice']}, or re-check "
-            "meet/relay/internals.py against the new version and update PINNED."
-        )
-
-
-async def _check_instances() -> list[str]:
-    """Instance attributes (set in ``__init__``, invisible on the classes)."""
-    problems: list[str] = []
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        transceiver = pc.addTransceiver("video", direction="sendrecv")
-        objects: list[tuple[Any, Iterable[str]]] = [
-            (transceiver.receiver, _RECEIVER_FIELDS + ("_enabled",)),
-            (transceiver.sender, _SENDER_FIELDS),
-            (transceiver, ("_offerDirection", "_codecs", "_headerExtensions")),
-            (transceiver.sender.transport, ("_tx_srtp", "_state", "_transport")),
-            (transceiver.sender.transport.transport, ("_connection",)),
-            (transceiver.sender.transport.transport._connection, ("_nominated",)),
-        ]
-        for obj, names in objects:
-            problems += [f"{type(obj).__name__} instances lack {n}" for n in names if not hasattr(obj, n)]
-    except Exception as exc:  # noqa: BLE001 - any surprise here is exactly what we report
-        problems.append(f"probing a peer connection failed: {exc!r}")
-    finally:
-        await pc.close()
-    return problems
-
-
-def _names_used(function: Any) -> set[str]:
-    """Global and attribute names a function's code (nested code included) refers to."""
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return set()
-    names: set[str] = set()
-    stack = [code]
-    while stack:
-        current = stack.pop()
-        names.update(current.co_names)
-        stack.extend(c for c in current.co_consts if inspect.iscode(c))
-    return names
 
 
 # --- sending -----------------------------------------------------------------------------------
