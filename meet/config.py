@@ -303,7 +303,9 @@ class RoomsConfig:
         16, "WebSockets (room and presence) one user may have open at once; more are refused."
     )
     max_connections_per_address: int = setting(
-        64, "WebSockets one client address may have open at once; more are refused."
+        64,
+        "WebSockets one client address may have open at once; more are refused. Behind a "
+        "reverse proxy set [server] proxy_hops, or every client shares the proxy's address.",
     )
 
     def __post_init__(self) -> None:

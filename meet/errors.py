@@ -100,3 +100,6 @@ class StorageFull(Unavailable):
             "Reading still works; try again once the administrator has freed space.",
             **kwargs,
         )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "60"}  # freeing disk space takes a person

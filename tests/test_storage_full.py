@@ -162,7 +162,7 @@ async def test_full_disk_for_real(tmp_path: Path) -> None:
                 await a.assert_idle()  # the socket stays open
                 r = await c.post("/api/auth/login", json={"login": "bob", "password": PASSWORD})
                 assert r.status_code == 503, r.text
-                assert r.json()["error"]["code"] == "storage_full"
+                assert r.json()["error"]["code"] == "storage_full" and r.headers["Retry-After"] == "60"
                 r = await c.get("/api/ready")
                 assert r.status_code == 503 and "storage_full" in r.json()["reason"], r.text
                 assert (await c.get("/api/health")).status_code == 200
