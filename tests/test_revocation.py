@@ -147,7 +147,8 @@ async def test_cli_delete_closes_sockets_within_one_heartbeat(
 
 
 async def test_deleted_users_chat_gets_an_error_and_the_room_keeps_working(
-    tmp_path: Path, server: RunningServer, client: httpx.AsyncClient, outbox: Outbox, alice: User, bob: User
+    tmp_path: Path, server: RunningServer, client: httpx.AsyncClient, outbox: Outbox, alice: User, bob: User,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Before the guard's next pass (30 s away) the deleted user's chat fails on the foreign
     key: that is an ``error`` ``internal_error`` reply, never a 1011 close."""
@@ -158,6 +159,9 @@ async def test_deleted_users_chat_gets_an_error_and_the_room_keeps_working(
         await b.send({"type": "chat", "text": "am I still here?"})
         await b.expect_error("internal_error")
         await b.assert_idle()  # still open, still answering
+        logged = [r for r in caplog.records if r.name == "meet.signaling"]
+        assert len(logged) == 1 and logged[0].exc_info is not None  # once, with the traceback
+        assert "FOREIGN KEY" in caplog.text
         await a.send({"type": "chat", "text": "the room works"})
         for ws in (a, b):
             assert (await ws.until("chat"))["message"]["text"] == "the room works"
