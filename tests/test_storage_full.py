@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,15 @@ async def test_full_disk_for_real(tmp_path: Path) -> None:
         data_dir = tmp_path / "data"
         data = Path(f"/proc/{pid}/root{data_dir}")  # the server's tmpfs, seen from here
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
-            alice, bob = await api_user(c, "alice"), await api_user(c, "bob")
+            alice, bob, carol = await api_user(c, "alice"), await api_user(c, "bob"), await api_user(c, "carol")
             code = await make_room(c, alice)
             acked = ["before"]
-            async with join(url, code, alice.token) as (a, _), join(url, code, bob.token) as (b, _):
+            async with join(url, code, alice.token) as (a, _), join(url, code, bob.token) as (b, _), \
+                    AsyncExitStack() as carols:
                 await a.expect("peer-joined")
+                _, wc = await carols.enter_async_context(join(url, code, carol.token))
+                await a.expect("peer-joined")
+                await b.expect("peer-joined")
                 await a.send({"type": "chat", "text": "before"})
                 await a.expect("chat")
                 await b.expect("chat")
@@ -170,6 +174,9 @@ async def test_full_disk_for_real(tmp_path: Path) -> None:
                 for text in acked[1:]:  # bob got exactly the saved ones
                     assert (await b.expect("chat"))["message"]["text"] == text
                 await b.assert_idle()
+                await carols.aclose()  # leaving cannot close the stay now: the others still see it
+                for ws in (a, b):
+                    assert await ws.expect("peer-left") == {"type": "peer-left", "peer_id": wc["peer_id"]}
 
                 filler.unlink()
                 r = await c.get("/api/ready")
