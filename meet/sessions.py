@@ -60,7 +60,8 @@ class SessionGuard:
         self.per_user: Counter[int] = Counter()
         self.per_address: Counter[str] = Counter()
         self._poked = trio.Event()
-        self.passes = 0  # completed checks (tests wait on this instead of on time)
+        self.passes = 0  # completed checks
+        self.passed = trio.Event()  # set (and replaced) after each check: tests wait on it, not on time
 
     # -- registering connections ----------------------------------------------------------
 
@@ -112,6 +113,8 @@ class SessionGuard:
             except Exception:  # a locked or failing database must not stop the guard
                 log.exception("could not check the sessions of open connections")
             self.passes += 1
+            self.passed.set()
+            self.passed = trio.Event()
 
     async def check(self) -> None:
         """One pass: one query for every session with an open connection."""

@@ -20,6 +20,7 @@ import trio
 from conftest import PASSWORD, Outbox, User, make_config, make_room, make_user
 from wsclient import WS, connect, join, room_ws_url, user_ws_url
 
+from meet.clock import FakeClock
 from meet.config import Config
 from meet.server import RunningServer
 
@@ -203,3 +204,23 @@ async def test_bearer_clients_of_one_user_from_many_tabs(
         assert sum(len(c) for c in server.services.sessions.by_session.values()) == 1
         await client.post("/api/auth/logout", headers=carol.auth)
         await signed_out(one, POKE_WAIT)
+
+
+async def test_expired_session_loses_its_socket_at_the_next_pass(
+    server: RunningServer, clock: FakeClock, alice: User, bob: User
+) -> None:
+    async with connect(user_ws_url(server.url), alice.token) as a, connect(user_ws_url(server.url), bob.token) as b:
+        await a.expect("presence")
+        await b.expect("presence")
+        await a.expect("online")
+        guard = server.services.sessions
+        clock.advance(29 * 86400)  # [auth] session_days is 30
+        checked = guard.passed
+        guard.poke()  # stands in for the next periodic pass
+        with trio.fail_after(POKE_WAIT):
+            await checked.wait()
+        await a.assert_idle()
+        clock.advance(2 * 86400)
+        server.services.sessions.poke()
+        await signed_out(a, POKE_WAIT)
+        await signed_out(b, POKE_WAIT)
