@@ -27,7 +27,7 @@ def config(tmp_path: Path, rooms_settings: dict[str, Any]) -> Config:
     return make_config(tmp_path, rooms=rooms_settings, server={"send_timeout": 120.0, "graceful_timeout": 1.0})
 
 
-def settings(**rooms: Any) -> Any:
+def settings(**rooms: Any) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("rooms_settings", [rooms], ids=["-".join(f"{k}={v}" for k, v in rooms.items())])
 
 
