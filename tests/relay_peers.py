@@ -394,10 +394,10 @@ def picture(packets: dict[int, bytes]) -> bytes:
     return b"".join(packets[s] for s in seqs)
 
 
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms; fail the test after ``timeout`` seconds."""
+async def until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
+    """Poll ``predicate`` every ``interval`` seconds; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)

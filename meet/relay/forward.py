@@ -29,6 +29,7 @@ import random
 import struct
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 HISTORY = 1024  # packets kept per video source for NACKs (~1-6 s of video); a power of two
 _MASK = HISTORY - 1
@@ -131,6 +132,18 @@ def shift_picture_id(payload: bytes, offset: int) -> bytes:
     return payload[:pos] + bytes((value,)) + payload[pos + 1 :]
 
 
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """The clock and timers PLI coalescing uses: the running asyncio loop, or a test's fake."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], Any]) -> Timer: ...
+
+
 class Source:
     """One publisher track: per-packet work done once, then fanned out to its subscribers."""
 
@@ -147,6 +160,7 @@ class Source:
         send_pli: Callable[[int], bool],
         counters: Counters,
         clock_rate: int | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.publisher = publisher
         self.label: str | None = None  # "audio" | "camera" | "screen", fixed when first published
@@ -161,9 +175,9 @@ class Source:
         self.live = False  # negotiated as sending to the relay
         self.counters = counters
         self._send_pli = send_pli
-        self._loop = asyncio.get_running_loop()
+        self._loop: Scheduler = scheduler or asyncio.get_running_loop()
         self._last_pli = -math.inf
-        self._deferred: asyncio.TimerHandle | None = None
+        self._deferred: Timer | None = None
         self._pending = False  # a PLI is owed but could not be sent yet (no SSRC or transport)
 
     def on_rtp(self, ssrc: int, seq: int, ts: int, marker: int, payload: bytes, level: int | None) -> None:
