@@ -243,9 +243,24 @@ class RtcConfig:
         "", "Shared secret of the TURN server (coturn static-auth-secret) for those credentials."
     )
     turn_ttl: int = setting(3600, "Seconds the handed-out TURN credentials stay valid.")
+    max_publications: int = setting(
+        4,
+        "Tracks one participant may publish through the relay at once: audio/video m-lines its "
+        "offer sends (microphone, camera, screen, screen audio). Offers with more are refused "
+        "(too_many_publications).",
+    )
+    offer_rate: float = setting(
+        1.0,
+        "Offers (renegotiations) one participant may send the relay per second, sustained; "
+        "offers beyond offer_rate/offer_burst are refused (rate_limited).",
+    )
+    offer_burst: int = setting(10, "Offers one participant may send the relay in a burst (joining, sharing a screen).")
 
     def __post_init__(self) -> None:
         _require(self.relay in ("auto", "always", "off"), "rtc", "relay", 'must be "auto", "always" or "off"')
+        _require(1 <= self.max_publications <= 32, "rtc", "max_publications", "must be 1 to 32")
+        _require(0.01 <= self.offer_rate <= 100, "rtc", "offer_rate", "must be 0.01 to 100 per second")
+        _require(1 <= self.offer_burst <= 1000, "rtc", "offer_burst", "must be 1 to 1000")
         _require(2 <= self.mesh_limit <= 16, "rtc", "mesh_limit", "must be 2 to 16")
         _require(1 <= self.relay_workers <= 64, "rtc", "relay_workers", "must be 1 to 64")
         for address in self.host_addresses:

@@ -12,17 +12,22 @@ This module only sends messages: the relay itself is reached through :class:`Med
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Protocol
 
 from meet import protocol as p
+from meet.clock import Clock, SystemClock
 from meet.config import RtcConfig
 from meet.live import LiveRoom, Participant
+from meet.throttle import Throttle
 
 log = logging.getLogger("meet.media")
 
 RELAY_PEER = "relay"
 CLOSE_SERVICE_RESTART = 1012
 MAX_SDP = p.MAX_SIGNAL_FRAME - 1024  # what fits in a `signal` frame
+_MEDIA_LINE = re.compile(r"^m=(\w+) (\d+)")
+_DIRECTIONS = {"a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"}
 
 
 class MediaRelay(Protocol):
@@ -40,9 +45,15 @@ class RelayFailure(Exception):
 class MediaRouter:
     """Mesh/relay decisions and relay signaling for live rooms."""
 
-    def __init__(self, settings: RtcConfig, relay: MediaRelay | None = None) -> None:
+    def __init__(
+        self, settings: RtcConfig, relay: MediaRelay | None = None, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
         self.relay = relay
+        # offer_burst offers within offer_burst / offer_rate seconds: offer_rate per second sustained.
+        self.offers = Throttle(
+            settings.offer_burst, settings.offer_burst / settings.offer_rate, clock or SystemClock(), 10_000
+        )
 
     def initial_mode(self) -> str:
         return "relay" if self.settings.relay == "always" and self.relay is not None else "mesh"
@@ -77,6 +88,7 @@ class MediaRouter:
 
     async def abandon(self, live: LiveRoom, peer_id: str, release: bool) -> None:
         """Close ``peer_id`` on the relay (it left, or its join failed after ``on_join``)."""
+        self.offers.reset(peer_id)
         if live.mode != "relay" or self.relay is None:
             return
         try:
@@ -112,9 +124,27 @@ class MediaRouter:
         if description["type"] == "answer":
             await self._call("answer", live, peer.peer_id, sdp=sdp)
             return
+        self._admit_offer(peer.peer_id, sdp)
         # The answer reaches the client as an ``answer`` event (see _deliver), in order with the
         # relay's own offers; on glare (``ignored``) there is none and the browser rolls back.
         await self._call("offer", live, peer.peer_id, sdp=sdp)
+
+    def _admit_offer(self, peer_id: str, sdp: str) -> None:
+        """Refuse an offer over the participant's offer rate or publication cap (never forwarded).
+
+        Each offer the relay takes can renegotiate everyone else in the room, and each published
+        track is forwarded to everyone: both are bounded per participant.
+        """
+        wait = self.offers.retry_after(peer_id)
+        if wait is not None:
+            raise p.ProtocolError("rate_limited", f"too many offers to the relay: try again in {wait:.1f} s")
+        self.offers.hit(peer_id)
+        published, cap = sending_media_sections(sdp), self.settings.max_publications
+        if published > cap:
+            raise p.ProtocolError(
+                "too_many_publications",
+                f"this offer publishes {published} tracks; at most {cap} are allowed",
+            )
 
     async def _call(self, op: str, live: LiveRoom, peer_id: str, **fields: Any) -> dict[str, Any]:
         if self.relay is None:
@@ -161,3 +191,29 @@ class MediaRouter:
         for peer in list(live.peers.values()):
             peer.conn.send(p.Error(code="relay_restart", message="the media relay restarted; reconnecting"))
             peer.conn.finish(CLOSE_SERVICE_RESTART, "media relay restarted")
+
+
+def sending_media_sections(sdp: str) -> int:
+    """How many audio/video m-sections of ``sdp`` send media (sendrecv or sendonly, not disabled).
+
+    A media section without a direction attribute takes the session's (default sendrecv); one
+    with port 0 is disabled unless it is ``bundle-only``.
+    """
+    session_direction, count = "a=sendrecv", 0
+    sections: list[list[str]] = [[]]
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line.strip())
+    for line in sections[0]:
+        if line in _DIRECTIONS:
+            session_direction = line
+    for section in sections[1:]:
+        match = _MEDIA_LINE.match(section[0])
+        if match is None or match[1] not in ("audio", "video"):
+            continue
+        if match[2] == "0" and "a=bundle-only" not in section:
+            continue
+        direction = next((line for line in section if line in _DIRECTIONS), session_direction)
+        count += direction in ("a=sendrecv", "a=sendonly")
+    return count

@@ -30,6 +30,7 @@ from relay_client import AsyncioThread, RelayClient, relay_client, until
 from wsclient import connect, join, room_ws_url
 
 from meet.config import Config
+from meet.media import sending_media_sections
 from meet.relay import ice
 from meet.server import RunningServer
 from meet.store import rooms as store_rooms
@@ -481,3 +482,80 @@ async def test_a_peer_joining_while_the_room_switches_is_opened_on_the_relay(
         await see_each_other([a, b, c])
         await all_decoding([a, b, c])
         no_errors([a, b, c])
+
+
+# --- limits: publications per participant, offers per second ------------------------------------
+
+LIMITS = {**ALWAYS, "max_publications": 2, "offer_rate": 0.05, "offer_burst": 4}
+
+
+def offer_sdp(*directions: str) -> str:
+    """An offer with one audio/video m-line per direction (only counted, never applied)."""
+    lines = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0"]
+    for index, direction in enumerate(directions):
+        kind = "audio" if index % 2 == 0 else "video"
+        lines += [f"m={kind} 9 UDP/TLS/RTP/SAVPF 96", f"a=mid:{index}", f"a={direction}"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+async def refusals(x: RelayClient, sdps: list[str]) -> list[str]:
+    """Send each SDP as an offer to the relay; the ``error`` codes that came back, in order."""
+    since = x.mark()
+    for sdp in sdps:
+        await x.send({"type": "signal", "to": "relay", "data": {"description": {"type": "offer", "sdp": sdp}}})
+    pong = await x.ping()  # everything sent before it was handled: its replies are in
+    await x.wait_for(lambda: x.pongs >= pong, NEGOTIATE, "pong")
+    answers = [f for f in x.frames_of("signal", since) if "answer" in str(f["data"])]
+    assert not answers, x.log[since:]
+    return [e["code"] for e in x.frames_of("error", since)]
+
+
+def test_sending_media_sections_counts_what_an_offer_publishes() -> None:
+    assert sending_media_sections(offer_sdp("sendrecv", "sendonly", "recvonly", "inactive")) == 2
+    disabled = offer_sdp("sendonly").replace("m=audio 9", "m=audio 0")
+    assert sending_media_sections(disabled) == 0
+    assert sending_media_sections(disabled + "a=bundle-only\r\n") == 1
+    no_direction = "v=0\r\ns=-\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nm=application 9 x\r\n"
+    assert sending_media_sections(no_direction) == 1  # the session's direction applies
+
+
+@rtc_settings(LIMITS, "always-limits")
+async def test_an_offer_over_the_publication_cap_is_refused_and_the_connection_keeps_working(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User
+) -> None:
+    bridge = server.services.rooms.media.relay
+    async with open_clients(server, aio) as clients:
+        code = await make_room(client, alice)
+        a, b = [await clients.join(code, user) for user in (alice, bob)]
+        await see_each_other([a, b])
+        await all_decoding([a, b])
+        await until_stats(bridge, lambda s: s["publications"] == 4, "both publishing")
+        # Three sending m-lines (two are allowed): refused by the server, never seen by the relay.
+        assert await refusals(a, [offer_sdp("sendrecv", "sendonly", "sendrecv", "recvonly")]) == [
+            "too_many_publications"
+        ]
+        (stats,) = await bridge.stats()
+        assert stats["publications"] == 4 and stats["participants"] == 2, stats
+        # alice's negotiated connection is untouched: both still see and decode each other.
+        await all_decoding([a, b])
+        assert a.publishers() == {b.peer_id: ["audio", "camera"]}
+        assert b.frames_of("error") == []
+
+
+@rtc_settings(LIMITS, "always-limits")
+async def test_offers_beyond_the_burst_are_refused_before_the_relay(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
+) -> None:
+    async with open_clients(server, aio) as clients:
+        code = await make_room(client, alice)
+        a, b = [await clients.join(code, user) for user in (alice, bob)]
+        await see_each_other([a, b])
+        c = await clients.join(code, carol, auto_start=False)  # on the relay, not negotiating
+        # offer_burst = 4 (and 0.05 per second): four reach the relay (which refuses this SDP
+        # with relay_error), the rest are refused by the server without reaching it.
+        codes = await refusals(c, [offer_sdp("sendrecv")] * 7)
+        assert codes == ["relay_error"] * 4 + ["rate_limited"] * 3, codes
+        assert "offers" in c.frames_of("error")[-1]["message"]
+        # The room is fine: alice and bob keep decoding each other, with no error.
+        await all_decoding([a, b])
+        no_errors([a, b])
