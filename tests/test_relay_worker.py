@@ -39,7 +39,7 @@ def _stock_ice() -> Iterator[None]:
     ice.reset_ice()
 
 
-def run(scenario: Callable[[Hub], Awaitable[None]], timeout: float = 30) -> None:
+def run(scenario: Callable[[Hub], Awaitable[None]], timeout: float = 60) -> None:
     """Run ``scenario`` against a configured relay in a fresh event loop, then tear down."""
 
     async def main() -> None:
@@ -156,7 +156,7 @@ def test_three_publishers_receive_each_other_untranscoded() -> None:
         assert stats["participants"] == 3 and stats["publications"] == 7 and stats["subscriptions"] == 14
         assert stats["packets_forwarded"] > stats["packets_received"]
 
-    run(scenario, timeout=60)
+    run(scenario)
 
 
 def test_late_joiner_gets_keyframe_then_leaver_is_removed_and_slot_reused() -> None:
