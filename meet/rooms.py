@@ -96,7 +96,7 @@ class Rooms:
         # The ice_servers each person gets: configured ones plus fresh TURN credentials.
         self.ice = IceServers(rtc, clock)
         self.live: dict[str, LiveRoom] = {}
-        self.media = MediaRouter(rtc)  # the relay bridge is attached by the server when it runs
+        self.media = MediaRouter(rtc, clock=clock)  # the relay bridge is attached by the server when it runs
         self.invited = Invitations(clock)  # rung in by the host past a lock
 
     # -- records --------------------------------------------------------------------------
