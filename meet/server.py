@@ -17,11 +17,11 @@ from functools import partial
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve as hypercorn_serve
 
 from meet.accounts import Accounts
-from meet.app import create_app
+from meet.app import MAX_BODY, create_app
+from meet.asgi import ASGIApp, BodyDrain, ForwardedFor
 from meet.clock import Clock, SystemClock
 from meet.config import Config, load_secret_key
 from meet.history import History
@@ -143,7 +143,9 @@ async def open_server(
         await close_stale_stays(store, clock.now())
         svc = build_services(config, store, clock, mailer)
         app = create_app(svc)
-        asgi = ProxyFixMiddleware(app, "legacy", config.server.proxy_hops) if config.server.proxy_hops else app
+        asgi: ASGIApp = BodyDrain(app, limit=MAX_BODY)
+        if config.server.proxy_hops:
+            asgi = ForwardedFor(asgi, config.server.proxy_hops)
         async with trio.open_nursery() as nursery:
             jobs = trio.CancelScope()
             await nursery.start(_run_jobs, jobs, svc)
