@@ -7,6 +7,7 @@ the store and the mailer, and raises :mod:`meet.errors` exceptions for the clien
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from meet.mail import Mailer, MailError, build_message
 from meet.passwords import MAX_LENGTH, MIN_LENGTH, Passwords
 from meet.store import Store
 from meet.store import accounts as q
-from meet.throttle import Throttle
+from meet.throttle import Backoff, Busy, Throttle
 from meet.tokens import Tokens, new_code, new_nonce
 
 log = logging.getLogger("meet.accounts")
@@ -127,22 +128,41 @@ class Accounts:
         # server sets it to SessionGuard.poke; other revocations are caught within a heartbeat).
         self.revoked: Callable[[], None] = lambda: None
         window = settings.throttle_window_s
-        self.login_throttle = Throttle(settings.login_max_failures, window, clock)
+        # Failed sign-ins per (account, address), with growing delays: guessing from one
+        # address slows down fast, and locks out only that address, never the owner elsewhere.
+        backoff = Backoff(settings.login_free_failures, 1.0, settings.login_max_delay_s)
+        self.login_throttle = Throttle(settings.login_max_failures, window, clock, backoff=backoff)
+        # Failed sign-ins per address over all accounts: much higher, a NAT is many people.
+        self.address_throttle = Throttle(settings.login_max_failures_per_address, window, clock)
         self.mail_throttle = Throttle(settings.mail_max_per_window, window, clock)
 
     # -- throttling ---------------------------------------------------------------------
 
     @staticmethod
-    def _enforce(throttle: Throttle, keys: list[str], what: str) -> None:
-        waits = [w for w in map(throttle.retry_after, keys) if w is not None]
-        if waits:
-            raise Throttled(f"Too many {what}. Try again later.", retry_after=int(max(waits)) + 1)
+    def _throttled(what: str, busy: Busy) -> Throttled:
+        return Throttled(f"Too many {what}. Try again later.", retry_after=math.ceil(busy.retry_after))
 
     def _count_mail(self, email: str, client: str) -> None:
-        keys = [f"ip:{client}", f"to:{email.lower()}"]
-        self._enforce(self.mail_throttle, keys, "mail requests")
-        for key in keys:
-            self.mail_throttle.hit(key)
+        try:
+            self.mail_throttle.acquire([f"ip:{client}", f"to:{email.lower()}"])
+        except Busy as busy:
+            raise self._throttled("mail requests", busy) from None
+
+    def _reserve_login(self, pair: str, address: str) -> float:
+        """Count a sign-in attempt as failed *before* checking the password (given back on success).
+
+        No await between the check and the reservation: concurrent guesses cannot all pass.
+        """
+        try:
+            stamp = self.login_throttle.acquire([pair])
+        except Busy as busy:
+            raise self._throttled("failed sign-ins", busy) from None
+        try:
+            self.address_throttle.acquire([address])
+        except Busy as busy:
+            self.login_throttle.release(pair, stamp)
+            raise self._throttled("failed sign-ins from your network", busy) from None
+        return stamp
 
     async def _deliver(self, to: str, subject: str, text: str) -> None:
         try:
@@ -218,18 +238,18 @@ class Accounts:
         if not login or len(login) > 254:
             raise BadRequest("Enter your email or username.", code="invalid_login", field="login")
         row = await self.store.run(q.user_by_login, login)
-        account_key = f"user:{row['id']}" if row else f"login:{login.lower()}"
-        keys = [account_key, f"ip:{client}"]
-        self._enforce(self.login_throttle, keys, "failed sign-ins")
+        account = f"user:{row['id']}" if row else f"login:{login.lower()}"
+        pair, address = f"{account}|ip:{client}", f"ip:{client}"
+        stamp = self._reserve_login(pair, address)
         ok, rehash = await self.passwords.check(row["password_hash"] if row else None, password)
         if not ok or row is None:
-            for key in keys:
-                self.login_throttle.hit(key)
             raise Unauthorized("Wrong email/username or password.", code="invalid_credentials")
+        # The right password: this attempt was no failure after all.
+        self.login_throttle.reset(pair)
+        self.address_throttle.release(address, stamp)
         user = User.from_row(row)
         if self.settings.require_verification and not user.verified:
             raise Forbidden("Verify your email address before signing in.", code="not_verified")
-        self.login_throttle.reset(account_key)
         new_hash = await self.passwords.hash(password) if rehash else None
         sid = new_nonce()
         now = self.clock.now()

@@ -102,6 +102,9 @@ class StorageConfig:
         _require(bool(self.database), "storage", "database", "must not be empty")
 
 
+SIGNUP_MODES = ("open", "invite", "closed")
+
+
 @dataclass(frozen=True)
 class AuthConfig:
     """[auth]: accounts, sessions and abuse limits."""
@@ -116,9 +119,28 @@ class AuthConfig:
     require_verification: bool = setting(
         True, "Refuse sign-in until the email address is verified."
     )
-    login_max_failures: int = setting(
-        10, "Failed sign-ins allowed per account and per client address within throttle_window_s."
+    signup: str = setting(
+        "open",
+        'Who may create an account: "open" (anyone), "invite" (only with a single-use invitation '
+        'from `meet user invite EMAIL`) or "closed" (nobody; admins add users with `meet user add`).',
     )
+    invite_days: int = setting(7, "Days an invitation link stays valid.")
+    login_max_failures: int = setting(
+        10,
+        "Failed sign-ins allowed per account from one client address within throttle_window_s "
+        "(the same account from other addresses is not affected).",
+    )
+    login_max_failures_per_address: int = setting(
+        100,
+        "Failed sign-ins allowed per client address, whatever the account, within throttle_window_s "
+        "(high: everyone behind one NAT or proxy shares an address).",
+    )
+    login_free_failures: int = setting(
+        3,
+        "Failed sign-ins per account and address answered at once; each further one makes the next "
+        "try wait twice as long (1 s, 2 s, 4 s, …, up to login_max_delay_s).",
+    )
+    login_max_delay_s: int = setting(60, "Longest wait between failed sign-ins (the growing delay's cap).")
     mail_max_per_window: int = setting(
         5, "Mails (verification, reset) allowed per address and per client within the window."
     )
@@ -140,8 +162,18 @@ class AuthConfig:
             "secret_key_file",
             "set either secret_key or secret_key_file, not both",
         )
-        for key in ("session_days", "login_max_failures", "mail_max_per_window", "throttle_window_s"):
+        _require(self.signup in SIGNUP_MODES, "auth", "signup", f"must be one of {', '.join(SIGNUP_MODES)}")
+        for key in (
+            "session_days",
+            "invite_days",
+            "login_max_failures",
+            "login_max_failures_per_address",
+            "login_max_delay_s",
+            "mail_max_per_window",
+            "throttle_window_s",
+        ):
             _require(getattr(self, key) > 0, "auth", key, "must be positive")
+        _require(self.login_free_failures >= 0, "auth", "login_free_failures", "must not be negative")
         _require(self.argon2_time_cost >= 1, "auth", "argon2_time_cost", "must be at least 1")
         _require(self.argon2_memory_kib >= 8, "auth", "argon2_memory_kib", "must be at least 8")
         _require(self.argon2_parallelism >= 1, "auth", "argon2_parallelism", "must be at least 1")

@@ -179,6 +179,9 @@ async def test_login_throttled_per_account(client: httpx.AsyncClient, outbox: Ou
     await signup_verified(client, outbox)
     for _ in range(10):
         r = await client.post("/api/auth/login", json={"login": "alice", "password": "wrong password"})
+        if r.status_code == 429:  # the growing delay between failures (tests/test_login_throttle.py)
+            clock.advance(int(r.headers["Retry-After"]))
+            r = await client.post("/api/auth/login", json={"login": "alice", "password": "wrong password"})
         assert r.status_code == 401
     r = await client.post("/api/auth/login", json={"login": "alice", "password": PASSWORD})
     assert r.status_code == 429
@@ -187,13 +190,15 @@ async def test_login_throttled_per_account(client: httpx.AsyncClient, outbox: Ou
     await login(client)
 
 
-async def test_login_throttled_per_client_address(client: httpx.AsyncClient, outbox: Outbox) -> None:
-    await signup_verified(client, outbox)
-    for i in range(10):
-        r = await client.post("/api/auth/login", json={"login": f"user{i}", "password": "wrong password"})
-        assert r.status_code == 401
-    r = await client.post("/api/auth/login", json={"login": "alice", "password": PASSWORD})
-    assert r.status_code == 429
+async def test_login_throttled_per_client_address(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, auth={"login_max_failures_per_address": 10})
+    async with open_server(config, clock=clock) as running, httpx.AsyncClient(base_url=running.url) as c:
+        await signup_verified(c, Outbox(config.outbox_dir))
+        for i in range(10):
+            r = await c.post("/api/auth/login", json={"login": f"user{i}", "password": "wrong password"})
+            assert r.status_code == 401
+        r = await c.post("/api/auth/login", json={"login": "alice", "password": PASSWORD})
+        assert r.status_code == 429
 
 
 async def test_mail_endpoints_are_throttled(client: httpx.AsyncClient, outbox: Outbox, clock: FakeClock) -> None:
