@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from meet import __version__
 from meet.errors import BadRequest, MeetError
 from meet.views import auth, health, pages, rooms, sockets
-from meet.views.context import Services, check_same_origin
+from meet.views.context import Services, base_url, check_same_origin, services
 
 log = logging.getLogger("meet.app")
 
@@ -26,9 +26,10 @@ MAX_BODY = 64 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "connect-src 'self' {websocket}; style-src 'self'; script-src 'self'; object-src 'none'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+HSTS = "max-age=31536000"
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -149,6 +150,23 @@ async def _html_error(status: int, description: str) -> Response:
     return Response(body, status=status, content_type="text/html; charset=utf-8")
 
 
+def _csp() -> str:
+    """The policy, with WebSockets allowed to this server's own origin only.
+
+    CSP3 lets 'self' cover same-origin ws(s): too (Chromium does); the explicit origin keeps
+    older engines working without allowing any other host.
+    """
+    origin = base_url()
+    websocket_origin = ("wss" if origin.startswith("https://") else "ws") + "://" + origin.split("://", 1)[1]
+    return CSP.format(websocket=websocket_origin)
+
+
+def _served_over_https() -> bool:
+    """TLS here (tls_cert) or at the proxy in front (an https public_url)."""
+    server = services().config.server
+    return bool(server.tls_cert) or server.public_url.startswith("https://")
+
+
 def create_app(svc: Services) -> QuartTrio:
     """Build the application around already-running services."""
     app = QuartTrio("meet", static_folder=None)  # web/ is served by views.pages
@@ -174,7 +192,9 @@ def create_app(svc: Services) -> QuartTrio:
 
     @app.after_request
     async def security_headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", _csp())
+        if _served_over_https():
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")

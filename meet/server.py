@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import socket
@@ -24,6 +25,7 @@ from meet.app import MAX_BODY, create_app
 from meet.asgi import ASGIApp, BodyDrain, ForwardedFor
 from meet.clock import Clock, SystemClock
 from meet.config import Config, load_secret_key
+from meet.errors import ConfigError
 from meet.history import History
 from meet.mail import Mailer, make_mailer
 from meet.passwords import Passwords
@@ -137,6 +139,7 @@ async def open_server(
     config: Config, *, clock: Clock | None = None, mailer: Mailer | None = None
 ) -> AsyncIterator[RunningServer]:
     """Start everything under one nursery; leaving the block shuts down gracefully."""
+    check_startup(config)
     clock = clock or SystemClock()
     async with open_store(config.database_path, clock.now()) as store:
         store.clock = clock  # paces the "disk is full" log line
@@ -164,6 +167,34 @@ async def open_server(
                 jobs.cancel()
 
 
+def check_startup(config: Config) -> None:
+    """Refuse settings that would take links or origins from request headers; warn about risky ones."""
+    server = config.server
+    if not server.public_url and config.mail.backend == "smtp":
+        raise ConfigError(
+            '[server] public_url: must be set when [mail] backend = "smtp" (mailed links never come from request headers)'
+        )
+    if not server.public_url and server.proxy_hops:
+        raise ConfigError("[server] public_url: must be set when proxy_hops > 0 (the address people use)")
+    if config.mail.backend == "console" and not _is_loopback(server.host):
+        log.warning(
+            "[mail] backend = \"console\" while listening on %s: verification codes and reset links "
+            "are written to this log; use the file or smtp backend on a shared network",
+            server.host,
+        )
+    elif not server.public_url:
+        log.info("[server] public_url is not set: mail links use the address each client connected to")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def _run_jobs(
     scope: trio.CancelScope, svc: Services, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -188,8 +219,6 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[RunningServer] =
             async with open_server(config) as running:
                 for url in running.urls:
                     log.info("meet is listening on %s", url)
-                if not config.server.public_url:
-                    log.warning("[server] public_url is not set: mail links use each request's Host header")
                 task_status.started(running)
                 async for signum in signals:
                     log.info("received %s, shutting down", signal.Signals(signum).name)

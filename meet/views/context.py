@@ -6,6 +6,7 @@ flow one way (app → views → context).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from meet.sessions import SessionGuard
 from meet.store import Store
 
 SESSION_COOKIE = "meet_session"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,63 @@ def incoming() -> Any:
 
 
 def base_url() -> str:
-    """Where people reach this server: ``public_url``, else this request's own origin."""
-    public = services().config.server.public_url
-    return public.rstrip("/") if public else str(incoming().host_url).rstrip("/")
+    """Where people reach this server, for links and WebSocket addresses.
+
+    Never taken from request headers (a forged Host would put reset tokens on the attacker's
+    site): ``public_url`` when set, else the address this connection actually reached (the
+    listening socket's own address and port) — or, on a loopback socket, the loopback name the
+    browser used (``localhost``), which points at the same machine whatever the client sent.
+    """
+    config = services().config.server
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    listen = _socket_origin()
+    host = _loopback_host()
+    return f"{listen.split('://')[0]}://{host}" if host is not None else listen
+
+
+def trusted_origins() -> frozenset[str]:
+    """Origins a page of this server has: ``public_url``'s, else the reached address's.
+
+    With ``public_url`` empty a page must be opened by the address meet listens on (an IP
+    address, or a loopback name): a page opened by any other name is refused, since that is
+    what a DNS-rebinding page looks like.
+    """
+    config = services().config.server
+    if config.public_url:
+        return frozenset({_origin_of(config.public_url)})
+    listen = _socket_origin()
+    scheme, _, netloc = listen.partition("://")
+    port = netloc.rsplit(":", 1)[1]
+    if _is_loopback(netloc.rsplit(":", 1)[0]):
+        return frozenset({listen, *(f"{scheme}://{name}:{port}" for name in LOOPBACK_NAMES)})
+    return frozenset({listen})
+
+
+def _socket_origin() -> str:
+    """``scheme://address:port`` of the local socket this request came in on."""
+    scheme = "https" if services().config.server.tls_cert else "http"
+    server = incoming().scope.get("server") or (services().config.server.host, 0)
+    host, port = str(server[0]), server[1]
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _loopback_host() -> str | None:
+    """The Host header when it is a loopback name with this socket's port, on a loopback socket."""
+    listen = _socket_origin().partition("://")[2]
+    address, _, port = listen.rpartition(":")
+    host = str(incoming().headers.get("Host", "")).lower()
+    name, _, host_port = host.rpartition(":")
+    if _is_loopback(address) and name in LOOPBACK_NAMES and host_port == port:
+        return host
+    return None
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def client_address() -> str:
@@ -92,7 +148,7 @@ def check_same_origin() -> None:
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         raise Forbidden("Cross-site requests are not allowed.", code="cross_origin")
     origin = headers.get("Origin")
-    if origin is not None and origin.rstrip("/") != _origin_of(base_url()):
+    if origin is not None and origin.rstrip("/").lower() not in trusted_origins():
         raise Forbidden("Cross-site requests are not allowed.", code="cross_origin")
 
 
@@ -100,4 +156,4 @@ def _origin_of(url: str) -> str:
     parts = urlsplit(url)
     # A WebSocket handshake's own URL is ws(s)://, but the page's Origin is http(s)://.
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    return f"{scheme}://{parts.netloc}"
+    return f"{scheme}://{parts.netloc}".lower()
