@@ -29,9 +29,13 @@ from meet.errors import ConfigError
 ENV_PREFIX = "MEET_"
 
 
-def setting(default: Any, help: str, *, key: str | None = None) -> Any:
-    """A dataclass field carrying its help text (and TOML key, when it differs)."""
-    meta = {"help": help, "key": key}
+def setting(default: Any, help: str, *, key: str | None = None, secret: bool | None = None) -> Any:
+    """A dataclass field carrying its help text (and TOML key, when it differs).
+
+    ``secret=True`` marks a value ``meet check-config`` masks; a field whose name sounds like a
+    secret (key, password, token) but holds none, like a file path, says ``secret=False``.
+    """
+    meta = {"help": help, "key": key, "secret": secret}
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for sequence defaults")
     return field(default=default, metadata=meta)
@@ -51,10 +55,12 @@ class ServerConfig:
     public_url: str = setting(
         "",
         "The URL people use to reach meet, e.g. https://meet.example.org. Used in mails and for "
-        "the same-origin check; empty means derive it from each request.",
+        "the same-origin check. Empty: the address each client connected to (open pages by an IP "
+        "address or localhost, not by another name); required with the smtp mail backend and with "
+        "proxy_hops.",
     )
     tls_cert: str = setting("", "PEM certificate file; with tls_key, serve HTTPS directly.")
-    tls_key: str = setting("", "PEM private key file for tls_cert.")
+    tls_key: str = setting("", "PEM private key file for tls_cert.", secret=False)
     proxy_hops: int = setting(
         0,
         "Number of trusted reverse proxies in front of meet; when > 0 the client address and "
@@ -113,8 +119,9 @@ class AuthConfig:
         "",
         "Secret for signing sessions and links (32+ characters). Empty: use secret_key_file, "
         "or generate one into data_dir/secret_key on first start and keep it.",
+        secret=True,
     )
-    secret_key_file: str = setting("", "File holding the secret key (instead of secret_key).")
+    secret_key_file: str = setting("", "File holding the secret key (instead of secret_key).", secret=False)
     session_days: int = setting(30, "Days a sign-in stays valid.")
     require_verification: bool = setting(
         True, "Refuse sign-in until the email address is verified."
@@ -194,7 +201,7 @@ class MailConfig:
     smtp_host: str = setting("localhost", "SMTP server host.")
     smtp_port: int = setting(587, "SMTP server port.")
     smtp_username: str = setting("", "SMTP user name (empty: no login).")
-    smtp_password: str = setting("", "SMTP password.")
+    smtp_password: str = setting("", "SMTP password.", secret=True)
     smtp_starttls: bool = setting(True, "Upgrade the SMTP connection with STARTTLS.")
     smtp_ssl: bool = setting(False, "Use implicit TLS (usually port 465) instead of STARTTLS.")
     smtp_timeout: float = setting(15.0, "Seconds before an SMTP delivery attempt gives up.")
@@ -272,7 +279,7 @@ class RtcConfig:
         (), 'TURN server URLs handed out with short-lived credentials, e.g. ["turn:turn.example.org:3478"].'
     )
     turn_secret: str = setting(
-        "", "Shared secret of the TURN server (coturn static-auth-secret) for those credentials."
+        "", "Shared secret of the TURN server (coturn static-auth-secret) for those credentials.", secret=True
     )
     turn_ttl: int = setting(3600, "Seconds the handed-out TURN credentials stay valid.")
     max_publications: int = setting(
@@ -597,7 +604,7 @@ def render_toml(config: Config, *, mask_secrets: bool = True) -> str:
         lines.append(f"[{name}]")
         for f in section_fields(type(section)):
             value = getattr(section, f.name)
-            if mask_secrets and f.name in {"secret_key", "smtp_password"} and value:
+            if mask_secrets and f.metadata.get("secret") and value:
                 value = "********"
             lines.append(f"{toml_key(f)} = {_toml_value(value, mask_secrets)}")
         lines.append("")

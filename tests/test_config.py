@@ -4,10 +4,14 @@ overrides, path resolution and the signing secret."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,6 +178,54 @@ def test_render_toml_masks_secrets() -> None:
     assert tomllib.loads(render_toml(Config()))["auth"]["secret_key"] == ""
     unmasked = render_toml(config, mask_secrets=False)
     assert "A" * 40 in unmasked and "hunter2hunter2" in unmasked
+
+
+SECRET_WORDS = ("secret", "password", "passwd", "key", "token", "credential")
+
+
+def test_every_secret_sounding_setting_says_whether_it_is_secret() -> None:
+    """A new key named like a secret must be marked: secret=True (masked) or secret=False (a path)."""
+    unmarked = [
+        f"[{name}] {toml_key(f)}"
+        for name, cls in SECTIONS.items()
+        for f in section_fields(cls)
+        if any(word in f.name.lower() for word in SECRET_WORDS) and f.metadata.get("secret") is None
+    ]
+    assert unmarked == []
+
+
+def _secret_value(f: dataclasses.Field[Any]) -> str:
+    return f"S3cret-{f.name}-" + "x" * 32
+
+
+def test_check_config_masks_every_secret_setting(tmp_path: Path) -> None:
+    """Every field marked secret, set to a value, never appears in check-config's output."""
+    values: dict[str, dict[str, Any]] = {}
+    for name, cls in SECTIONS.items():
+        for f in section_fields(cls):
+            if f.metadata.get("secret"):
+                values.setdefault(name, {})[toml_key(f)] = _secret_value(f)
+    assert {"auth", "mail", "rtc"} <= set(values)  # secret_key, smtp_password, turn_secret at least
+    values.setdefault("rtc", {})["turn_urls"] = ["turn:turn.example.org"]
+    lines = []
+    for name, table in values.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    path = write(tmp_path / "meet.toml", "\n".join(lines) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "meet", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MEET_")},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for table in values.values():
+        for value in table.values():
+            if isinstance(value, str) and value.startswith("S3cret-"):
+                assert value not in result.stdout
+    assert result.stdout.count('"********"') >= 3
 
 
 def test_ice_servers_load_as_browser_dictionaries(tmp_path: Path) -> None:
