@@ -577,7 +577,7 @@ def load_secret_key(config: Config) -> bytes:
             raise ConfigError(f"[auth] secret_key_file: {path} must hold at least 32 characters")
         return key.encode()
     path = config.data_dir / "secret_key"
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         # O_EXCL: two processes starting at once must not overwrite each other's key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -7,6 +7,7 @@ Delivery runs in a worker thread (file and socket I/O); a failure raises
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import ssl
 import sys
@@ -67,11 +68,13 @@ class FileMailer:
 
     def _write(self, message: EmailMessage) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # Mails hold sign-in codes and reset links: only meet's user may read them.
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Time first so a folder listing sorts mails in the order they were sent.
             name = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}.eml"
             tmp = self.folder / f".{name}.tmp"
-            tmp.write_bytes(message.as_bytes())
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+                fh.write(message.as_bytes())
             # The rename makes the mail appear whole: readers never see half a file.
             tmp.replace(self.folder / name)
         except OSError as exc:

@@ -65,6 +65,7 @@ async def test_signup_mail_goes_through_smtp_with_login(
     handler, port = smtp
     config = make_config(
         tmp_path,
+        server={"public_url": "http://meet.example.org"},  # required with smtp
         mail={
             "backend": "smtp",
             "smtp_host": "127.0.0.1",
@@ -105,6 +106,7 @@ async def test_smtp_failures_raise_mail_error(tmp_path: Path, smtp: tuple[Collec
 async def test_signup_still_succeeds_when_mail_cannot_be_sent(tmp_path: Path, clock: FakeClock) -> None:
     config = make_config(
         tmp_path,
+        server={"public_url": "http://meet.example.org"},  # required with smtp
         mail={"backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": free_port(), "smtp_starttls": False,
               "smtp_timeout": 2.0},
     )

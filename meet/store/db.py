@@ -33,8 +33,14 @@ FULL_LOG_INTERVAL = 60.0  # seconds between two "disk is full" log lines
 
 
 def connect(path: Path) -> sqlite_utils.Database:
-    """Open the SQLite file with the pragmas meet relies on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open the SQLite file with the pragmas meet relies on.
+
+    A new data folder is private to meet's user (0700) and a new database file 0600; SQLite
+    gives the -wal and -shm files the database file's mode.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA foreign_keys=ON")
