@@ -1,8 +1,9 @@
 """The HTML pages and static files under ``web/``.
 
-Pages are static files; they talk to the JSON API from ES modules. The server only decides
-redirects that depend on the session (``/``, ``/dashboard``) and handles the one-click
-verification link.
+Pages are Jinja templates in ``web/templates/``: one layout (head, theme, the page's ES module) and
+one template per page, rendered without per-request data — the pages talk to the JSON API from
+their ES modules. The server only decides redirects that depend on the session (``/``,
+``/dashboard``) and handles the one-click verification link.
 """
 
 from __future__ import annotations
@@ -10,29 +11,30 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from quart import Blueprint, Response, redirect, request, send_from_directory
+from quart import Blueprint, Response, redirect, render_template, request, send_from_directory
+from werkzeug.exceptions import NotFound
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from meet.views.context import current_session, services
-
-blueprint = Blueprint("pages", __name__)
 
 
 def find_web_dir() -> Path:
     """``meet/web`` in an installed wheel, else the repository's ``web/``."""
     package = Path(__file__).resolve().parent.parent
     for candidate in (package / "web", package.parent / "web"):
-        if (candidate / "signin.html").is_file():
+        if (candidate / "templates" / "layout.html").is_file():
             return candidate
     raise RuntimeError("meet's web/ folder is missing from this installation")
 
 
 WEB_DIR = find_web_dir()
+blueprint = Blueprint("pages", __name__, template_folder=str(WEB_DIR / "templates"))
 PAGES = ("signin", "signup", "forgot", "reset", "verify-done")
 
 
 async def _page(name: str) -> Response:
-    response = await send_from_directory(WEB_DIR, f"{name}.html")
+    """``web/templates/<name>.html``; ``page`` names its script, ``/static/js/pages/<name>.js``."""
+    response = Response(await render_template(f"{name}.html", page=name), mimetype="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -80,9 +82,15 @@ for _name in PAGES:
     _static_page(_name)
 
 
-@blueprint.get("/static/<path:path>")
+STATIC_FOLDERS = frozenset({"css", "js", "img"})  # not templates/: those are rendered at their URL
+
+
+# merge_slashes=False: `/static//etc/passwd` is a 404 like any other bad path, not a redirect.
+@blueprint.get("/static/<path:path>", merge_slashes=False)
 async def static(path: str) -> Response:
     """CSS, ES modules and images; ``send_from_directory`` refuses paths outside web/."""
+    if path.split("/", 1)[0] not in STATIC_FOLDERS:
+        raise NotFound()
     response = await send_from_directory(WEB_DIR, path)
     response.headers["Cache-Control"] = "no-cache"
     return response
