@@ -33,6 +33,28 @@ INBOUND_VIDEO_JS = """async () => {
   return out;
 }"""
 
+# Per remote peer: inbound audio, summed over its streams — packets received and the energy of
+# what was decoded (Chromium's fake microphone beeps, so a working call has energy > 0; silence
+# or undecodable audio has none).
+# A muted microphone still sends packets, with energy growing by ~1e-9; one beep adds ~0.1.
+BEEP_ENERGY = 0.01
+INBOUND_AUDIO_JS = """async () => {
+  const out = {};
+  const link = window.meetCall.relay && window.meetCall.relay.link;
+  for (const [peerId, pc] of window.meetCall.peers()) {
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
+      const info = peerId === 'relay' ? link && link.trackMap.get(s.mid) : {publisher: peerId};
+      if (!info) return;
+      const sum = (out[info.publisher] = out[info.publisher] || {packets: 0, energy: 0});
+      sum.packets += s.packetsReceived || 0;
+      sum.energy += s.totalAudioEnergy || 0;
+    });
+  }
+  return out;
+}"""
+
 
 @pytest.fixture
 def config(tmp_path: Any) -> Config:
@@ -94,7 +116,7 @@ def video_frames(page: Any) -> dict[str, list[int]]:
     return page.evaluate(INBOUND_VIDEO_JS)  # type: ignore[no-any-return]
 
 
-def assert_video_flowing(page: Any, peers: list[str], streams: int = 1) -> None:
+def assert_video_flowing(page: Any, peers: list[str], streams: int = 1, timeout: float = 20) -> None:
     """Every listed peer sends ``streams`` videos that this page keeps decoding."""
 
     def started() -> dict[str, list[int]] | None:
@@ -102,7 +124,7 @@ def assert_video_flowing(page: Any, peers: list[str], streams: int = 1) -> None:
         ok = all(len([f for f in frames.get(p, []) if f > 0]) >= streams for p in peers)
         return frames if ok else None
 
-    first = poll(started, timeout=20, what=f"video from {peers}")
+    first = poll(started, timeout=timeout, what=f"video from {peers}")
 
     def grew() -> bool:
         now = video_frames(page)
@@ -110,7 +132,30 @@ def assert_video_flowing(page: Any, peers: list[str], streams: int = 1) -> None:
             sum(1 for a, b in zip(first[p], now.get(p, [])) if b >= a + 5) >= streams for p in peers
         )
 
-    poll(grew, timeout=20, what=f"frames decoded growing for {peers}")
+    poll(grew, timeout=timeout, what=f"frames decoded growing for {peers}")
+
+
+def assert_audio_flowing(page: Any, peers: list[str], timeout: float = 20) -> None:
+    """Every listed peer's microphone reaches this page: packets keep arriving and what is
+    decoded carries sound (``totalAudioEnergy`` grows past 0: the fake microphone beeps)."""
+
+    def audio() -> dict[str, dict[str, float]]:
+        return page.evaluate(INBOUND_AUDIO_JS)  # type: ignore[no-any-return]
+
+    def arriving() -> dict[str, dict[str, float]] | None:
+        now = audio()
+        return now if all(now.get(p, {}).get("packets", 0) > 0 for p in peers) else None
+
+    first = poll(arriving, timeout=timeout, what=f"audio packets from {peers}")
+
+    def grew() -> bool:  # energy is cumulative: it grows only while sound is decoded
+        now = audio()
+        return all(
+            now[p]["packets"] >= first[p]["packets"] + 25 and now[p]["energy"] >= first[p]["energy"] + BEEP_ENERGY
+            for p in peers
+        )
+
+    poll(grew, timeout=timeout, what=f"audio with sound from {peers}")
 
 
 def tile_has_class(page: Any, peer: str, cls: str) -> bool:
@@ -141,12 +186,15 @@ async def test_two_people_see_hear_chat_mute_leave_and_find_it_in_history(
         a, b = join(alice, base, code, prejoin), join(bob, base, code)
         assert_video_flowing(alice, [b])
         assert_video_flowing(bob, [a])
+        assert_audio_flowing(alice, [b])
+        assert_audio_flowing(bob, [a])
 
         # The signaling socket drops: the page reconnects by itself and media comes back.
         bob.evaluate("window.meetCall.client.ws.close(4000, 'network blip')")
         b = str(poll(lambda: (pid := bob.evaluate("window.meetCall.peerId()")) != b and pid, what="a new peer id"))
         assert_video_flowing(alice, [b])
         assert_video_flowing(bob, [a])
+        assert_audio_flowing(alice, [b])
 
         alice.click("#toggle-chat")
         alice.fill("#chat-input", "hello from alice")
@@ -158,6 +206,7 @@ async def test_two_people_see_hear_chat_mute_leave_and_find_it_in_history(
         poll(lambda: tile_has_class(alice, b, "muted"), what="bob's muted tile")
         bob.click("#toggle-mic")
         poll(lambda: not tile_has_class(alice, b, "muted"), what="bob unmuted")
+        assert_audio_flowing(alice, [b])  # sound again after unmuting
 
         clock.advance(42)  # the server's wall clock: bob stays 42 s
         bob.click("#leave")

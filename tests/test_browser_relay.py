@@ -49,7 +49,7 @@ def assert_everyone_decodes_everyone(pages: dict[str, Any], timeout: float = 20)
     """Each page keeps decoding the camera of every other page, and shows it in its tile."""
     for me, page in pages.items():
         others = [peer for peer in pages if peer != me]
-        assert_video_flowing(page, others)
+        assert_video_flowing(page, others, timeout=timeout)
         for other in others:
             poll(lambda page=page, other=other: tile_width(page, other) > 0, timeout, f"{other}'s picture at {me}")
 
@@ -135,7 +135,7 @@ async def test_four_pages_in_a_relay_room_share_a_screen_and_leave(
             poll(lambda page=page: page.query_selector(f'.tile[data-peer-id="{leaver}"]') is None, what=f"tile gone at {me}")
             streams = page.evaluate("window.meetCall.relay.streams().map((s) => s.peerId)")
             assert leaver not in streams, streams
-        assert_everyone_decodes_everyone(staying)
+        assert_everyone_decodes_everyone(staying, timeout=SWITCH)
         return {"errors": errors_of(pages)}
 
     result = await run_scenario(scenario)
