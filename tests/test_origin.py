@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from meet.asgi import ForwardedFor
 from meet.cli import main
 from meet.clock import FakeClock
 from meet.errors import ConfigError
@@ -206,3 +207,27 @@ async def test_hsts_behind_an_https_proxy(tmp_path: Path, clock: FakeClock) -> N
         r = await c.get("/api/health")
         assert r.headers["Strict-Transport-Security"] == "max-age=31536000"
         assert "connect-src 'self' wss://meet.example.org;" in r.headers["Content-Security-Policy"]
+
+
+async def test_forwarded_for_takes_address_and_scheme_but_never_the_host() -> None:
+    """The proxy middleware: the hops-th last X-Forwarded-For/-Proto values; Host untouched."""
+    seen: list[dict[str, object]] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen.append(scope)
+
+    headers = [
+        (b"host", b"meet.example.org"),
+        (b"x-forwarded-for", b"6.6.6.6, 203.0.113.7"),  # the client forged the first one
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"evil.example"),
+    ]
+    middleware = ForwardedFor(app, 1)
+    for kind, scheme in (("http", "https"), ("websocket", "wss")):
+        scope = {"type": kind, "headers": headers, "client": ("127.0.0.1", 5000), "scheme": "http"}
+        await middleware(scope, None, None)
+        assert seen[-1]["client"] == ("203.0.113.7", 0)
+        assert seen[-1]["scheme"] == scheme
+        assert seen[-1]["headers"] == headers
+    await ForwardedFor(app, 3)({"type": "http", "headers": headers, "client": ("10.0.0.1", 1)}, None, None)
+    assert seen[-1]["client"] == ("10.0.0.1", 1)  # fewer values than trusted hops: keep the peer
