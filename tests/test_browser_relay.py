@@ -13,7 +13,7 @@ import httpx
 import pytest
 from browser import poll, run_scenario
 from conftest import Outbox, make_config
-from test_browser_call import assert_video_flowing, join, make_users, open_page
+from test_browser_call import assert_audio_flowing, assert_video_flowing, join, make_users, open_page
 
 from meet.config import Config
 from meet.server import RunningServer
@@ -46,10 +46,12 @@ def tile_width(page: Any, peer: str, screen: bool = False) -> int:
 
 
 def assert_everyone_decodes_everyone(pages: dict[str, Any], timeout: float = 20) -> None:
-    """Each page keeps decoding the camera of every other page, and shows it in its tile."""
+    """Each page keeps decoding the camera and hearing the microphone of every other page, and
+    shows the camera in its tile."""
     for me, page in pages.items():
         others = [peer for peer in pages if peer != me]
         assert_video_flowing(page, others, timeout=timeout)
+        assert_audio_flowing(page, others, timeout=timeout)
         for other in others:
             poll(lambda page=page, other=other: tile_width(page, other) > 0, timeout, f"{other}'s picture at {me}")
 
