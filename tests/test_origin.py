@@ -231,3 +231,16 @@ async def test_forwarded_for_takes_address_and_scheme_but_never_the_host() -> No
         assert seen[-1]["headers"] == headers
     await ForwardedFor(app, 3)({"type": "http", "headers": headers, "client": ("10.0.0.1", 1)}, None, None)
     assert seen[-1]["client"] == ("10.0.0.1", 1)  # fewer values than trusted hops: keep the peer
+
+
+async def test_ipv4_on_a_dual_stack_socket(tmp_path: Path, clock: FakeClock) -> None:
+    """Listening on ``::``, an IPv4 client's page origin is http://127.0.0.1:PORT, not [::ffff:…]."""
+    config = make_config(tmp_path, server={"host": "::"})
+    async with open_server(config, clock=clock) as server:
+        port = server.url.rsplit(":", 1)[1]
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+            body = {"username": "alice", "email": "alice@example.org", "password": PASSWORD}
+            r = await c.post("/api/auth/signup", json=body, headers={"Origin": url, "Host": "evil.example"})
+            assert r.status_code in (201, 202), r.text
+    assert f"{url}/verify?token=" in Outbox(config.outbox_dir).last("alice@example.org").get_content()

@@ -89,8 +89,18 @@ def _socket_origin() -> str:
     """``scheme://address:port`` of the local socket this request came in on."""
     scheme = "https" if services().config.server.tls_cert else "http"
     server = incoming().scope.get("server") or (services().config.server.host, 0)
-    host, port = str(server[0]), server[1]
+    host, port = _unmapped(str(server[0])), server[1]
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _unmapped(address: str) -> str:
+    """``::ffff:192.0.2.1`` (IPv4 on a dual-stack ``::`` socket) as the browser sees it."""
+    try:
+        mapped = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    ipv4 = getattr(mapped, "ipv4_mapped", None)
+    return str(ipv4) if ipv4 is not None else address
 
 
 def _loopback_host() -> str | None:
