@@ -95,9 +95,12 @@ def prejoin_checks(page: Any) -> dict[str, Any]:
         return len(levels) >= 3
 
     poll(level_moves, what="the microphone level meter moving")
+    # The markup's placeholder option ("Default camera", later "No camera found") has no value:
+    # count only options that name a real device.
+    devices = "(s) => [...document.querySelectorAll(s + ' option')].filter((o) => o.value).length"
     return {
-        "cameras": page.evaluate("document.querySelectorAll('#camera-select option').length"),
-        "mics": page.evaluate("document.querySelectorAll('#mic-select option').length"),
+        "cameras": poll(lambda: page.evaluate(devices, "#camera-select:enabled"), what="cameras listed"),
+        "mics": poll(lambda: page.evaluate(devices, "#mic-select:enabled"), what="microphones listed"),
     }
 
 
