@@ -145,9 +145,9 @@ def assert_audio_flowing(page: Any, peers: list[str], timeout: float = 20) -> No
     def audio() -> dict[str, dict[str, float]]:
         return page.evaluate(INBOUND_AUDIO_JS)  # type: ignore[no-any-return]
 
-    def arriving() -> dict[str, dict[str, float]] | None:
+    def arriving() -> dict[str, dict[str, float]]:
         now = audio()
-        return now if all(now.get(p, {}).get("packets", 0) > 0 for p in peers) else None
+        return now if all(now.get(p, {}).get("packets", 0) > 0 for p in peers) else {}
 
     first = poll(arriving, timeout=timeout, what=f"audio packets from {peers}")
 
