@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from urllib.parse import urlencode
 
 from meet import tokens as purposes
 from meet.clock import Clock
@@ -21,6 +21,7 @@ from meet.mail import Mailer, MailError, build_message
 from meet.passwords import MAX_LENGTH, MIN_LENGTH, Passwords
 from meet.store import Store
 from meet.store import accounts as q
+from meet.store.accounts import User
 from meet.throttle import Backoff, Busy, Throttle
 from meet.tokens import Tokens, new_code, new_nonce
 
@@ -33,39 +34,7 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 CODE_RE = re.compile(r"^[0-9]{6}$")
 
-
-@dataclass(frozen=True)
-class User:
-    """A user as the rest of the program sees it (never with the password hash)."""
-
-    id: int
-    username: str
-    email: str
-    verified: bool
-    is_admin: bool
-    created_at: float
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> User:
-        return cls(
-            id=row["id"],
-            username=row["username"],
-            email=row["email"],
-            verified=bool(row["verified"]),
-            is_admin=bool(row["is_admin"]),
-            created_at=row["created_at"],
-        )
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape of ``{"user": …}`` for the signed-in user."""
-        return {
-            "id": self.id,
-            "username": self.username,
-            "email": self.email,
-            "verified": self.verified,
-            "is_admin": self.is_admin,
-            "created_at": self.created_at,
-        }
+__all__ = ["Accounts", "Session", "User", "check_email", "check_password", "check_username"]
 
 
 @dataclass(frozen=True)
@@ -173,26 +142,74 @@ class Accounts:
 
     # -- sign-up and verification -------------------------------------------------------
 
-    async def signup(self, username: str, email: str, password: str, client: str, base_url: str) -> User:
-        """Create an unverified account and mail it a code and a link."""
+    def _check_signup_allowed(self, invitation: str | None) -> None:
+        """Apply ``[auth] signup``: open to all, by invitation only, or closed."""
+        mode = self.settings.signup
+        if mode == "closed":
+            raise Forbidden(
+                "Sign-up is closed on this server. Ask its administrator for an account.",
+                code="signup_closed",
+            )
+        if mode == "invite" and not invitation:
+            raise Forbidden(
+                "Sign-up on this server is by invitation only. Use the link from your invitation.",
+                code="invitation_required",
+            )
+
+    async def signup(
+        self, username: str, email: str, password: str, client: str, base_url: str, invitation: str | None = None
+    ) -> str:
+        """Create an unverified account and mail it a code and a link; returns the email.
+
+        Answers the same whether or not ``email`` is registered (same reply, a password hash
+        either way): then nothing changes and the owner is mailed instead.
+        """
+        self._check_signup_allowed(invitation)
         check_username(username)
         email = check_email(email)
         check_password(password)
         self._count_mail(email, client)
         password_hash = await self.passwords.hash(password)
-        row = await self.store.run(q.signup_user, username, email, password_hash, self.clock.now())
-        user = User.from_row(row)
-        await self._send_code(user, base_url)
-        return user
+        invitation_hash = (
+            self.tokens.digest(purposes.INVITE, invitation[:512])
+            if invitation and self.settings.signup == "invite"
+            else None
+        )
+        done = await self.store.run(
+            q.signup_user, username, email, password_hash, self.clock.now(), invitation_hash
+        )
+        if done.created:
+            await self._send_code(done.user, base_url)
+        elif done.user.verified:
+            await self._mail_signup_attempt(done.user, base_url)
+        else:
+            await self._send_code(done.user, base_url, again=True)
+        return email
 
-    async def _send_code(self, user: User, base_url: str) -> None:
+    async def _mail_signup_attempt(self, owner: User, base_url: str) -> None:
+        text = (
+            f"Hello {owner.username},\n\nsomeone (maybe you) tried to create a meet account with this "
+            "email address, which already has one. Nothing was changed.\n\n"
+            f"Sign in: {base_url}/signin\n"
+            f"Forgot your password? Choose a new one: {base_url}/forgot\n\n"
+            "If it was not you, ignore this mail.\n"
+        )
+        await self._deliver(owner.email, "Your meet account already exists", text)
+
+    async def _send_code(self, user: User, base_url: str, *, again: bool = False) -> None:
         code, nonce = new_code(), new_nonce()
         expires = self.clock.now() + CODE_TTL
         code_hash = self.tokens.digest(purposes.VERIFY_LINK, f"{user.id}:{code}")
         await self.store.run(q.replace_email_code, user.id, code_hash, nonce, expires)
         link = f"{base_url}/verify?token={self.tokens.sign(purposes.VERIFY_LINK, [user.id, nonce])}"
+        note = (
+            "someone (maybe you) tried to sign up again with this address. Your account keeps "
+            f"the username {user.username} and the password chosen first (forgot it? {base_url}/forgot).\n\n"
+            if again
+            else ""
+        )
         text = (
-            f"Hello {user.username},\n\nyour meet verification code is {code}\n\n"
+            f"Hello {user.username},\n\n{note}your meet verification code is {code}\n\n"
             f"or open this link to verify your email address:\n{link}\n\n"
             "The code and link work for 15 minutes. If you did not sign up, ignore this mail.\n"
         )
@@ -203,32 +220,31 @@ class Accounts:
         email = check_email(email)
         if not CODE_RE.match(code):
             raise BadRequest("The code is 6 digits.", code="invalid_code", field="code")
-        user_row = await self.store.run(q.user_by_email, email)
-        digest = self.tokens.digest(purposes.VERIFY_LINK, f"{user_row['id'] if user_row else 0}:{code}")
-        row = await self.store.run(q.verify_code, email, digest, self.clock.now(), CODE_MAX_ATTEMPTS)
-        if row is None:
+        owner = await self.store.run(q.user_by_email, email)
+        digest = self.tokens.digest(purposes.VERIFY_LINK, f"{owner.id if owner else 0}:{code}")
+        user = await self.store.run(q.verify_code, email, digest, self.clock.now(), CODE_MAX_ATTEMPTS)
+        if user is None:
             raise BadRequest(
                 "That code is wrong or has expired. Check the mail or ask for a new code.",
                 code="invalid_code",
                 field="code",
             )
-        return User.from_row(row)
+        return user
 
     async def verify_link(self, token: str) -> User | None:
         """Verify with the one-click link's token; None when it is invalid or used."""
         payload = self.tokens.unsign(purposes.VERIFY_LINK, token)
         if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], int)):
             return None
-        row = await self.store.run(q.verify_link, payload[0], str(payload[1]), self.clock.now())
-        return None if row is None else User.from_row(row)
+        return await self.store.run(q.verify_link, payload[0], str(payload[1]), self.clock.now())
 
     async def resend(self, email: str, client: str, base_url: str) -> None:
         """Send a fresh code to an unverified account; silent about whether it exists."""
         email = check_email(email)
         self._count_mail(email, client)
-        row = await self.store.run(q.user_by_email, email)
-        if row is not None and not row["verified"]:
-            await self._send_code(User.from_row(row), base_url)
+        user = await self.store.run(q.user_by_email, email)
+        if user is not None and not user.verified:
+            await self._send_code(user, base_url)
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -237,17 +253,17 @@ class Accounts:
         login = login.strip()
         if not login or len(login) > 254:
             raise BadRequest("Enter your email or username.", code="invalid_login", field="login")
-        row = await self.store.run(q.user_by_login, login)
-        account = f"user:{row['id']}" if row else f"login:{login.lower()}"
+        found = await self.store.run(q.credentials_by_login, login)
+        account = f"user:{found.user.id}" if found else f"login:{login.lower()}"
         pair, address = f"{account}|ip:{client}", f"ip:{client}"
         stamp = self._reserve_login(pair, address)
-        ok, rehash = await self.passwords.check(row["password_hash"] if row else None, password)
-        if not ok or row is None:
+        ok, rehash = await self.passwords.check(found.password_hash if found else None, password)
+        if not ok or found is None:
             raise Unauthorized("Wrong email/username or password.", code="invalid_credentials")
         # The right password: this attempt was no failure after all.
         self.login_throttle.reset(pair)
         self.address_throttle.release(address, stamp)
-        user = User.from_row(row)
+        user = found.user
         if self.settings.require_verification and not user.verified:
             raise Forbidden("Verify your email address before signing in.", code="not_verified")
         new_hash = await self.passwords.hash(password) if rehash else None
@@ -268,7 +284,7 @@ class Accounts:
         )
         if found is None:
             return None
-        return Session(found[0], User.from_row(found[1]))
+        return Session(found[0], found[1])
 
     async def logout(self, session: Session) -> None:
         """Revoke one session."""
@@ -281,19 +297,19 @@ class Accounts:
         """Mail a single-use reset link when the account exists; silent otherwise."""
         email = check_email(email)
         self._count_mail(email, client)
-        row = await self.store.run(q.user_by_email, email)
-        if row is None:
+        user = await self.store.run(q.user_by_email, email)
+        if user is None:
             return
         nonce = new_nonce()
         expires = self.clock.now() + RESET_TTL
-        await self.store.run(q.add_reset, row["id"], self.tokens.digest(purposes.RESET, nonce), expires)
-        link = f"{base_url}/reset?token={self.tokens.sign(purposes.RESET, [row['id'], nonce])}"
+        await self.store.run(q.add_reset, user.id, self.tokens.digest(purposes.RESET, nonce), expires)
+        link = f"{base_url}/reset?token={self.tokens.sign(purposes.RESET, [user.id, nonce])}"
         text = (
-            f"Hello {row['username']},\n\nopen this link to choose a new meet password:\n{link}\n\n"
+            f"Hello {user.username},\n\nopen this link to choose a new meet password:\n{link}\n\n"
             "The link works once, for one hour. If you did not ask for it, ignore this mail: "
             "your password stays as it is.\n"
         )
-        await self._deliver(row["email"], "Reset your meet password", text)
+        await self._deliver(user.email, "Reset your meet password", text)
 
     async def reset(self, token: str, password: str) -> None:
         """Set a new password with a reset token; every session of the user is revoked."""
@@ -320,19 +336,36 @@ class Accounts:
         email = check_email(email)
         check_password(password)
         password_hash = await self.passwords.hash(password)
-        row = await self.store.run(
-            q.add_user, username, email, password_hash, self.clock.now(), True, admin
-        )
-        return User.from_row(row)
+        return await self.store.run(q.add_user, username, email, password_hash, self.clock.now(), True, admin)
+
+    async def invite(self, email: str, base_url: str, *, send: bool) -> str:
+        """Create a single-use invitation for ``email`` and return its sign-up link.
+
+        Only a keyed hash of the token is stored; it lasts ``[auth] invite_days``. With
+        ``send`` the link is mailed to ``email`` as well.
+        """
+        email = check_email(email)
+        token = new_nonce()
+        now = self.clock.now()
+        expires = now + self.settings.invite_days * 86400
+        await self.store.run(q.add_invitation, email, self.tokens.digest(purposes.INVITE, token), now, expires)
+        link = f"{base_url}/signup?{urlencode({'invite': token, 'email': email})}"
+        if send:
+            text = (
+                f"Hello,\n\nyou are invited to create an account on meet, for video meetings:\n{link}\n\n"
+                f"The link works once, for {self.settings.invite_days} days, with this email address.\n"
+            )
+            await self._deliver(email, "Your invitation to meet", text)
+        return link
 
     async def set_password(self, login: str, password: str) -> User:
         """Replace a user's password and sign them out everywhere."""
         check_password(password)
-        row = await self.store.run(q.user_by_login, login)
-        if row is None:
+        user = await self.store.run(q.user_by_login, login)
+        if user is None:
             raise BadRequest(f"No user {login!r}.", code="user_not_found", field="login")
         password_hash = await self.passwords.hash(password)
-        await self.store.run(q.set_password, row["id"], password_hash)
-        await self.store.run(q.revoke_all_sessions, row["id"], self.clock.now())
+        await self.store.run(q.set_password, user.id, password_hash)
+        await self.store.run(q.revoke_all_sessions, user.id, self.clock.now())
         self.revoked()
-        return User.from_row(row)
+        return user

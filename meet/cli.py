@@ -114,12 +114,12 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     from meet.store import accounts as q
 
     async def action(accounts: Any) -> None:
-        rows = await accounts.store.run(q.list_users)
+        users = await accounts.store.run(q.list_users)
         print(f"{'id':>5}  {'username':<32}  {'email':<40}  verified  admin")
-        for row in rows:
+        for user in users:
             print(
-                f"{row['id']:>5}  {row['username']:<32}  {row['email']:<40}  "
-                f"{'yes' if row['verified'] else 'no':<8}  {'yes' if row['is_admin'] else 'no'}"
+                f"{user.id:>5}  {user.username:<32}  {user.email:<40}  "
+                f"{'yes' if user.verified else 'no':<8}  {'yes' if user.is_admin else 'no'}"
             )
 
     return _run_accounts(args, action)
@@ -141,6 +141,34 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
     async def action(accounts: Any) -> None:
         await accounts.store.run(q.delete_user, args.login)
         print(f"deleted user {args.login}")
+
+    return _run_accounts(args, action)
+
+
+def _link_base(config: Config) -> str:
+    """Where people reach the server, for links made outside a request: ``public_url``, else
+    the listen address (a wildcard listen address means this machine: localhost)."""
+    if config.server.public_url:
+        return config.server.public_url.rstrip("/")
+    scheme = "https" if config.server.tls_cert else "http"
+    host = config.server.host
+    host = "localhost" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{config.server.port}"
+
+
+def cmd_user_invite(args: argparse.Namespace) -> int:
+    config = _load(args)
+    send = config.mail.backend != "console" and not args.no_mail
+
+    async def action(accounts: Any) -> None:
+        link = await accounts.invite(args.email, _link_base(config), send=send)
+        print(link)
+        note = f"mailed to {args.email}" if send else "not mailed: pass the link on yourself"
+        mode = config.auth.signup
+        hint = "" if mode == "invite" else f'; [auth] signup is "{mode}", so the link only helps with "invite"'
+        print(f"single use, valid {config.auth.invite_days} days, for {args.email} only; {note}{hint}", file=sys.stderr)
+        if not config.server.public_url:
+            print("note: [server] public_url is not set; the link uses the listen address", file=sys.stderr)
 
     return _run_accounts(args, action)
 
@@ -179,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     setpw.add_argument("login", help="username or email")
     setpw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     setpw.set_defaults(func=cmd_user_set_password)
+    invite = with_config(user.add_parser("invite", help="print (and mail) a single-use sign-up invitation link"))
+    invite.add_argument("email", help="the address the invitation is for (sign-up must use it)")
+    invite.add_argument("--no-mail", action="store_true", help="only print the link, even when mail is configured")
+    invite.set_defaults(func=cmd_user_invite)
     delete = with_config(user.add_parser("delete", help="delete a user"))
     delete.add_argument("login", help="username or email")
     delete.set_defaults(func=cmd_user_delete)

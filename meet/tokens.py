@@ -17,6 +17,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 SESSION = "meet.session"
 VERIFY_LINK = "meet.verify-link"
 RESET = "meet.password-reset"
+INVITE = "meet.invitation"
 
 
 class Tokens:

@@ -15,20 +15,22 @@ from meet.server import RunningServer, open_server
 SIGNUP = "/api/auth/signup"
 
 
-async def test_signup_returns_user_and_mails_code_and_link(client: httpx.AsyncClient, outbox: Outbox) -> None:
+async def test_signup_answers_ok_and_mails_code_and_link(client: httpx.AsyncClient, outbox: Outbox) -> None:
     r = await client.post(SIGNUP, json={"username": "alice", "email": "Alice@Example.org", "password": PASSWORD})
     assert r.status_code == 201
+    assert r.json() == {"ok": True, "email": "Alice@Example.org"}, "no id: a registered email answers the same"
+    mail = outbox.last("Alice@Example.org")
+    assert len(outbox.code("Alice@Example.org")) == 6
+    assert "/verify?token=" in mail.get_content()
+    r = await client.post("/api/auth/verify", json={"email": "alice@example.org", "code": outbox.code("Alice@Example.org")})
     user = r.json()["user"]
     assert {k: user[k] for k in ("username", "email", "verified")} == {
         "username": "alice",
         "email": "Alice@Example.org",
-        "verified": False,
+        "verified": True,
     }
     assert isinstance(user["id"], int)
     assert "password_hash" not in user
-    mail = outbox.last("Alice@Example.org")
-    assert len(outbox.code("Alice@Example.org")) == 6
-    assert "/verify?token=" in mail.get_content()
 
 
 @pytest.mark.parametrize(
@@ -56,30 +58,43 @@ async def test_signup_rejects_bad_input_naming_the_field(
     assert outbox.messages() == []
 
 
-async def test_username_and_verified_email_are_unique(client: httpx.AsyncClient, outbox: Outbox) -> None:
+async def test_username_is_unique_and_a_registered_email_answers_like_a_new_one(
+    client: httpx.AsyncClient, outbox: Outbox
+) -> None:
     await signup_verified(client, outbox)
     r = await client.post(SIGNUP, json={"username": "ALICE", "email": "other@example.org", "password": PASSWORD})
     assert (r.status_code, r.json()["error"]["code"]) == (409, "username_taken")
-    r = await client.post(SIGNUP, json={"username": "bob", "email": "ALICE@example.org", "password": PASSWORD})
-    assert (r.status_code, r.json()["error"]["code"]) == (409, "email_taken")
+    taken = await client.post(SIGNUP, json={"username": "bob", "email": "ALICE@example.org", "password": PASSWORD})
+    fresh = await client.post(SIGNUP, json={"username": "carl", "email": "CARL@example.org", "password": PASSWORD})
+    assert taken.status_code == fresh.status_code == 201
+    assert taken.json() == {"ok": True, "email": "ALICE@example.org"}
+    assert fresh.json() == {"ok": True, "email": "CARL@example.org"}
+    mail = outbox.last("alice@example.org")
+    assert mail["Subject"] == "Your meet account already exists"
+    assert "/signin" in mail.get_content() and "/forgot" in mail.get_content()
+    await login(client, "alice")  # nothing changed
+    r = await client.post("/api/auth/login", json={"login": "bob", "password": PASSWORD})
+    assert r.status_code == 401, "no account bob was made"
 
 
-async def test_unverified_email_may_sign_up_again_and_old_code_dies(
+async def test_unverified_owner_gets_a_fresh_code_and_keeps_the_account(
     client: httpx.AsyncClient, outbox: Outbox
 ) -> None:
     mail = "carol@example.org"
     r = await client.post(SIGNUP, json={"username": "carol1", "email": mail, "password": PASSWORD})
     assert r.status_code == 201
     old_code = outbox.code(mail)
-    r = await client.post(SIGNUP, json={"username": "carol2", "email": mail, "password": PASSWORD})
+    r = await client.post(SIGNUP, json={"username": "carol2", "email": mail, "password": "another password"})
     assert r.status_code == 201
+    assert "tried to sign up again" in outbox.last(mail).get_content()
     new_code = outbox.code(mail)
     if old_code != new_code:
         r = await client.post("/api/auth/verify", json={"email": mail, "code": old_code})
         assert r.status_code == 400
     r = await client.post("/api/auth/verify", json={"email": mail, "code": new_code})
     assert r.status_code == 200
-    assert r.json()["user"]["username"] == "carol2"
+    assert r.json()["user"]["username"] == "carol1"
+    await login(client, "carol1")
 
 
 async def test_verify_with_wrong_code_burns_after_five_tries(client: httpx.AsyncClient, outbox: Outbox) -> None:

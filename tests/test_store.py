@@ -14,14 +14,16 @@ import pytest
 import sqlite_utils
 import trio
 
-from meet.errors import Conflict, NotFound, StoreError
+from meet.errors import BadRequest, Conflict, NotFound, StoreError
 from meet.store import Store, open_store
 from meet.store import accounts as q
 from meet.store import db as store_db
 from meet.store import rooms as qr
+from meet.store.accounts import User
 from meet.store.db import migrate, schema_version
 from meet.store.migrations import LATEST, MIGRATIONS
 from meet.store.records import Call, Message, Room, Standing, Stay
+from meet.store.sql import transaction
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -40,10 +42,16 @@ def columns(path: Path, table: str) -> list[str]:
     return [r[1] for r in rows(path, f"PRAGMA table_info({table})")]
 
 
-async def get_user(store: Store, user_id: int) -> dict[str, Any]:
-    row = await store.run(q.user_by_id, user_id)
-    assert row is not None
-    return row
+async def get_user(store: Store, user_id: int) -> User:
+    user = await store.run(q.user_by_id, user_id)
+    assert user is not None
+    return user
+
+
+async def password_of(store: Store, login: str) -> str:
+    found = await store.run(q.credentials_by_login, login)
+    assert found is not None
+    return found.password_hash
 
 
 def create_v1_database(path: Path) -> None:
@@ -99,13 +107,13 @@ async def test_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Path)
         assert await store.run(schema_version) == LATEST
         olga = await store.run(q.user_by_login, "OLGA")  # usernames compare case-insensitively
         assert olga is not None
-        assert olga["email"] == "olga@example.org"
-        assert olga["password_hash"] == "hash-olga"
-        assert olga["verified"] == 1 and olga["is_admin"] == 1
-        assert olga["last_login_at"] is None
+        assert olga.email == "olga@example.org"
+        assert await password_of(store, "olga") == "hash-olga"
+        assert olga.verified is True and olga.is_admin is True
+        assert olga.last_login_at is None
         # The new columns work: a sign-in can be recorded on the upgraded schema.
-        await store.run(q.record_login, olga["id"], "tok", NOW, NOW + DAY, "agent", None)
-        assert (await get_user(store, olga["id"]))["last_login_at"] == NOW
+        await store.run(q.record_login, olga.id, "tok", NOW, NOW + DAY, "agent", None)
+        assert (await get_user(store, olga.id)).last_login_at == NOW
 
     assert "last_login_at" in columns(path, "users")
     assert {"last_seen_at", "user_agent"} <= set(columns(path, "sessions"))
@@ -222,7 +230,7 @@ async def store(tmp_path: Path) -> Any:
         yield s
 
 
-async def new_user(store: Store, name: str = "ann", verified: bool = False) -> dict[str, Any]:
+async def new_user(store: Store, name: str = "ann", verified: bool = False) -> User:
     return await store.run(q.add_user, name, f"{name}@example.org", f"hash-{name}", NOW, verified, False)
 
 
@@ -243,9 +251,9 @@ async def test_add_user_conflicts_ignore_case(store: Store) -> None:
 
 async def test_delete_user_cascades(store: Store) -> None:
     user = await new_user(store)
-    await store.run(q.record_login, user["id"], "tok", NOW, NOW + DAY, "agent", None)
-    await store.run(q.replace_email_code, user["id"], "code", "nonce", NOW + 900)
-    await store.run(q.add_reset, user["id"], "reset", NOW + 3600)
+    await store.run(q.record_login, user.id, "tok", NOW, NOW + DAY, "agent", None)
+    await store.run(q.replace_email_code, user.id, "code", "nonce", NOW + 900)
+    await store.run(q.add_reset, user.id, "reset", NOW + 3600)
     await store.run(q.delete_user, "ann@example.org")
     for table in ("users", "sessions", "email_codes", "password_resets"):
         assert await store.run(count, table) == 0, table
@@ -253,51 +261,75 @@ async def test_delete_user_cascades(store: Store) -> None:
         await store.run(q.delete_user, "ann")
 
 
-async def test_signup_takes_over_an_unverified_email(store: Store) -> None:
+async def test_signup_never_rewrites_an_existing_account(store: Store) -> None:
     first = await store.run(q.signup_user, "ann", "ann@example.org", "h1", NOW)
-    await store.run(q.replace_email_code, first["id"], "code", "nonce", NOW + 900)
-    again = await store.run(q.signup_user, "anna", "ann@example.org", "h2", NOW + 10)
-    assert again["id"] == first["id"]
-    assert (again["username"], again["password_hash"]) == ("anna", "h2")
-    assert await store.run(count, "email_codes") == 0
-    # Once verified, the address is taken; a username of someone else is taken too.
-    await store.run(lambda db: db.execute("UPDATE users SET verified = 1"))
-    with pytest.raises(Conflict, match="email"):
-        await store.run(q.signup_user, "zed", "ann@example.org", "h3", NOW)
+    assert first.created and first.user.username == "ann"
+    await store.run(q.replace_email_code, first.user.id, "code", "nonce", NOW + 900)
+    await store.run(q.record_login, first.user.id, "tok", NOW, NOW + DAY, "agent", None)
+    for verified in (False, True):
+        await store.run(lambda db, v=verified: db.execute("UPDATE users SET verified = ?", (int(v),)))
+        again = await store.run(q.signup_user, "anna", "ANN@example.org", "h2", NOW + 10)
+        assert not again.created and again.user.id == first.user.id
+        assert (again.user.username, await password_of(store, "ann")) == ("ann", "h1")
+        assert await store.run(count, "email_codes") == 1
+        assert await store.run(q.session_user, "tok", NOW + 20) is not None
+        assert await store.run(q.user_by_login, "anna") is None
+    # A username of someone else is taken, whatever the email.
     with pytest.raises(Conflict, match="username"):
-        await store.run(q.signup_user, "anna", "zed@example.org", "h3", NOW)
+        await store.run(q.signup_user, "ANN", "zed@example.org", "h3", NOW)
+
+
+async def test_invitations_are_single_use_bound_to_the_email_and_expire(store: Store) -> None:
+    await store.run(q.add_invitation, "Zoe@example.org", "inv", NOW, NOW + DAY)
+    for email, at in (("other@example.org", NOW), ("zoe@example.org", NOW + DAY)):
+        with pytest.raises(BadRequest) as bad:
+            await store.run(q.signup_user, "zoe", email, "h", at, "inv")
+        assert bad.value.code == "invalid_invitation"
+    with pytest.raises(BadRequest):
+        await store.run(q.signup_user, "zoe", "zoe@example.org", "h", NOW, "forged")
+    await new_user(store, "ann")
+    with pytest.raises(Conflict):  # a refused sign-up leaves the invitation unused
+        await store.run(q.signup_user, "ann", "zoe@example.org", "h", NOW, "inv")
+    done = await store.run(q.signup_user, "zoe", "ZOE@example.org", "h", NOW + 1, "inv")
+    assert done.created
+    used = await store.run(lambda db: db.execute("SELECT used_at, user_id FROM invitations").fetchone())
+    assert tuple(used) == (NOW + 1, done.user.id)
+    with pytest.raises(BadRequest):
+        await store.run(q.signup_user, "zoe2", "zoe@example.org", "h", NOW + 2, "inv")
+    with pytest.raises(Conflict):  # no invitation for an address that has an account
+        await store.run(q.add_invitation, "zoe@example.org", "inv2", NOW, NOW + DAY)
 
 
 async def test_verify_code_burns_the_code_after_max_attempts(store: Store) -> None:
     user = await new_user(store)
-    await store.run(q.replace_email_code, user["id"], "right", "nonce", NOW + 900)
+    await store.run(q.replace_email_code, user.id, "right", "nonce", NOW + 900)
     for attempt in range(1, 6):
         assert await store.run(q.verify_code, "ann@example.org", "wrong", NOW, 5) is None
         attempts = await store.run(lambda db: db.execute("SELECT attempts FROM email_codes").fetchone()[0])
         assert attempts == attempt
     # The fifth wrong guess burnt it: even the right code no longer works.
     assert await store.run(q.verify_code, "ann@example.org", "right", NOW, 5) is None
-    assert not (await get_user(store, user["id"]))["verified"]
+    assert not (await get_user(store, user.id)).verified
     # A new code (resend) works again.
-    await store.run(q.replace_email_code, user["id"], "fresh", "nonce2", NOW + 900)
+    await store.run(q.replace_email_code, user.id, "fresh", "nonce2", NOW + 900)
     verified = await store.run(q.verify_code, "ann@example.org", "fresh", NOW, 5)
-    assert verified is not None and verified["verified"] == 1
+    assert verified is not None and verified.verified
 
 
 async def test_verify_code_succeeds_on_the_last_allowed_attempt(store: Store) -> None:
     user = await new_user(store)
-    await store.run(q.replace_email_code, user["id"], "right", "nonce", NOW + 900)
+    await store.run(q.replace_email_code, user.id, "right", "nonce", NOW + 900)
     for _ in range(4):
         assert await store.run(q.verify_code, "ann@example.org", "wrong", NOW, 5) is None
     row = await store.run(q.verify_code, "ANN@example.org", "right", NOW, 5)
-    assert row is not None and row["verified"] == 1
+    assert row is not None and row.verified
     # Used codes do not verify twice (and a verified user needs none).
     assert await store.run(q.verify_code, "ann@example.org", "right", NOW, 5) is None
 
 
 async def test_verify_code_expires(store: Store) -> None:
     user = await new_user(store)
-    await store.run(q.replace_email_code, user["id"], "right", "nonce", NOW + 900)
+    await store.run(q.replace_email_code, user.id, "right", "nonce", NOW + 900)
     assert await store.run(q.verify_code, "ann@example.org", "right", NOW + 900, 5) is None
     assert await store.run(q.verify_code, "nobody@example.org", "right", NOW, 5) is None
     assert await store.run(q.verify_code, "ann@example.org", "right", NOW + 899, 5) is not None
@@ -305,17 +337,17 @@ async def test_verify_code_expires(store: Store) -> None:
 
 async def test_replace_email_code_kills_the_previous_code(store: Store) -> None:
     user = await new_user(store)
-    await store.run(q.replace_email_code, user["id"], "old", "nonce-old", NOW + 900)
-    await store.run(q.replace_email_code, user["id"], "new", "nonce-new", NOW + 900)
+    await store.run(q.replace_email_code, user.id, "old", "nonce-old", NOW + 900)
+    await store.run(q.replace_email_code, user.id, "new", "nonce-new", NOW + 900)
     assert await store.run(q.verify_code, "ann@example.org", "old", NOW, 5) is None
-    assert await store.run(q.verify_link, user["id"], "nonce-old", NOW) is None
-    assert await store.run(q.verify_link, user["id"], "nonce-new", NOW) is not None
-    assert await store.run(q.verify_link, user["id"], "nonce-new", NOW) is None  # single use
+    assert await store.run(q.verify_link, user.id, "nonce-old", NOW) is None
+    assert await store.run(q.verify_link, user.id, "nonce-new", NOW) is not None
+    assert await store.run(q.verify_link, user.id, "nonce-new", NOW) is None  # single use
 
 
 async def test_consume_reset_is_single_use(store: Store) -> None:
     user = await new_user(store)
-    uid = user["id"]
+    uid = user.id
     await store.run(q.record_login, uid, "tok1", NOW, NOW + DAY, "a", None)
     await store.run(q.record_login, uid, "tok2", NOW, NOW + DAY, "b", None)
     await store.run(q.add_reset, uid, "reset-1", NOW + 3600)
@@ -323,34 +355,34 @@ async def test_consume_reset_is_single_use(store: Store) -> None:
 
     assert await store.run(q.consume_reset, uid, "reset-1", "new-hash", NOW + 1) is True
     after = await get_user(store, uid)
-    assert after["password_hash"] == "new-hash"
-    assert after["verified"] == 1  # the mailbox was proven
+    assert await password_of(store, "ann") == "new-hash"
+    assert after.verified  # the mailbox was proven
     assert await store.run(q.session_user, "tok1", NOW + 2) is None
     assert await store.run(q.session_user, "tok2", NOW + 2) is None
 
     # The same token again, and the user's other outstanding token, are dead.
     assert await store.run(q.consume_reset, uid, "reset-1", "evil", NOW + 3) is False
     assert await store.run(q.consume_reset, uid, "reset-2", "evil", NOW + 3) is False
-    assert (await get_user(store, uid))["password_hash"] == "new-hash"
+    assert await password_of(store, "ann") == "new-hash"
 
 
 async def test_consume_reset_checks_owner_and_expiry(store: Store) -> None:
     ann = await new_user(store, "ann")
     bob = await new_user(store, "bob")
-    await store.run(q.add_reset, ann["id"], "reset-ann", NOW + 3600)
-    assert await store.run(q.consume_reset, bob["id"], "reset-ann", "evil", NOW) is False
-    assert await store.run(q.consume_reset, ann["id"], "reset-ann", "evil", NOW + 3600) is False
-    assert (await get_user(store, ann["id"]))["password_hash"] == "hash-ann"
-    assert await store.run(q.consume_reset, ann["id"], "reset-ann", "ok", NOW + 3599) is True
+    await store.run(q.add_reset, ann.id, "reset-ann", NOW + 3600)
+    assert await store.run(q.consume_reset, bob.id, "reset-ann", "evil", NOW) is False
+    assert await store.run(q.consume_reset, ann.id, "reset-ann", "evil", NOW + 3600) is False
+    assert await password_of(store, "ann") == "hash-ann"
+    assert await store.run(q.consume_reset, ann.id, "reset-ann", "ok", NOW + 3599) is True
 
 
 async def test_session_user_and_last_seen(store: Store) -> None:
     user = await new_user(store, verified=True)
-    await store.run(q.record_login, user["id"], "tok", NOW, NOW + DAY, "x" * 300, None)
+    await store.run(q.record_login, user.id, "tok", NOW, NOW + DAY, "x" * 300, None)
     live = await store.run(q.session_user, "tok", NOW + 30)
     assert live is not None
     sid, found = live
-    assert found["id"] == user["id"]
+    assert found.id == user.id
 
     def seen(db: sqlite_utils.Database) -> tuple[float, str]:
         return db.execute("SELECT last_seen_at, user_agent FROM sessions").fetchone()  # type: ignore[no-any-return]
@@ -367,7 +399,7 @@ async def test_session_user_and_last_seen(store: Store) -> None:
 
 
 async def test_purge_expired(store: Store) -> None:
-    uid = (await new_user(store))["id"]
+    uid = (await new_user(store)).id
     now = NOW + 10 * DAY
     old, recent, future = now - 2 * DAY, now - 3600, now + DAY
 
@@ -425,7 +457,7 @@ async def test_purge_expired(store: Store) -> None:
 
 async def test_transaction_rolls_back_on_error(store: Store) -> None:
     def half(db: sqlite_utils.Database) -> None:
-        with q.transaction(db):
+        with transaction(db):
             db.execute(
                 "INSERT INTO users (username, email, password_hash, created_at) VALUES ('x', 'x@e.org', 'h', 0)"
             )

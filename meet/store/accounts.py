@@ -9,67 +9,161 @@ from __future__ import annotations
 
 import hmac
 import sqlite3
+from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 
-from meet.errors import Conflict, NotFound
-from meet.store.sql import Row, transaction
-from meet.store.sql import fetch_all as _all
+from meet.errors import BadRequest, Conflict, NotFound
+from meet.store.sql import all_as, one_as, transaction
 from meet.store.sql import fetch_one as _one
 
-USER_COLUMNS = (
-    "id, username, email, password_hash, verified, is_admin, created_at, last_login_at"
-)
+USER_COLUMNS = "id, username, email, verified, is_admin, created_at, last_login_at"
 
 
-def user_by_id(db: sqlite_utils.Database, user_id: int) -> Row | None:
-    return _one(db, f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+@dataclass(frozen=True)
+class User:
+    """An account as the rest of the program sees it: never with the password hash."""
+
+    id: int
+    username: str
+    email: str
+    verified: bool
+    is_admin: bool
+    created_at: float
+    last_login_at: float | None = None
+
+    def __post_init__(self) -> None:
+        # SQLite stores booleans as 0/1.
+        object.__setattr__(self, "verified", bool(self.verified))
+        object.__setattr__(self, "is_admin", bool(self.is_admin))
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of ``{"user": …}`` for the signed-in user."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "email": self.email,
+            "verified": self.verified,
+            "is_admin": self.is_admin,
+            "created_at": self.created_at,
+        }
 
 
-def user_by_email(db: sqlite_utils.Database, email: str) -> Row | None:
-    return _one(db, f"SELECT {USER_COLUMNS} FROM users WHERE email = ?", (email,))
+@dataclass(frozen=True)
+class Credentials:
+    """A user with their password hash: only the sign-in check reads it."""
+
+    user: User
+    password_hash: str
 
 
-def user_by_login(db: sqlite_utils.Database, login: str) -> Row | None:
+@dataclass(frozen=True)
+class Signup:
+    """What a sign-up did: created ``user``, or found the address already registered to it."""
+
+    user: User
+    created: bool
+
+
+def user_by_id(db: sqlite_utils.Database, user_id: int) -> User | None:
+    return one_as(User, db, f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+
+
+def user_by_email(db: sqlite_utils.Database, email: str) -> User | None:
+    return one_as(User, db, f"SELECT {USER_COLUMNS} FROM users WHERE email = ?", (email,))
+
+
+def _login_column(login: str) -> str:
+    return "email" if "@" in login else "username"
+
+
+def user_by_login(db: sqlite_utils.Database, login: str) -> User | None:
     """Find a user by email (when ``login`` holds an @) or username, case-insensitively."""
-    column = "email" if "@" in login else "username"
-    return _one(db, f"SELECT {USER_COLUMNS} FROM users WHERE {column} = ?", (login,))
+    sql = f"SELECT {USER_COLUMNS} FROM users WHERE {_login_column(login)} = ?"
+    return one_as(User, db, sql, (login,))
 
 
-def list_users(db: sqlite_utils.Database) -> list[Row]:
-    return _all(db, f"SELECT {USER_COLUMNS} FROM users ORDER BY id")
+def credentials_by_login(db: sqlite_utils.Database, login: str) -> Credentials | None:
+    """The user behind ``login`` (email or username) with their password hash, for sign-in."""
+    sql = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE {_login_column(login)} = ?"
+    row = _one(db, sql, (login,))
+    if row is None:
+        return None
+    password_hash = row.pop("password_hash")
+    return Credentials(User(**row), password_hash)
+
+
+def list_users(db: sqlite_utils.Database) -> list[User]:
+    return all_as(User, db, f"SELECT {USER_COLUMNS} FROM users ORDER BY id")
+
+
+def _take_invitation(db: sqlite_utils.Database, token_hash: str, email: str, now: float) -> int:
+    """The id of the live invitation ``token_hash`` for ``email``; BadRequest otherwise."""
+    row = _one(
+        db,
+        "SELECT id FROM invitations WHERE token_hash = ? AND email = ? AND used_at IS NULL AND expires_at > ?",
+        (token_hash, email, now),
+    )
+    if row is None:
+        raise BadRequest(
+            "This invitation is invalid, expired, already used or meant for another email address.",
+            code="invalid_invitation",
+            field="invite",
+        )
+    return int(row["id"])
 
 
 def signup_user(
-    db: sqlite_utils.Database, username: str, email: str, password_hash: str, now: float
-) -> Row:
-    """Create an unverified user, or take over the unverified account holding ``email``.
+    db: sqlite_utils.Database,
+    username: str,
+    email: str,
+    password_hash: str,
+    now: float,
+    invitation_hash: str | None = None,
+) -> Signup:
+    """Create an unverified user; never touch an existing account.
 
-    Raises Conflict when the username belongs to someone else or the email is verified.
+    Conflict when the username is taken (usernames are public). When ``email`` is registered
+    already, nothing is written and the owner is returned (``created`` False): the caller
+    answers as if the account were new and mails the owner. With ``invitation_hash``, the
+    invitation must be live and for ``email``; it is used up in the same transaction.
     """
     with transaction(db):
-        by_email = user_by_email(db, email)
-        if by_email is not None and by_email["verified"]:
-            raise Conflict("That email address is already registered.", code="email_taken", field="email")
-        by_name = _one(db, "SELECT id FROM users WHERE username = ?", (username,))
-        if by_name is not None and (by_email is None or by_name["id"] != by_email["id"]):
+        invitation = None if invitation_hash is None else _take_invitation(db, invitation_hash, email, now)
+        if _one(db, "SELECT id FROM users WHERE username = ?", (username,)):
             raise Conflict("That username is taken.", code="username_taken", field="username")
-        if by_email is None:
-            user_id = db.execute(
+        owner = user_by_email(db, email)
+        if owner is not None:
+            return Signup(owner, created=False)
+        user_id = int(
+            db.execute(
                 "INSERT INTO users (username, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
                 (username, email, password_hash, now),
             ).lastrowid
-        else:
-            user_id = by_email["id"]
+            or 0
+        )
+        if invitation is not None:
             db.execute(
-                "UPDATE users SET username = ?, email = ?, password_hash = ?, created_at = ? WHERE id = ?",
-                (username, email, password_hash, now, user_id),
+                "UPDATE invitations SET used_at = ?, user_id = ? WHERE id = ?", (now, user_id, invitation)
             )
-            db.execute("DELETE FROM email_codes WHERE user_id = ?", (user_id,))
-            db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-    user = user_by_id(db, int(user_id or 0))
-    assert user is not None
-    return user
+        user = user_by_id(db, user_id)
+    if user is None:
+        raise NotFound("The new account vanished.", code="user_not_found")
+    return Signup(user, created=True)
+
+
+def add_invitation(
+    db: sqlite_utils.Database, email: str, token_hash: str, now: float, expires_at: float
+) -> None:
+    """Store a single-use invitation for ``email`` (only its keyed hash)."""
+    with transaction(db):
+        if _one(db, "SELECT id FROM users WHERE email = ?", (email,)):
+            raise Conflict("That email address already has an account.", code="email_taken", field="email")
+        db.execute(
+            "INSERT INTO invitations (email, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (email, token_hash, now, expires_at),
+        )
 
 
 def add_user(
@@ -80,7 +174,7 @@ def add_user(
     now: float,
     verified: bool,
     is_admin: bool,
-) -> Row:
+) -> User:
     """Insert a user directly (admin CLI); Conflict when the name or email is taken."""
     with transaction(db):
         if _one(db, "SELECT id FROM users WHERE username = ?", (username,)):
@@ -92,8 +186,9 @@ def add_user(
             " VALUES (?, ?, ?, ?, ?, ?)",
             (username, email, password_hash, int(verified), int(is_admin), now),
         ).lastrowid
-    user = user_by_id(db, int(user_id or 0))
-    assert user is not None
+        user = user_by_id(db, int(user_id or 0))
+    if user is None:
+        raise NotFound("The new account vanished.", code="user_not_found")
     return user
 
 
@@ -103,7 +198,7 @@ def delete_user(db: sqlite_utils.Database, login: str) -> None:
         user = user_by_login(db, login)
         if user is None:
             raise NotFound(f"No user {login!r}.", code="user_not_found")
-        db.execute("DELETE FROM users WHERE id = ?", (user["id"],))
+        db.execute("DELETE FROM users WHERE id = ?", (user.id,))
 
 
 def set_password(db: sqlite_utils.Database, user_id: int, password_hash: str) -> None:
@@ -131,7 +226,7 @@ def record_login(
             set_password(db, user_id, new_password_hash)
 
 
-def session_user(db: sqlite_utils.Database, token_hash: str, now: float) -> tuple[int, Row] | None:
+def session_user(db: sqlite_utils.Database, token_hash: str, now: float) -> tuple[int, User] | None:
     """(session id, user) for a live session, or None when unknown, revoked or expired."""
     row = _one(
         db,
@@ -179,7 +274,7 @@ def replace_email_code(
 
 def verify_code(
     db: sqlite_utils.Database, email: str, code_hash: str, now: float, max_attempts: int
-) -> Row | None:
+) -> User | None:
     """Mark the user verified when ``code_hash`` matches their live code.
 
     A wrong code counts an attempt; the code is burnt at ``max_attempts``.
@@ -187,13 +282,13 @@ def verify_code(
     """
     with transaction(db):
         user = user_by_email(db, email)
-        if user is None or user["verified"]:
+        if user is None or user.verified:
             return None
         code = _one(
             db,
             "SELECT id, code_hash, attempts FROM email_codes"
             " WHERE user_id = ? AND used_at IS NULL AND expires_at > ? AND attempts < ?",
-            (user["id"], now, max_attempts),
+            (user.id, now, max_attempts),
         )
         if code is None:
             return None
@@ -201,11 +296,11 @@ def verify_code(
             db.execute("UPDATE email_codes SET attempts = attempts + 1 WHERE id = ?", (code["id"],))
             return None
         db.execute("UPDATE email_codes SET used_at = ? WHERE id = ?", (now, code["id"]))
-        db.execute("UPDATE users SET verified = 1 WHERE id = ?", (user["id"],))
-    return user_by_id(db, user["id"])
+        db.execute("UPDATE users SET verified = 1 WHERE id = ?", (user.id,))
+    return user_by_id(db, user.id)
 
 
-def verify_link(db: sqlite_utils.Database, user_id: int, link_nonce: str, now: float) -> Row | None:
+def verify_link(db: sqlite_utils.Database, user_id: int, link_nonce: str, now: float) -> User | None:
     """Mark the user verified when ``link_nonce`` names their live code; None otherwise."""
     with transaction(db):
         code = _one(
@@ -253,7 +348,7 @@ def consume_reset(
 
 
 def purge_expired(db: sqlite_utils.Database, now: float, grace: float = 86400.0) -> int:
-    """Delete sessions, codes and reset tokens that can no longer be used."""
+    """Delete sessions, codes, reset tokens and invitations that can no longer be used."""
     cutoff = now - grace
     total = 0
     with transaction(db):
@@ -261,6 +356,7 @@ def purge_expired(db: sqlite_utils.Database, now: float, grace: float = 86400.0)
             "DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?",
             "DELETE FROM email_codes WHERE expires_at < ? OR used_at < ?",
             "DELETE FROM password_resets WHERE expires_at < ? OR used_at < ?",
+            "DELETE FROM invitations WHERE expires_at < ? OR used_at < ?",
         ):
             total += db.execute(sql, (cutoff, cutoff)).rowcount
     return total

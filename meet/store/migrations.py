@@ -110,6 +110,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         )
         """,
     ),
+    (
+        5,
+        "invitations",
+        """
+        CREATE TABLE invitations (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL COLLATE NOCASE,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL,
+            user_id INTEGER REFERENCES users(id) ON DELETE SET NULL
+        );
+        CREATE INDEX invitations_email ON invitations(email)
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

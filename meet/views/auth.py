@@ -29,6 +29,7 @@ class SignupBody(Body):
     username: str
     email: str
     password: str
+    invite: str | None = None  # the token of an invitation link (``[auth] signup = "invite"``)
 
 
 class VerifyBody(Body):
@@ -72,21 +73,43 @@ class Accepted(BaseModel):
     ok: bool
 
 
+class SignupReply(BaseModel):
+    """The same whether the address was new or registered already (no account enumeration)."""
+
+    ok: bool
+    email: str
+
+
+class AuthSettings(BaseModel):
+    signup: str
+
+
 def _reply(body: dict[str, Any], status: int = 200) -> Response:
     response = jsonify(body)
     response.status_code = status
     return response
 
 
+@blueprint.get("/config")
+@document_response(AuthSettings)
+async def auth_config() -> Response:
+    """What the sign-up page needs to know: ``signup`` is "open", "invite" or "closed"."""
+    return _reply({"signup": services().config.auth.signup})
+
+
 @blueprint.post("/signup")
 @validate_request(SignupBody)
-@document_response(UserReply, 201)
+@document_response(SignupReply, 201)
 async def signup(data: SignupBody) -> Response:
-    """Create an account and mail a verification code and link."""
-    user = await services().accounts.signup(
-        data.username, data.email, data.password, client_address(), base_url()
+    """Create an account and mail a verification code and link.
+
+    The reply is the same when the email is registered already: then the owner gets a mail
+    instead (and an unverified owner a fresh code), and nothing changes.
+    """
+    email = await services().accounts.signup(
+        data.username, data.email, data.password, client_address(), base_url(), data.invite
     )
-    return _reply({"user": user.public()}, 201)
+    return _reply({"ok": True, "email": email}, 201)
 
 
 @blueprint.post("/verify")
