@@ -41,6 +41,7 @@ class _Exchange:
         self.done = trio.Event()  # the whole body (or a disconnect) was received
         self.received = 0
         self.declared = _content_length(scope)
+        self.http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -55,7 +56,9 @@ class _Exchange:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start" and not self.done.is_set():
             await self._drain()
-            if not self.done.is_set():
+            if (
+                not self.done.is_set() and self.http1
+            ):  # HTTP/2 has no Connection header: its streams end alone
                 message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             # Hypercorn recycles or closes the connection inside this call: never let the

@@ -20,6 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.trio import serve as hypercorn_serve
 
+from meet import hypercorn_compat
 from meet.accounts import Accounts
 from meet.app import MAX_BODY, create_app
 from meet.asgi import ASGIApp, BodyDrain, ForwardedFor
@@ -140,6 +141,7 @@ async def open_server(
 ) -> AsyncIterator[RunningServer]:
     """Start everything under one nursery; leaving the block shuts down gracefully."""
     check_startup(config)
+    hypercorn_compat.install()
     clock = clock or SystemClock()
     async with open_store(config.database_path, clock.now()) as store:
         store.clock = clock  # paces the "disk is full" log line

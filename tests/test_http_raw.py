@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import trio
 
@@ -158,3 +159,15 @@ async def test_body_in_one_write_still_keeps_alive(server: RunningServer, outbox
             await conn.send_headers("GET", "/api/health", {})
             second = await conn.read_response()
             assert second is not None and second[0] == 200
+
+
+async def test_http2_early_answer_does_not_stop_the_server(server: RunningServer) -> None:
+    """HTTP/2 with prior knowledge: a 413 before a large body has arrived (Hypercorn's KeyError
+    on the DATA frames of a forgotten stream used to stop the whole server)."""
+    async with httpx.AsyncClient(base_url=server.url, http1=False, http2=True, timeout=TIMEOUT) as c:
+        r = await c.post("/api/auth/login", content=b"x" * (200 * 1024), headers=JSON)
+        assert (r.http_version, r.status_code) == ("HTTP/2", 413)
+        assert (await c.post("/api/nope", content=BODY, headers=JSON)).status_code == 404
+        assert (await c.get("/api/health")).status_code == 200
+    async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as c:
+        assert (await c.get("/api/health")).status_code == 200

@@ -244,3 +244,20 @@ async def test_ipv4_on_a_dual_stack_socket(tmp_path: Path, clock: FakeClock) -> 
             r = await c.post("/api/auth/signup", json=body, headers={"Origin": url, "Host": "evil.example"})
             assert r.status_code in (201, 202), r.text
     assert f"{url}/verify?token=" in Outbox(config.outbox_dir).last("alice@example.org").get_content()
+
+
+async def test_early_answer_over_http2(tmp_path: Path, clock: FakeClock) -> None:
+    """Browsers speak HTTP/2 to a TLS server: an early 413/404 there needs no Connection header."""
+    cert, key = _self_signed(tmp_path)
+    config = make_config(tmp_path, server={"tls_cert": str(cert), "tls_key": str(key)})
+    context = ssl.create_default_context(cafile=str(cert))
+    async with (
+        open_server(config, clock=clock) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10, verify=context, http2=True) as c,
+    ):
+        r = await c.post(
+            "/api/auth/login", content=b"x" * (65 * 1024), headers={"Content-Type": "application/json"}
+        )
+        assert (r.http_version, r.status_code) == ("HTTP/2", 413)
+        assert (await c.post("/api/nope", json={"a": 1})).status_code == 404
+        assert (await c.get("/api/health")).status_code == 200
