@@ -1,16 +1,62 @@
-/* Sign-up page: create the account, then continue to email verification. */
-import { signup } from "../api.js";
+/*
+ * Sign-up page: create the account, then continue to email verification.
+ *
+ * The server answers the same whether or not the email was registered already (it mails the
+ * owner instead), so success always leads to the verify page. Sign-up may be open, by
+ * invitation (the link carries ?invite=TOKEN, and usually &email=) or closed: the page asks
+ * GET /api/auth/config and says so.
+ */
+import { request } from "../api.js";
 import { bindForm } from "../forms.js";
-import { navigate, withQuery } from "../urls.js";
+import { navigate, queryParam, withQuery } from "../urls.js";
 
 const form = document.getElementById("signup-form");
+const lede = document.querySelector("#main .card-lede");
+const invite = queryParam("invite");
+const invitedEmail = queryParam("email");
+
+if (invitedEmail) form.elements.email.value = invitedEmail;
 form.elements.username.focus();
 
+/** Show `text` in place of the page's lede. */
+function announce(text) {
+  if (lede) lede.textContent = text;
+}
+
+/** Sign-up is closed: say so instead of offering a form that can only fail. */
+function showClosed(message) {
+  announce(message || "Sign-up is closed on this server. Ask its administrator for an account.");
+  form.hidden = true;
+}
+
+async function applyMode() {
+  const result = await request("GET", "/api/auth/config");
+  const mode = result.ok && result.data ? result.data.signup : "open";
+  if (mode === "closed") showClosed();
+  else if (mode === "invite") {
+    announce(
+      invite
+        ? "You were invited: create your account with the invited email address."
+        : "Sign-up on this server is by invitation only. Open the link from your invitation mail.",
+    );
+  }
+}
+
+applyMode();
+
 bindForm(form, {
-  submit: (values) => signup(values),
+  submit: ({ username, email, password }) =>
+    request("POST", "/api/auth/signup", invite ? { username, email, password, invite } : { username, email, password }),
   onSuccess(result, values) {
-    const user = result.data && result.data.user;
-    navigate(withQuery("/verify", { email: (user && user.email) || values.email }));
+    const email = (result.data && result.data.email) || values.email;
+    navigate(withQuery("/verify", { email }));
     return true;
+  },
+  onError(result) {
+    if (result.error && result.error.code === "signup_closed") {
+      showClosed(result.error.message);
+      return true;
+    }
+    return false;
   },
 });
