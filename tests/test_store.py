@@ -435,21 +435,32 @@ async def test_purge_expired(store: Store) -> None:
                 "INSERT INTO password_resets (user_id, nonce_hash, expires_at, used_at) VALUES (?, ?, ?, ?)",
                 (uid, nonce, expires, used),
             )
+        for token, expires, used in [
+            ("i-live", future, None),
+            ("i-old", old, None),
+            ("i-used-old", future, old),
+        ]:
+            db.execute(
+                "INSERT INTO invitations (email, token_hash, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?)",
+                ("x@example.org", token, old, expires, used),
+            )
 
     await store.run(seed)
-    assert await store.run(q.purge_expired, now) == 6
+    assert await store.run(q.purge_expired, now) == 8
 
     def remaining(db: sqlite_utils.Database) -> dict[str, set[str]]:
         return {
             "sessions": {r[0] for r in db.execute("SELECT token_hash FROM sessions")},
             "codes": {r[0] for r in db.execute("SELECT code_hash FROM email_codes")},
             "resets": {r[0] for r in db.execute("SELECT nonce_hash FROM password_resets")},
+            "invitations": {r[0] for r in db.execute("SELECT token_hash FROM invitations")},
         }
 
     assert await store.run(remaining) == {
         "sessions": {"s-live", "s-expired-recent", "s-revoked-recent"},
         "codes": {"c-live"},
         "resets": {"r-live"},
+        "invitations": {"i-live"},
     }
     assert await store.run(q.purge_expired, now) == 0
     assert await store.run(q.user_by_id, uid) is not None  # users are never purged
