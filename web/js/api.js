@@ -77,9 +77,9 @@ export async function request(method, path, body) {
 
 // ---- One function per endpoint -------------------------------------------
 
-/** POST /api/auth/signup → 201 {user} */
-export const signup = ({ username, email, password }) =>
-  request("POST", "/api/auth/signup", { username, email, password });
+/** POST /api/auth/signup → 201 {ok, email}, the same whether or not the email is registered */
+export const signup = ({ username, email, password, invite }) =>
+  request("POST", "/api/auth/signup", invite ? { username, email, password, invite } : { username, email, password });
 
 /** POST /api/auth/verify → 200 {user} */
 export const verifyEmail = ({ email, code }) => request("POST", "/api/auth/verify", { email, code });

@@ -6,7 +6,7 @@
  * invitation (the link carries ?invite=TOKEN, and usually &email=) or closed: the page asks
  * GET /api/auth/config and says so.
  */
-import { request } from "../api.js";
+import { request, signup } from "../api.js";
 import { bindForm } from "../forms.js";
 import { navigate, queryParam, withQuery } from "../urls.js";
 
@@ -46,7 +46,7 @@ applyMode();
 
 bindForm(form, {
   submit: ({ username, email, password }) =>
-    request("POST", "/api/auth/signup", invite ? { username, email, password, invite } : { username, email, password }),
+    signup({ username, email, password, invite }),
   onSuccess(result, values) {
     const email = (result.data && result.data.email) || values.email;
     navigate(withQuery("/verify", { email }));
