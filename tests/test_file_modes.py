@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import PASSWORD, make_config
 
 from meet.clock import FakeClock
 from meet.server import open_server
-from tests.conftest import PASSWORD, make_config
 
 
 @pytest.fixture

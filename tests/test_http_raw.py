@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import trio
+from conftest import Outbox, User
 
 from meet.server import RunningServer
-from tests.conftest import Outbox, User
 
 BODY = b'{"email":"x"}\n'  # 14 bytes
 TIMEOUT = 10

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import PASSWORD, Outbox, User, make_config
 
 from meet.asgi import ForwardedFor
 from meet.cli import main
 from meet.clock import FakeClock
 from meet.errors import ConfigError
 from meet.server import RunningServer, open_server
-from tests.conftest import PASSWORD, Outbox, User, make_config
 
 EVIL = {"Host": "evil.example", "Origin": "http://evil.example"}
 
