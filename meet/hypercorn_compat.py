@@ -33,6 +33,8 @@ async def _handle_events(self: H2Protocol, events: list[h2.events.Event]) -> Non
 
 
 def install() -> None:
-    """Put the guard in place (idempotent)."""
+    """Put the guard in place (idempotent); refuse to run on a Hypercorn it was not written for."""
+    if not callable(getattr(H2Protocol, "_handle_events", None)) or not hasattr(H2Protocol, "_flush"):
+        raise RuntimeError("meet's HTTP/2 guard does not fit this Hypercorn: install hypercorn 0.18")
     patched: Any = _handle_events
     H2Protocol._handle_events = patched  # type: ignore[method-assign]
