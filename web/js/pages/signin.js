@@ -1,7 +1,9 @@
 /* Sign-in page: login with email or username, then follow a safe `next`. */
 import { login } from "../api.js";
 import { bindForm } from "../forms.js";
-import { looksLikeEmail, navigate, queryParam, safeNextPath, withQuery } from "../urls.js";
+import {
+  keepNextOnLinks, looksLikeEmail, navigate, nextFromQuery, queryParam, rememberNext, withNext, withQuery,
+} from "../urls.js";
 
 const form = document.getElementById("signin-form");
 const notice = document.getElementById("signin-notice");
@@ -16,18 +18,16 @@ if (queryParam("verified") === "1") {
   notice.textContent = "Your password has been reset — sign in with your new password.";
 }
 
-// Carry `next` over to the sign-up link so new users land in the same place.
-const next = safeNextPath(queryParam("next"));
-if (next) {
-  const signupLink = document.getElementById("signup-link");
-  if (signupLink) signupLink.href = withQuery("/signup", { next });
-}
+// Carry `next` over to the sign-up and verify links so new users land in the same place.
+const next = nextFromQuery();
+keepNextOnLinks(next);
 
 (prefill ? form.elements.password : form.elements.login).focus();
 
 bindForm(form, {
   submit: (values) => login(values),
   onSuccess() {
+    rememberNext(null); // signed in: a remembered link must not redirect a later visit
     navigate(next || "/dashboard");
     return true; // stay busy while the browser navigates
   },
@@ -35,7 +35,7 @@ bindForm(form, {
     if (result.status !== 403 || !result.error || result.error.code !== "not_verified") return false;
     const email = looksLikeEmail(values.login) ? values.login : "";
     const link = document.createElement("a");
-    link.href = withQuery("/verify", { email });
+    link.href = withNext(withQuery("/verify", { email }), next);
     link.textContent = "Enter your verification code";
     ui.setMessage([result.error.message, " ", link], "error");
     return true;

@@ -8,12 +8,15 @@
  */
 import { request, signup } from "../api.js";
 import { bindForm } from "../forms.js";
-import { navigate, queryParam, withQuery } from "../urls.js";
+import { keepNextOnLinks, navigate, nextFromQuery, queryParam, rememberNext, withNext, withQuery } from "../urls.js";
 
 const form = document.getElementById("signup-form");
 const lede = document.querySelector("#main .card-lede");
 const invite = queryParam("invite");
 const invitedEmail = queryParam("email");
+// Where to land after signing in (a meeting link, say): kept through verify and sign-in.
+const next = nextFromQuery();
+keepNextOnLinks(next);
 
 if (invitedEmail) form.elements.email.value = invitedEmail;
 form.elements.username.focus();
@@ -49,7 +52,8 @@ bindForm(form, {
     signup({ username, email, password, invite }),
   onSuccess(result, values) {
     const email = (result.data && result.data.email) || values.email;
-    navigate(withQuery("/verify", { email }));
+    rememberNext(next); // for the mail's one-click link, which cannot carry it
+    navigate(withNext(withQuery("/verify", { email }), next));
     return true;
   },
   onError(result) {

@@ -1,5 +1,5 @@
 /* Landing page after the one-click email link: ?status=ok|invalid[&email=] */
-import { queryParam, withQuery } from "../urls.js";
+import { keepNextOnLinks, nextFromQuery, queryParam, recallNext, withQuery } from "../urls.js";
 
 const ok = queryParam("status") === "ok";
 const email = queryParam("email") || "";
@@ -14,3 +14,6 @@ if (email) {
     link.href = withQuery(url.pathname, { ...Object.fromEntries(url.searchParams), [link.dataset.withEmail]: email });
   }
 }
+
+// The mail's link cannot carry `next`; sign-up remembered it in this browser.
+keepNextOnLinks(nextFromQuery() || recallNext());

@@ -1,7 +1,7 @@
 /* Verify page: enter the 6-digit code, or ask for a new one. */
 import { resendVerification, verifyEmail } from "../api.js";
 import { bindForm } from "../forms.js";
-import { navigate, queryParam, withQuery } from "../urls.js";
+import { keepNextOnLinks, navigate, nextFromQuery, queryParam, withNext, withQuery } from "../urls.js";
 
 const verifyForm = document.getElementById("verify-form");
 const resendForm = document.getElementById("resend-form");
@@ -10,6 +10,8 @@ const resendEmailInput = resendForm.elements.email;
 const sentTo = document.getElementById("verify-sent-to");
 
 const email = queryParam("email") || "";
+const next = nextFromQuery();
+keepNextOnLinks(next);
 verifyEmailInput.value = email;
 resendEmailInput.value = email;
 if (email) {
@@ -34,7 +36,8 @@ bindForm(verifyForm, {
   submit: (values) => verifyEmail({ email: values.email, code: values.code.replace(/[\s-]/g, "") }),
   onSuccess(result, values) {
     const user = result.data && result.data.user;
-    navigate(withQuery("/signin", { verified: "1", login: (user && user.email) || values.email }));
+    const signin = withQuery("/signin", { verified: "1", login: (user && user.email) || values.email });
+    navigate(withNext(signin, next));
     return true;
   },
 });
