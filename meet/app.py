@@ -9,11 +9,11 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Response, has_websocket_context, jsonify, request, websocket
+from quart import Response, has_websocket_context, jsonify, render_template, request, websocket
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioRequest
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from meet import __version__
 from meet.errors import BadRequest, MeetError
@@ -105,11 +105,15 @@ def _register_error_handlers(app: QuartTrio) -> None:
             await _websocket_error(_http_meet_error(status, error.description or "Request failed."))
             return None
         if not request.path.startswith("/api/") and status in (404, 405):
-            return await _html_error(status, error.description or "")
-        message = error.description or "Request failed."
-        if status == 413:
-            message = f"The request body is larger than {MAX_BODY // 1024} KiB."
-        return _error_response(_http_meet_error(status, message))
+            response = await _html_error(status)
+        else:
+            message = error.description or "Request failed."
+            if status == 413:
+                message = f"The request body is larger than {MAX_BODY // 1024} KiB."
+            response = _error_response(_http_meet_error(status, message))
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # a 405 must name them
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Any:
@@ -140,14 +144,15 @@ def _http_meet_error(status: int, message: str) -> MeetError:
     return error
 
 
-async def _html_error(status: int, description: str) -> Response:
-    title = "Page not found" if status == 404 else "Method not allowed"
-    body = (
-        "<!doctype html><html lang=en><meta charset=utf-8><title>meet</title>"
-        "<link rel=stylesheet href=/static/css/app.css>"
-        f"<main class=page-error><h1>{title}</h1><p><a href=/>Go to meet</a></p></main></html>"
-    )
-    return Response(body, status=status, content_type="text/html; charset=utf-8")
+async def _html_error(status: int) -> Response:
+    """A 404 or 405 for a browser: web/templates/error.html on the site layout, not JSON.
+
+    The request path is shown (autoescaped, cut short) so people can spot a mistyped link.
+    """
+    html = await render_template("error.html", status=status, path=request.path[:200], method=request.method[:16])
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 def _csp() -> str:
