@@ -19,7 +19,7 @@ from meet import protocol as p
 from meet.clock import Clock, SystemClock
 from meet.config import RtcConfig
 from meet.live import LiveRoom, Participant
-from meet.throttle import Throttle
+from meet.throttle import Busy, Throttle
 
 log = logging.getLogger("meet.media")
 
@@ -135,10 +135,12 @@ class MediaRouter:
         Each offer the relay takes can renegotiate everyone else in the room, and each published
         track is forwarded to everyone: both are bounded per participant.
         """
-        wait = self.offers.retry_after(peer_id)
-        if wait is not None:
-            raise p.ProtocolError("rate_limited", f"too many offers to the relay: try again in {wait:.1f} s")
-        self.offers.hit(peer_id)
+        try:
+            self.offers.acquire([peer_id])
+        except Busy as busy:
+            raise p.ProtocolError(
+                "rate_limited", f"too many offers to the relay: try again in {busy.retry_after:.1f} s"
+            ) from None
         published, cap = sending_media_sections(sdp), self.settings.max_publications
         if published > cap:
             raise p.ProtocolError(
