@@ -3,8 +3,6 @@ place where errors become HTTP responses."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 from typing import Any
 
@@ -90,7 +88,7 @@ def _register_error_handlers(app: QuartTrio) -> None:
     @app.errorhandler(MeetError)
     async def meet_error(error: MeetError) -> Any:
         if has_websocket_context():
-            await _websocket_error(error)
+            await sockets.refuse(error)
             return None
         return _error_response(error)
 
@@ -102,7 +100,7 @@ def _register_error_handlers(app: QuartTrio) -> None:
     async def http_error(error: HTTPException) -> Any:
         status = error.code or 500
         if has_websocket_context():
-            await _websocket_error(_http_meet_error(status, error.description or "Request failed."))
+            await sockets.refuse(_http_meet_error(status, error.description or "Request failed."))
             return None
         if not request.path.startswith("/api/") and status in (404, 405):
             response = await _html_error(status)
@@ -120,22 +118,10 @@ def _register_error_handlers(app: QuartTrio) -> None:
         internal = MeetError("Something went wrong on the server.")
         if has_websocket_context():
             log.error("unhandled error on WebSocket %s", websocket.path, exc_info=error)
-            await _websocket_error(internal)
+            await sockets.refuse(internal)
             return None
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return _error_response(internal)
-
-
-async def _websocket_error(error: MeetError) -> None:
-    """Tell the client with an ``error`` frame, then close with the error's close code.
-
-    The socket may already be closed (the client left): there is nobody left to tell then.
-    The handlers then return None: an accepted WebSocket has no HTTP response to send.
-    """
-    frame = json.dumps({"type": "error", "code": error.code, "message": error.message})
-    with contextlib.suppress(Exception):
-        await websocket.send(frame)
-        await websocket.close(error.ws_close_code, error.message[:120])
 
 
 def _http_meet_error(status: int, message: str) -> MeetError:

@@ -25,7 +25,6 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_TIMEOUT = 4408
 CLOSE_ENDED = 4410
 CLOSE_TOO_SLOW = 4429
-CLOSE_TOO_MANY = 4429  # same status (429), told apart by the error code sent first
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ class MeetError(Exception):
 
     status = 500
     code = "internal_error"
+    # The WebSocket close code after the ``error`` frame (the table in docs/protocol.md): the
+    # 4xxx codes mirror the HTTP statuses they resemble.
     ws_close_code = 1011
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
@@ -47,15 +49,15 @@ class BadRequest(MeetError):
 
 
 class Unauthorized(MeetError):
-    status, code, ws_close_code = 401, "unauthorized", 1008
+    status, code, ws_close_code = 401, "unauthorized", 4401
 
 
 class Forbidden(MeetError):
-    status, code, ws_close_code = 403, "forbidden", 1008
+    status, code, ws_close_code = 403, "forbidden", 4403
 
 
 class NotFound(MeetError):
-    status, code, ws_close_code = 404, "not_found", 1008
+    status, code, ws_close_code = 404, "not_found", 4404
 
 
 class Conflict(MeetError):
@@ -63,7 +65,7 @@ class Conflict(MeetError):
 
 
 class Gone(MeetError):
-    status, code, ws_close_code = 410, "gone", 1008
+    status, code, ws_close_code = 410, "gone", 4410
 
 
 class PayloadTooLarge(MeetError):
@@ -71,7 +73,7 @@ class PayloadTooLarge(MeetError):
 
 
 class Throttled(MeetError):
-    status, code, ws_close_code = 429, "too_many_requests", 1008
+    status, code, ws_close_code = 429, "too_many_requests", 4429
 
     def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(message, code=code)

@@ -6,6 +6,7 @@ browser cannot read the HTTP status of a refused handshake.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -14,35 +15,15 @@ from quart import Blueprint, websocket
 
 from meet import protocol as p
 from meet.connection import (
-    CLOSE_ENDED,
-    CLOSE_FORBIDDEN,
-    CLOSE_NOT_FOUND,
-    CLOSE_POLICY,
-    CLOSE_TOO_MANY,
-    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     Connection,
     UserRef,
 )
-from meet.errors import Forbidden, Gone, MeetError, NotFound, Throttled, Unavailable
+from meet.errors import MeetError
 from meet.signaling import ClientLoop, Socket, room_handlers, user_handlers
 from meet.views.context import Services, check_same_origin, client_address, current_session, services
 
 blueprint = Blueprint("sockets", __name__, url_prefix="/api")
-
-
-def _close_code(error: MeetError) -> int:
-    if isinstance(error, NotFound):
-        return CLOSE_NOT_FOUND
-    if isinstance(error, Gone):
-        return CLOSE_ENDED
-    if isinstance(error, Forbidden):
-        return CLOSE_FORBIDDEN
-    if isinstance(error, Throttled):
-        return CLOSE_TOO_MANY
-    if isinstance(error, Unavailable):
-        return CLOSE_TRY_AGAIN
-    return CLOSE_POLICY
 
 
 def _socket() -> Socket:
@@ -50,9 +31,14 @@ def _socket() -> Socket:
     return websocket._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
-async def _refuse(error: MeetError) -> None:
-    await websocket.send(p.encode(p.Error(code=error.code, message=error.message)))
-    await websocket.close(_close_code(error), error.message[:120])
+async def refuse(error: MeetError) -> None:
+    """Tell the client with an ``error`` frame, then close with the error's close code.
+
+    The socket may already be closed (the client left): there is nobody left to tell then.
+    """
+    with contextlib.suppress(Exception):
+        await websocket.send(p.encode(p.Error(code=error.code, message=error.message)))
+        await websocket.close(error.ws_close_code, error.message[:120])
 
 
 async def _open_connection() -> Connection | None:
@@ -65,7 +51,7 @@ async def _open_connection() -> Connection | None:
     try:
         check_same_origin()
     except MeetError as exc:
-        await _refuse(exc)
+        await refuse(exc)
         return None
     session = await current_session()
     if session is None:
@@ -83,7 +69,7 @@ async def _open_connection() -> Connection | None:
     try:
         services().sessions.admit(conn)
     except MeetError as exc:
-        await _refuse(exc)
+        await refuse(exc)
         return None
     return conn
 
@@ -117,7 +103,7 @@ async def _run_room(svc: Services, code: str, conn: Connection) -> None:
     try:
         peer = await svc.rooms.join(code, conn)
     except MeetError as exc:
-        await _refuse(exc)
+        await refuse(exc)
         return
     loop = ClientLoop(
         _socket(), conn, svc.config.rooms, p.parse_room_message, room_handlers(svc.rooms, peer)
