@@ -93,17 +93,18 @@ def _deny(code: str, message: str, error: type[MeetError] = Forbidden) -> Decisi
     return Decision(False, code, message, error)
 
 
+def _locked_out(f: Facts) -> bool:
+    """A locked room keeps out (and hides its people from) all but the host and those it lets in."""
+    return f.locked and not (f.is_host or f.rung_in or f.recent)
+
+
 ENDED = Rule(lambda f: f.ended, _deny("room_ended", "This meeting has ended.", Gone))
 REMOVED = Rule(lambda f: f.banned and not f.is_host, _deny("removed", "The host removed you from this meeting."))
-LOCKED = Rule(
-    lambda f: f.locked and not (f.is_host or f.rung_in or f.recent),
-    _deny("room_locked", "The host has locked this meeting."),
-)
+LOCKED = Rule(_locked_out, _deny("room_locked", "The host has locked this meeting."))
 FULL = Rule(lambda f: f.full, _deny("room_full", "This meeting is full."))
 NOT_HOST = Rule(lambda f: not f.is_host, _deny("not_host", "Only the host can do that."))
-# A locked room hides who is in it from everyone but the host and the people it would let in.
 LOCKED_PARTICIPANTS = Rule(
-    lambda f: f.locked and not (f.is_host or f.rung_in or f.recent),
+    _locked_out,
     _deny("room_locked", "The host has locked this meeting: only people in it see who is there."),
 )
 NOT_PARTICIPANT = Rule(
