@@ -20,7 +20,6 @@ import logging
 from collections import Counter
 from typing import TypeVar
 
-import sqlite_utils
 import trio
 
 from meet import protocol as p
@@ -29,26 +28,13 @@ from meet.config import RoomsConfig
 from meet.connection import CLOSE_UNAUTHORIZED, Connection
 from meet.errors import Throttled
 from meet.store import Store
+from meet.store.accounts import live_sessions
 
 log = logging.getLogger("meet.sessions")
 
 K = TypeVar("K", int, str)
 
 SIGNED_OUT = "Your sign-in has ended (signed out, password changed or account removed). Sign in again."
-
-
-def live_sessions(db: sqlite_utils.Database, session_ids: list[int], now: float) -> set[int]:
-    """Which of ``session_ids`` are still valid: not revoked, not expired, user still there."""
-    cursor = db.execute(
-        "SELECT s.id FROM sessions AS s JOIN users AS u ON u.id = s.user_id"
-        " WHERE s.id IN (SELECT value FROM json_each(?)) AND s.revoked_at IS NULL AND s.expires_at > ?",
-        (_json_list(session_ids), now),
-    )
-    return {int(row[0]) for row in cursor.fetchall()}
-
-
-def _json_list(values: list[int]) -> str:
-    return "[" + ",".join(str(int(v)) for v in values) + "]"
 
 
 class SessionGuard:

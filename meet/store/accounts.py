@@ -248,6 +248,20 @@ def session_user(db: sqlite_utils.Database, token_hash: str, now: float) -> tupl
     return None if user is None else (row["id"], user)
 
 
+def live_sessions(db: sqlite_utils.Database, session_ids: list[int], now: float) -> set[int]:
+    """Which of ``session_ids`` are still valid: not revoked, not expired, user still there."""
+    cursor = db.execute(
+        "SELECT s.id FROM sessions AS s JOIN users AS u ON u.id = s.user_id"
+        " WHERE s.id IN (SELECT value FROM json_each(?)) AND s.revoked_at IS NULL AND s.expires_at > ?",
+        (_json_list(session_ids), now),
+    )
+    return {int(row[0]) for row in cursor.fetchall()}
+
+
+def _json_list(values: list[int]) -> str:
+    return "[" + ",".join(str(int(v)) for v in values) + "]"
+
+
 def revoke_session(db: sqlite_utils.Database, session_id: int, now: float) -> None:
     db.execute(
         "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, session_id)
