@@ -1,7 +1,9 @@
 /*
  * Generic form binding (UI only; API calls are passed in by page modules).
  *
- *   bindForm(form, { submit, onSuccess, onError })
+ *   bindForm(form, { validate, submit, onSuccess, onError })
+ *     validate(values)            -> {field: message} of every bad field (optional): all are
+ *                                    shown at once and nothing is sent while any remain
  *     submit(values)              -> Promise<api result>  (see api.js)
  *     onSuccess(result, values, ui) -> return true to keep the form busy
  *                                    (e.g. while navigating away)
@@ -112,6 +114,21 @@ export function createFormUI(form) {
       for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
     },
 
+    /**
+     * Show every message of `errors` ({field: text}) at its field (form-level when the field is
+     * missing) and focus the first bad field. Returns whether there was any.
+     */
+    showFieldErrors(errors) {
+      const entries = Object.entries(errors || {}).filter(([, text]) => text);
+      let first = null;
+      for (const [field, text] of entries) {
+        if (ui.setFieldError(field, text)) first = first || visibleControl(field);
+        else ui.setMessage(text, "error");
+      }
+      if (first) first.focus();
+      return entries.length > 0;
+    },
+
     /** Display an api error: inline at its field if possible, else form-level. */
     showError(result) {
       const text = errorText(result);
@@ -127,7 +144,7 @@ export function createFormUI(form) {
 }
 
 /** Wire a form's submit event to an api call. Returns the form's UI controller. */
-export function bindForm(form, { submit, onSuccess, onError } = {}) {
+export function bindForm(form, { validate, submit, onSuccess, onError } = {}) {
   const ui = createFormUI(form);
 
   // Editing a field clears its error.
@@ -142,6 +159,8 @@ export function bindForm(form, { submit, onSuccess, onError } = {}) {
     ui.clearAll();
     hidePasswords(form);
     const values = fieldValues(form);
+    // Check every field before sending: the server stops at the first bad one.
+    if (validate && ui.showFieldErrors(validate(values))) return;
     ui.setPending(true);
     let keepPending = false;
     try {

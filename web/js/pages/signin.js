@@ -22,6 +22,15 @@ if (queryParam("verified") === "1") {
 const next = nextFromQuery();
 keepNextOnLinks(next);
 
+// "Forgot password?" carries the email typed so far, so the reset page need not ask again.
+const forgotLink = document.getElementById("forgot-link");
+function updateForgotLink() {
+  const login = form.elements.login.value.trim();
+  if (forgotLink) forgotLink.href = withQuery("/forgot", { email: looksLikeEmail(login) ? login : "" });
+}
+for (const type of ["input", "change"]) form.elements.login.addEventListener(type, updateForgotLink);
+updateForgotLink();
+
 (prefill ? form.elements.password : form.elements.login).focus();
 
 bindForm(form, {

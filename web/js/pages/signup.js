@@ -47,7 +47,32 @@ async function applyMode() {
 
 applyMode();
 
+// The server's rules (meet/accounts.py), checked here so every bad field is named at once;
+// the server stops at the first one it finds.
+const USERNAME_RE = /^[A-Za-z0-9_.-]{3,32}$/;
+const EMAIL_RE = /^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$/;
+const PASSWORD_MIN = 8;
+const PASSWORD_MAX = 1024;
+
+/** {field: message} for each field the server would refuse. */
+function validate({ username, email, password }) {
+  const errors = {};
+  if (!USERNAME_RE.test(username)) {
+    errors.username = username
+      ? "Usernames are 3–32 characters of letters, digits, '_', '.' and '-'."
+      : "Choose a username.";
+  }
+  if (!email) errors.email = "Enter your email address.";
+  else if (email.length > 254 || !EMAIL_RE.test(email)) errors.email = "That does not look like an email address.";
+  if (!password) errors.password = "Choose a password.";
+  else if (password.length < PASSWORD_MIN || password.length > PASSWORD_MAX) {
+    errors.password = `Passwords are ${PASSWORD_MIN} to ${PASSWORD_MAX} characters long.`;
+  }
+  return errors;
+}
+
 bindForm(form, {
+  validate,
   submit: ({ username, email, password }) =>
     signup({ username, email, password, invite }),
   onSuccess(result, values) {
