@@ -25,18 +25,27 @@ class Action(StrEnum):
     READ_CHAT = "read_chat"  # its chat history and search
     READ_ATTENDANCE = "read_attendance"
     JOIN = "join"  # be admitted (REST pre-check and the room WebSocket)
+    SKIP_LOBBY = "skip_lobby"  # go straight in instead of waiting for a host to admit you
+    GUEST_PASS = "guest_pass"  # get a guest pass for the room (anyone with the link)
     RING = "ring"  # ring someone into the room
-    UPDATE = "update"  # change title, lock, capacity
+    UPDATE = "update"  # change title, lock, capacity, guests, lobby, reactions
     END = "end"
     KICK = "kick"
-    MUTE = "mute"  # ask someone to mute
+    MUTE = "mute"  # ask someone (or everyone) to mute
+    LOWER_HAND = "lower_hand"  # lower someone else's hand
+    ADMIT = "admit"  # admit or deny someone waiting in the lobby
+    PROMOTE = "promote"  # make someone a co-host, or take it back
+    HAND_OVER = "hand_over"  # make someone else the host
+    REACT = "react"  # send an emoji reaction
 
 
 @dataclass(frozen=True)
 class Facts:
     """What the rules know about one person (the actor) and one room."""
 
-    is_host: bool = False
+    is_host: bool = False  # the room's creator, or whoever holds the host role in the meeting now
+    is_cohost: bool = False  # made a co-host by a host (host powers but ending and demoting the host)
+    is_guest: bool = False  # joined by the link with only a name (no account)
     banned: bool = False  # removed by the host
     recent: bool = False  # in the room now, or left it within the reconnect grace
     rung_in: bool = False  # accepted a ring from the host not long ago
@@ -44,15 +53,29 @@ class Facts:
     locked: bool = False
     ended: bool = False
     full: bool = False  # no seat left for one more connection
+    guests: str = "lobby"  # the room's guests setting: "off", "lobby" or "open"
+    lobby: bool = False  # the room's lobby setting: members who are not hosts wait too
+    reactions: bool = True  # the room's reactions setting
 
     @classmethod
     def of(
-        cls, room: Room, user_id: int, standing: Standing | None = None, *, rung_in: bool = False, full: bool = False
+        cls,
+        room: Room,
+        user_id: int,
+        standing: Standing | None = None,
+        *,
+        rung_in: bool = False,
+        full: bool = False,
+        host_id: int | None = None,
+        cohost: bool = False,
     ) -> Facts:
-        """Facts from the room record, the person's standing in the store and the live state."""
+        """Facts from the room record, the person's standing in the store and the live state
+        (``host_id``: who holds the host role in the meeting now, when it is not the creator)."""
         known = standing or Standing(banned=False, recent=False, took_part=False)
         return cls(
-            is_host=room.host_id == user_id,
+            is_host=user_id in (room.host_id, host_id),
+            is_cohost=cohost,
+            is_guest=user_id < 0,
             banned=known.banned,
             recent=known.recent,
             rung_in=rung_in,
@@ -60,6 +83,17 @@ class Facts:
             locked=room.locked,
             ended=room.ended,
             full=full,
+            guests=room.guests,
+            lobby=room.lobby,
+            reactions=room.reactions,
+        )
+
+    @classmethod
+    def anyone(cls, room: Room) -> Facts:
+        """Facts about someone with no account and no standing (asking for a guest pass)."""
+        return cls(
+            is_guest=True, locked=room.locked, ended=room.ended, guests=room.guests, lobby=room.lobby,
+            reactions=room.reactions,
         )
 
 
@@ -94,8 +128,20 @@ def _deny(code: str, message: str, error: type[MeetError] = Forbidden) -> Decisi
 
 
 def _locked_out(f: Facts) -> bool:
-    """A locked room keeps out (and hides its people from) all but the host and those it lets in."""
-    return f.locked and not (f.is_host or f.rung_in or f.recent)
+    """A locked room keeps out (and hides its people from) all but its hosts and those it lets in."""
+    return f.locked and not (f.is_host or f.is_cohost or f.rung_in or f.recent)
+
+
+def _waits(f: Facts) -> bool:
+    """Who waits in the lobby: guests when the room says so, members when its lobby is on;
+    never hosts, co-hosts, people rung in by a host, or anyone back within the reconnect grace."""
+    if f.is_host or f.is_cohost or f.rung_in or f.recent:
+        return False
+    return f.guests == "lobby" if f.is_guest else f.lobby
+
+
+def _hosting(f: Facts) -> bool:
+    return f.is_host or f.is_cohost
 
 
 ENDED = Rule(lambda f: f.ended, _deny("room_ended", "This meeting has ended.", Gone))
@@ -103,6 +149,13 @@ REMOVED = Rule(lambda f: f.banned and not f.is_host, _deny("removed", "The host 
 LOCKED = Rule(_locked_out, _deny("room_locked", "The host has locked this meeting."))
 FULL = Rule(lambda f: f.full, _deny("room_full", "This meeting is full."))
 NOT_HOST = Rule(lambda f: not f.is_host, _deny("not_host", "Only the host can do that."))
+NOT_HOSTING = Rule(lambda f: not _hosting(f), _deny("not_host", "Only the host or a co-host can do that."))
+GUESTS_OFF = Rule(
+    lambda f: f.is_guest and f.guests == "off", _deny("guests_off", "This meeting does not take guests.")
+)
+LOBBY = Rule(_waits, _deny("lobby", "Wait in the lobby until a host lets you in."))
+REACTIONS_OFF = Rule(lambda f: not f.reactions, _deny("reactions_off", "The host has turned reactions off."))
+GUEST_LOCKED = Rule(lambda f: f.locked, _deny("room_locked", "The host has locked this meeting."))
 LOCKED_PARTICIPANTS = Rule(
     _locked_out,
     _deny("room_locked", "The host has locked this meeting: only people in it see who is there."),
@@ -112,6 +165,7 @@ NOT_PARTICIPANT = Rule(
     _deny("not_a_participant", "Only people who took part can read this chat."),
 )
 NOT_HOST_ATTENDANCE = Rule(lambda f: not f.is_host, _deny("not_host", "Only the host can see attendance."))
+NOT_MEMBER = Rule(lambda f: f.is_guest, _deny("guest", "Guests cannot do that; sign in first."))
 RING_LOCKED = Rule(
     lambda f: f.locked and not f.is_host,
     _deny("room_locked", "Only the host can ring people into a locked meeting."),
@@ -122,12 +176,19 @@ RULES: dict[Action, tuple[Rule, ...]] = {
     Action.SEE_PARTICIPANTS: (REMOVED, LOCKED_PARTICIPANTS),
     Action.READ_CHAT: (REMOVED, NOT_PARTICIPANT),
     Action.READ_ATTENDANCE: (NOT_HOST_ATTENDANCE,),
-    Action.JOIN: (ENDED, REMOVED, LOCKED, FULL),
-    Action.RING: (ENDED, REMOVED, RING_LOCKED),
-    Action.UPDATE: (NOT_HOST, ENDED),
+    Action.JOIN: (ENDED, REMOVED, GUESTS_OFF, LOCKED, FULL),
+    Action.SKIP_LOBBY: (LOBBY,),
+    Action.GUEST_PASS: (ENDED, GUESTS_OFF, GUEST_LOCKED),
+    Action.RING: (NOT_MEMBER, ENDED, REMOVED, RING_LOCKED),
+    Action.UPDATE: (NOT_HOSTING, ENDED),
     Action.END: (NOT_HOST,),
-    Action.KICK: (NOT_HOST,),
-    Action.MUTE: (NOT_HOST,),
+    Action.KICK: (NOT_HOSTING,),
+    Action.MUTE: (NOT_HOSTING,),
+    Action.LOWER_HAND: (NOT_HOSTING,),
+    Action.ADMIT: (NOT_HOSTING,),
+    Action.PROMOTE: (NOT_HOSTING,),
+    Action.HAND_OVER: (NOT_HOST,),
+    Action.REACT: (REACTIONS_OFF,),
 }
 
 

@@ -109,6 +109,9 @@ class StorageConfig:
 
 
 SIGNUP_MODES = ("open", "invite", "closed")
+# How a meeting takes people without an account: not at all, after a host admits them from the
+# lobby, or straight in ([rooms] guests and each room's ``guests`` setting).
+GUEST_MODES = ("off", "lobby", "open")
 
 
 @dataclass(frozen=True)
@@ -361,9 +364,28 @@ class RoomsConfig:
         "WebSockets one client address may have open at once; more are refused. Behind a "
         "reverse proxy set [server] proxy_hops, or every client shares the proxy's address.",
     )
+    guests: str = setting(
+        "lobby",
+        'Whether new meetings take people without an account (by the meeting link, with a name): "off", '
+        '"lobby" (they wait until a host admits them) or "open" (straight in). Hosts change it per meeting.',
+    )
+    lobby_timeout: float = setting(
+        300.0, "Seconds someone waits in a meeting's lobby before the knock expires (close 4408)."
+    )
+    guest_ttl: float = setting(
+        14400.0, "Seconds a guest pass (the token a guest joins with) stays valid for joining and rejoining."
+    )
+    guest_passes_per_address: int = setting(
+        20, "Guest passes one client address may get per guest_window_s, over all meetings."
+    )
+    guest_window_s: float = setting(3600.0, "Length of the guest pass throttling window in seconds.")
 
     def __post_init__(self) -> None:
         _require(2 <= self.max_participants <= 1000, "rooms", "max_participants", "must be 2 to 1000")
+        _require(self.guests in GUEST_MODES, "rooms", "guests", f"must be one of {', '.join(GUEST_MODES)}")
+        for key in ("lobby_timeout", "guest_ttl", "guest_window_s"):
+            _require(getattr(self, key) > 0, "rooms", key, "must be positive")
+        _require(self.guest_passes_per_address >= 1, "rooms", "guest_passes_per_address", "must be at least 1")
         for key in ("reconnect_grace", "ping_interval", "idle_timeout", "ring_timeout", "message_rate"):
             _require(getattr(self, key) > 0, "rooms", key, "must be positive")
         _require(self.idle_timeout > self.ping_interval, "rooms", "idle_timeout", "must exceed ping_interval")

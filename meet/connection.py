@@ -29,12 +29,29 @@ CLOSE_TOO_SLOW = 4429
 
 @dataclass(frozen=True)
 class UserRef:
-    """Who is behind a connection, as shown to others."""
+    """Who is behind a connection, as shown to others.
+
+    A guest (someone who joined a meeting by its link with only a name) has no account: its
+    ``id`` is the negative of its guest record's id, so members and guests never share an id
+    in a room, and ``username`` is the name it gave.
+    """
 
     id: int
     username: str
+    guest: bool = False
+
+    def __post_init__(self) -> None:
+        if self.guest != (self.id < 0):
+            raise ValueError("guests have negative ids, members positive ones")
+
+    @property
+    def guest_id(self) -> int:
+        """The guest record's id (guests only)."""
+        return -self.id
 
     def public(self) -> dict[str, object]:
+        if self.guest:
+            return {"id": self.id, "username": self.username, "guest": True}
         return {"id": self.id, "username": self.username}
 
 

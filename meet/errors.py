@@ -60,6 +60,12 @@ class NotFound(MeetError):
     status, code, ws_close_code = 404, "not_found", 4404
 
 
+class TimedOut(MeetError):
+    """Waited too long (a knock in the lobby that no host answered)."""
+
+    status, code, ws_close_code = 408, "timeout", 4408
+
+
 class Conflict(MeetError):
     status, code, ws_close_code = 409, "conflict", 1008
 

@@ -101,6 +101,74 @@ class End(Message):
 
 
 @dataclass(frozen=True)
+class MuteAll(Message):
+    """Host powers: ask everyone but the hosts and co-hosts to mute."""
+
+    type: ClassVar[str] = "mute-all"
+
+
+@dataclass(frozen=True)
+class LowerHand(Message):
+    """Host powers: lower someone's raised hand."""
+
+    type: ClassVar[str] = "lower-hand"
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class Admit(Message):
+    """Host powers: let someone waiting in the lobby in (``id`` from ``knock``)."""
+
+    type: ClassVar[str] = "admit"
+    id: str
+
+
+@dataclass(frozen=True)
+class Deny(Message):
+    """Host powers: turn someone waiting in the lobby away."""
+
+    type: ClassVar[str] = "deny"
+    id: str
+
+
+@dataclass(frozen=True)
+class Promote(Message):
+    """Host powers: make a signed-in participant a co-host, or (the host only) the host."""
+
+    type: ClassVar[str] = "promote"
+    peer_id: str
+    role: str = "cohost"
+
+    def __post_init__(self) -> None:
+        if self.role not in ("cohost", "host"):
+            raise ProtocolError("invalid_message", "'role' must be \"cohost\" or \"host\"")
+
+
+@dataclass(frozen=True)
+class Demote(Message):
+    """Host powers: make a co-host an ordinary participant again."""
+
+    type: ClassVar[str] = "demote"
+    peer_id: str
+
+
+# The reactions people may send: a fixed set, so a reaction is never arbitrary text.
+REACTIONS = ("👍", "👏", "❤️", "😂", "😮", "🎉", "🙏", "🤔")
+
+
+@dataclass(frozen=True)
+class React(Message):
+    """Send an emoji reaction to everyone (one of ``REACTIONS``)."""
+
+    type: ClassVar[str] = "react"
+    emoji: str
+
+    def __post_init__(self) -> None:
+        if self.emoji not in REACTIONS:
+            raise ProtocolError("invalid_message", f"'emoji' must be one of {' '.join(REACTIONS)}")
+
+
+@dataclass(frozen=True)
 class Ping(Message):
     type: ClassVar[str] = "ping"
 
@@ -231,8 +299,63 @@ class Kicked(Message):
 
 @dataclass(frozen=True)
 class MuteRequest(Message):
+    """A host asks you to mute (``all``: everyone was asked, by ``mute-all``)."""
+
     type: ClassVar[str] = "mute-request"
     by: dict[str, Any]
+    all: bool | None = None
+
+
+@dataclass(frozen=True)
+class Lobby(Message):
+    """You are waiting in the lobby until a host admits you (``welcome`` follows on this
+    socket) or denies you (close 4403); sent again whenever ``host_present`` changes."""
+
+    type: ClassVar[str] = "lobby"
+    room: dict[str, Any]
+    host_present: bool
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Knock(Message):
+    """To hosts and co-hosts: someone waits in the lobby."""
+
+    type: ClassVar[str] = "knock"
+    id: str
+    name: str
+    guest: bool
+
+
+@dataclass(frozen=True)
+class KnockEnded(Message):
+    """To hosts and co-hosts: a knock is no longer waiting."""
+
+    type: ClassVar[str] = "knock-ended"
+    id: str
+    outcome: str  # KNOCK_OUTCOMES
+    by: dict[str, Any] | None = None
+
+
+KNOCK_OUTCOMES = ("admitted", "denied", "left", "expired", "ended")
+
+
+@dataclass(frozen=True)
+class RoleChanged(Message):
+    """Someone's role changed: ``"host"``, ``"cohost"`` or ``"guest"`` (an ordinary participant)."""
+
+    type: ClassVar[str] = "role"
+    peer_id: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Reaction(Message):
+    """Someone sent an emoji reaction (to everyone, the sender included)."""
+
+    type: ClassVar[str] = "reaction"
+    peer_id: str
+    emoji: str
 
 
 @dataclass(frozen=True)
@@ -289,13 +412,16 @@ class RingTimeout(Message):
 
 
 ROOM_CLIENT_MESSAGES: dict[str, type[Message]] = {
-    m.type: m for m in (Signal, Chat, State, Kick, Mute, End, Ping, Pong)
+    m.type: m
+    for m in (
+        Signal, Chat, State, Kick, Mute, End, MuteAll, LowerHand, Admit, Deny, Promote, Demote, React, Ping, Pong,
+    )
 }
 USER_CLIENT_MESSAGES: dict[str, type[Message]] = {m.type: m for m in (Ring, RingAnswer, RingCancel, Ping, Pong)}
 SERVER_MESSAGES: tuple[type[Message], ...] = (
     Welcome, SignalFrom, ChatPosted, StateChanged, PeerJoined, PeerLeft, RoomUpdated, Mode, Tracks, RoomEnded, Kicked,
-    MuteRequest, Error, Ping, Pong, Presence, Online, Offline, Ringing, IncomingCall, RingAnswer,
-    RingCancel, RingTimeout,
+    MuteRequest, Lobby, Knock, KnockEnded, RoleChanged, Reaction, Error, Ping, Pong, Presence, Online, Offline,
+    Ringing, IncomingCall, RingAnswer, RingCancel, RingTimeout,
 )
 
 

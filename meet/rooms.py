@@ -7,9 +7,12 @@ participant's non-blocking :class:`~meet.connection.Connection`.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sqlite3
 import string
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -17,12 +20,15 @@ import trio
 from meet import protocol as p
 from meet.authz import Action, Facts, allowed, check
 from meet.clock import Clock
-from meet.config import RoomsConfig, RtcConfig
+from meet.config import GUEST_MODES, RoomsConfig, RtcConfig
 from meet.connection import CLOSE_ENDED, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, Connection, UserRef
 from meet.errors import BadRequest, Gone, NotFound, Unavailable
-from meet.live import LiveRoom, Participant
+from meet.hosting import Hosting, facts_in
+from meet.live import PARTICIPANT, LiveRoom, Participant
+from meet.lobby import Lobby
 from meet.media import MediaRouter, RelayFailure
 from meet.store import Store
+from meet.store import guests as guest_passes
 from meet.store import rooms as q
 from meet.store.records import Message, Room
 from meet.turn import IceServers
@@ -98,6 +104,12 @@ class Rooms:
         self.live: dict[str, LiveRoom] = {}
         self.media = MediaRouter(rtc, clock=clock)  # the relay bridge is attached by the server when it runs
         self.invited = Invitations(clock)  # rung in by the host past a lock
+        self.lobby = Lobby(clock, settings.lobby_timeout)
+        self.hosting = Hosting(self.lobby)
+        # Told (user id, True) when a signed-in person's first connection enters any room and
+        # (user id, False) when their last one leaves: presence shows them "in a meeting".
+        self.meeting_listener: Callable[[int, bool], None] | None = None
+        self.meetings: Counter[int] = Counter()  # room connections per signed-in user
 
     # -- records --------------------------------------------------------------------------
 
@@ -106,7 +118,9 @@ class Rooms:
         capacity = self._check_capacity(max_participants)
         for _ in range(5):
             try:
-                return await self.store.run(q.create_room, new_code(), title, host.id, self.clock.now(), capacity)
+                return await self.store.run(
+                    q.create_room, new_code(), title, host.id, self.clock.now(), capacity, self.settings.guests
+                )
             except sqlite3.IntegrityError:
                 continue  # a code collision: astronomically rare, try another
         raise RuntimeError("could not find a free room code")
@@ -167,6 +181,8 @@ class Rooms:
             room, user.id, standing,
             rung_in=self.invited.holds(room.code, user.id),
             full=present >= self.media.capacity(room.max_participants),
+            host_id=live.host_id if live else None,
+            cohost=live is not None and user.id in live.cohosts,
         )
 
     async def check(self, action: Action, room: Room, user: UserRef) -> None:
@@ -183,35 +199,44 @@ class Rooms:
 
     @staticmethod
     def _host_power(action: Action, live: LiveRoom, peer: Participant) -> None:
-        """Host powers used from inside the room: decided on the live record, no I/O."""
-        check(action, Facts.of(live.room, peer.user.id))
+        """Host powers used from inside the room: decided on the live roles, no I/O."""
+        check(action, facts_in(live, peer.user))
+
+    def _live_facts(self, room: Room, user: UserRef) -> Facts:
+        live = self.live.get(room.code)
+        return facts_in(live, user) if live is not None else Facts.of(room, user.id)
 
     async def update(self, room: Room, user: UserRef, changes: dict[str, Any]) -> Room:
-        """Host only: change title, lock or capacity; participants are told."""
-        check(Action.UPDATE, Facts.of(room, user.id))
-        clean: dict[str, Any] = {}
-        if "title" in changes:
-            clean["title"] = self._check_title(changes["title"])
-        if "locked" in changes:
-            clean["locked"] = int(changes["locked"])
-        if "max_participants" in changes:
-            clean["max_participants"] = self._check_capacity(changes["max_participants"])
+        """Hosts and co-hosts: change title, lock, capacity, guests, lobby or reactions;
+        participants are told."""
+        check(Action.UPDATE, self._live_facts(room, user))
+        clean = {key: SETTINGS[key](self, value) for key, value in changes.items()}
         await self.store.run(q.update_room, room.id, clean)
         fresh = await self.get(room.code)
         live = self.live.get(room.code)
         if live is not None:
             live.room = fresh
             live.broadcast(p.RoomUpdated(room=fresh.public()))
+            self.lobby.refresh(live)
         return fresh
 
+    def _check_guests(self, value: Any) -> str:
+        if value not in GUEST_MODES:
+            raise BadRequest(
+                f"guests must be one of {', '.join(GUEST_MODES)}.", code="invalid_guests", field="guests"
+            )
+        return str(value)
+
     async def end(self, room: Room, user: UserRef) -> Room:
-        """Host only: end the meeting and close every connection with ``room-ended``."""
-        check(Action.END, Facts.of(room, user.id))
+        """The host only: end the meeting and close every connection with ``room-ended``."""
+        check(Action.END, self._live_facts(room, user))
         if not room.ended:
             await self.store.run(q.end_room, room.id, self.clock.now())
+            await self.store.run(guest_passes.revoke_room_guests, room.id, self.clock.now())
         self.invited.drop_room(room.code)
         live = self.live.pop(room.code, None)
         if live is not None:
+            self.lobby.close(live)
             await self.media.ended(live)
             for peer in live.peers.values():
                 peer.conn.send(p.RoomEnded())
@@ -223,8 +248,11 @@ class Rooms:
     async def join(self, code: str, conn: Connection) -> Participant:
         """Admit a connection: stay opened, ``welcome`` queued, others told. Raises if refused."""
         room = await self.get(code)
-        await self.check_admission(room, conn.user)
-        live = self.live.setdefault(room.code, LiveRoom(room, mode=self.media.initial_mode()))
+        facts = await self.facts(room, conn.user)
+        check(Action.JOIN, facts)
+        if not allowed(Action.SKIP_LOBBY, facts).allowed:
+            room = await self._through_lobby(room, conn)
+        live = self._live_for(room)
         live.joining.add(conn.id)  # holds the seat across the awaits below
         try:
             try:
@@ -243,21 +271,49 @@ class Rooms:
             await self._abandon(live, conn.id)
             await self._close_stay_if_gone(room.id, conn.user.id, stay_id)
             raise Gone("This meeting has ended.", code="room_ended")
-        role = "host" if conn.user.id == room.host_id else "guest"
         peer = Participant(
-            peer_id=conn.id, code=room.code, conn=conn, role=role, joined_at=now, stay_id=stay_id
+            peer_id=conn.id, code=room.code, conn=conn, role=PARTICIPANT, joined_at=now, stay_id=stay_id
         )
+        self.hosting.arrive(live, peer)
         conn.send(self._welcome(live, peer, history))
         live.broadcast(p.PeerJoined(peer=peer.public()))
         live.peers[peer.peer_id] = peer
+        self.hosting.entered(live, peer)
         self.invited.discard(room.code, conn.user.id)  # used: from now on the reconnect grace applies
+        self._in_meeting(conn.user, +1)
         return peer
+
+    def _live_for(self, room: Room) -> LiveRoom:
+        return self.live.setdefault(room.code, LiveRoom(room, mode=self.media.initial_mode()))
+
+    async def _through_lobby(self, room: Room, conn: Connection) -> Room:
+        """Knock and wait until a host answers. Once let in, the admission rules run again, the
+        host's yes standing in for the lock (the meeting may have ended or filled meanwhile)."""
+        live = self._live_for(room)
+        try:
+            await self.lobby.wait(live, conn)
+        finally:
+            if self.live.get(room.code) is live and live.idle:
+                del self.live[room.code]
+        facts = await self.facts(live.room, conn.user)
+        check(Action.JOIN, dataclasses.replace(facts, rung_in=True))
+        return live.room
+
+    def _in_meeting(self, user: UserRef, change: int) -> None:
+        """Count a member's room connections; tell the listener on the first and the last."""
+        if user.guest:
+            return
+        count = self.meetings[user.id] = self.meetings[user.id] + change
+        if count <= 0:
+            del self.meetings[user.id]
+        if self.meeting_listener is not None and ((change > 0 and count == 1) or (change < 0 and count == 0)):
+            self.meeting_listener(user.id, count == 1)
 
     async def _abandon(self, live: LiveRoom, peer_id: str) -> None:
         """A join failed (or was cancelled) half-way: undo what it set up, the relay included."""
         code = live.room.code
         discarded = self.live.get(code) is not live  # the meeting ended meanwhile
-        if not discarded and not live.peers and not live.joining:
+        if not discarded and live.idle:
             del self.live[code]
             discarded = True
         with trio.CancelScope(shield=True):  # a cancelled join must still free its relay peer
@@ -283,8 +339,11 @@ class Rooms:
             return
         del live.peers[peer.peer_id]
         live.broadcast(p.PeerLeft(peer_id=peer.peer_id))
-        emptied = not live.peers and not live.joining
-        if emptied:
+        self._in_meeting(peer.user, -1)
+        if not live.tabs(peer.user.id):
+            self.hosting.depart(live, peer.user)
+        emptied = not live.peers and not live.joining  # people may still wait in the lobby
+        if live.idle:
             del self.live[peer.code]
         await self.media.on_leave(live, peer, emptied)
         await self._close_stay_if_gone(live.room.id, peer.user.id, peer.stay_id, live)
@@ -335,22 +394,27 @@ class Rooms:
     def state(self, live: LiveRoom, peer: Participant, message: p.State) -> None:
         for key, value in message.changes().items():
             setattr(peer, key, value)
-        live.broadcast(
-            p.StateChanged(peer_id=peer.peer_id, audio=peer.audio, video=peer.video, screen=peer.screen, hand=peer.hand),
-            exclude=peer.peer_id,
-        )
+        live.broadcast(self._state_of(peer), exclude=peer.peer_id)
 
-    def _host_target(self, action: Action, live: LiveRoom, peer: Participant, peer_id: str) -> Participant:
-        self._host_power(action, live, peer)
+    @staticmethod
+    def _state_of(peer: Participant) -> p.StateChanged:
+        return p.StateChanged(peer_id=peer.peer_id, audio=peer.audio, video=peer.video, screen=peer.screen, hand=peer.hand)
+
+    @staticmethod
+    def _peer(live: LiveRoom, peer_id: str) -> Participant:
         target = live.peers.get(peer_id)
         if target is None:
             raise p.ProtocolError("unknown_peer", f"no peer '{peer_id[:40]}' in this room")
         return target
 
+    def _host_target(self, action: Action, live: LiveRoom, peer: Participant, peer_id: str) -> Participant:
+        self._host_power(action, live, peer)
+        return self._peer(live, peer_id)
+
     async def kick(self, live: LiveRoom, peer: Participant, message: p.Kick) -> None:
         """Remove a person (every tab of theirs) and keep them out of this room."""
         target = self._host_target(Action.KICK, live, peer, message.peer_id)
-        if target.user.id == live.room.host_id:
+        if target.user.id in (live.room.host_id, live.host_id):
             raise p.ProtocolError("invalid_message", "the host cannot be removed")
         await self.store.run(q.ban, live.room.id, target.user.id, self.clock.now())
         self.invited.discard(live.room.code, target.user.id)
@@ -367,6 +431,38 @@ class Rooms:
         target = self._host_target(Action.MUTE, live, peer, message.peer_id)
         target.conn.send(p.MuteRequest(by=peer.user.public()))
 
+    def mute_all(self, live: LiveRoom, peer: Participant) -> None:
+        """Ask everyone but the hosts and co-hosts to mute."""
+        self._host_power(Action.MUTE, live, peer)
+        frame = p.encode(p.MuteRequest(by=peer.user.public(), all=True))
+        for other in live.peers.values():
+            if not other.hosting:
+                other.conn.send_frame(frame)
+
+    def lower_hand(self, live: LiveRoom, peer: Participant, message: p.LowerHand) -> None:
+        """Lower someone's hand; everyone (them included) gets their new ``state``."""
+        target = self._host_target(Action.LOWER_HAND, live, peer, message.peer_id)
+        target.hand = False
+        live.broadcast(self._state_of(target))
+
+    async def answer_knock(self, live: LiveRoom, peer: Participant, knock_id: str, admitted: bool) -> None:
+        """A host lets someone in from the lobby, or turns them away (a guest's pass is withdrawn)."""
+        self._host_power(Action.ADMIT, live, peer)
+        knock = self.lobby.answer(live, knock_id, admitted, by=peer)
+        if not admitted and knock.conn.user.guest:
+            await self.store.run(guest_passes.revoke_guest, knock.conn.user.guest_id, self.clock.now())
+
+    def promote(self, live: LiveRoom, peer: Participant, message: p.Promote) -> None:
+        self.hosting.promote(live, peer, self._peer(live, message.peer_id), message.role)
+
+    def demote(self, live: LiveRoom, peer: Participant, message: p.Demote) -> None:
+        self.hosting.demote(live, peer, self._peer(live, message.peer_id))
+
+    def react(self, live: LiveRoom, peer: Participant, message: p.React) -> None:
+        """An emoji reaction, to everyone (the sender too, so every screen shows the same)."""
+        check(Action.REACT, Facts.of(live.room, peer.user.id))
+        live.broadcast(p.Reaction(peer_id=peer.peer_id, emoji=message.emoji))
+
     async def end_by(self, live: LiveRoom, peer: Participant) -> None:
         await self.end(live.room, peer.user)
 
@@ -374,3 +470,14 @@ class Rooms:
 async def close_stale_stays(store: Store, now: float) -> int:
     """At start: stays a previous run left open are closed (their people are gone)."""
     return await store.run(q.close_open_stays, now)
+
+
+# PATCH /api/rooms/{code}: each setting's check, giving the value to store.
+SETTINGS: dict[str, Callable[[Rooms, Any], Any]] = {
+    "title": Rooms._check_title,
+    "locked": lambda rooms, value: int(bool(value)),
+    "max_participants": Rooms._check_capacity,
+    "guests": Rooms._check_guests,
+    "lobby": lambda rooms, value: int(bool(value)),
+    "reactions": lambda rooms, value: int(bool(value)),
+}

@@ -27,6 +27,7 @@ from meet.asgi import ASGIApp, BodyDrain, ForwardedFor
 from meet.clock import Clock, SystemClock
 from meet.config import Config, load_secret_key
 from meet.errors import ConfigError
+from meet.guests import Guests
 from meet.history import History
 from meet.mail import Mailer, make_mailer
 from meet.passwords import Passwords
@@ -118,6 +119,7 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
         config=config,
         store=store,
         accounts=accounts,
+        guests=Guests(store, accounts.tokens, clock, config.rooms),
         rooms=Rooms(store, clock, config.rooms, config.rtc),
         history=History(store, clock),
         presence=Presence(config.rooms.ring_timeout),

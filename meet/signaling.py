@@ -162,6 +162,27 @@ def room_handlers(rooms: Rooms, peer: Participant) -> Handler:
     async def on_end(m: Any) -> None:
         await rooms.end_by(live(), peer)
 
+    async def on_mute_all(m: Any) -> None:
+        rooms.mute_all(live(), peer)
+
+    async def on_lower_hand(m: Any) -> None:
+        rooms.lower_hand(live(), peer, m)
+
+    async def on_admit(m: Any) -> None:
+        await rooms.answer_knock(live(), peer, m.id, admitted=True)
+
+    async def on_deny(m: Any) -> None:
+        await rooms.answer_knock(live(), peer, m.id, admitted=False)
+
+    async def on_promote(m: Any) -> None:
+        rooms.promote(live(), peer, m)
+
+    async def on_demote(m: Any) -> None:
+        rooms.demote(live(), peer, m)
+
+    async def on_react(m: Any) -> None:
+        rooms.react(live(), peer, m)
+
     async def on_ping(m: Any) -> None:
         conn.send(p.Pong())
 
@@ -170,13 +191,61 @@ def room_handlers(rooms: Rooms, peer: Participant) -> Handler:
 
     table: dict[type[p.Message], Handler] = {
         p.Signal: on_signal, p.Chat: on_chat, p.State: on_state, p.Kick: on_kick, p.Mute: on_mute,
-        p.End: on_end, p.Ping: on_ping, p.Pong: on_pong,
+        p.End: on_end, p.MuteAll: on_mute_all, p.LowerHand: on_lower_hand, p.Admit: on_admit, p.Deny: on_deny,
+        p.Promote: on_promote, p.Demote: on_demote, p.React: on_react, p.Ping: on_ping, p.Pong: on_pong,
     }
 
     async def handle(message: p.Message) -> None:
         await table[type(message)](message)
 
     return handle
+
+
+class RoomEntry:
+    """One room connection from the handshake on: entering (perhaps through the lobby), then
+    the room's handlers until it leaves.
+
+    The client loop runs from the start, so someone waiting in the lobby keeps answering the
+    heartbeat and is noticed leaving. Until admitted, only ``ping``/``pong`` are handled; other
+    frames wait for the outcome of a join in progress, or are refused while in the lobby.
+    """
+
+    def __init__(self, rooms: Rooms, code: str, conn: Connection) -> None:
+        self.rooms, self.code, self.conn = rooms, code, conn
+        self.peer: Participant | None = None
+        self.settled = trio.Event()  # admitted or refused
+        self._handle: Handler | None = None
+
+    async def enter(self) -> None:
+        """Join; a refusal is sent as ``error`` and closes the connection with its close code."""
+        try:
+            self.peer = await self.rooms.join(self.code, self.conn)
+        except MeetError as exc:
+            self.conn.send(p.Error(code=exc.code, message=exc.message))
+            self.conn.finish(exc.ws_close_code, exc.message[:120])
+        else:
+            self._handle = room_handlers(self.rooms, self.peer)
+        finally:
+            self.settled.set()
+
+    async def handle(self, message: p.Message) -> None:
+        if self._handle is None:
+            if isinstance(message, p.Ping):
+                self.conn.send(p.Pong())
+                return
+            if isinstance(message, p.Pong):
+                return
+            if self.rooms.lobby.waiting(self.rooms.live.get(self.code), self.conn):
+                raise p.ProtocolError("in_lobby", "you are in the lobby: wait until a host lets you in")
+            await self.settled.wait()
+            if self._handle is None:
+                return  # refused: the connection is closing
+        await self._handle(message)
+
+    async def leave(self) -> None:
+        """Leave the room (a no-op when never admitted or already gone)."""
+        if self.peer is not None:
+            await self.rooms.leave(self.peer)
 
 
 def user_handlers(presence: Presence, rooms: Rooms, conn: Connection) -> Handler:

@@ -18,6 +18,7 @@ SESSION = "meet.session"
 VERIFY_LINK = "meet.verify-link"
 RESET = "meet.password-reset"
 INVITE = "meet.invitation"
+GUEST = "meet.guest-pass"
 
 
 class Tokens:

@@ -23,18 +23,26 @@ PRESENT = Facts(took_part=True, recent=True)  # in the room now (or just dropped
 RUNG_IN = Facts(rung_in=True)  # accepted the host's ring, not yet in
 REMOVED = Facts(banned=True, took_part=True)
 REMOVED_BUT_RUNG = Facts(banned=True, rung_in=True, took_part=True, recent=True)
+COHOST = Facts(is_cohost=True, took_part=True, recent=True)  # made a co-host by a host
+GUEST = Facts(is_guest=True)  # a name with a guest pass, not yet in
+GUEST_BACK = Facts(is_guest=True, took_part=True, recent=True)  # a guest reconnecting within the grace
 
 ACTORS = {
     "host": HOST, "stranger": STRANGER, "participant": PARTICIPANT, "present": PRESENT,
-    "rung_in": RUNG_IN, "removed": REMOVED, "removed_rung": REMOVED_BUT_RUNG,
+    "rung_in": RUNG_IN, "removed": REMOVED, "removed_rung": REMOVED_BUT_RUNG, "cohost": COHOST,
+    "guest": GUEST, "guest_back": GUEST_BACK,
 }
 ROOMS = {
     "open": {}, "locked": {"locked": True}, "ended": {"ended": True},
     "locked_ended": {"locked": True, "ended": True}, "full": {"full": True},
+    # The room's guest settings (the default is guests "lobby", lobby off, reactions on).
+    "guests_off": {"guests": "off"}, "guests_open": {"guests": "open"}, "lobby_on": {"lobby": True},
+    "no_reactions": {"reactions": False},
 }
 
 OK = "ok"
-HOST_ONLY = (A.UPDATE, A.END, A.KICK, A.MUTE)
+HOSTING_POWERS = (A.UPDATE, A.KICK, A.MUTE, A.LOWER_HAND, A.ADMIT, A.PROMOTE)  # co-hosts too
+HOST_ONLY = (A.END, A.HAND_OVER)
 
 TABLE: list[tuple[str, str, Action, str]] = [
     # Anyone with the code may look at the room record, whatever its state.
@@ -90,9 +98,47 @@ TABLE: list[tuple[str, str, Action, str]] = [
     ("host", "ended", A.RING, "room_ended"),
     ("stranger", "locked_ended", A.RING, "room_ended"),
     ("removed", "open", A.RING, "removed"),
-    # Host powers.
-    *[("host", room, action, OK) for room in ("open", "locked", "full") for action in HOST_ONLY],
-    *[(who, "open", action, "not_host") for who in ACTORS if who != "host" for action in HOST_ONLY],
+    # Host powers: co-hosts have them all but ending the meeting and handing the host role over.
+    *[("host", room, action, OK) for room in ("open", "locked", "full") for action in HOSTING_POWERS + HOST_ONLY],
+    *[("cohost", room, action, OK) for room in ("open", "locked", "full") for action in HOSTING_POWERS],
+    *[("cohost", "open", action, "not_host") for action in HOST_ONLY],
+    *[
+        (who, "open", action, "not_host")
+        for who in ACTORS
+        if who not in ("host", "cohost")
+        for action in HOSTING_POWERS + HOST_ONLY
+    ],
+    # Guests: the room's guests setting decides whether they may come in, and through the lobby.
+    ("guest", "open", A.JOIN, OK),
+    ("guest", "guests_off", A.JOIN, "guests_off"),
+    ("guest_back", "guests_off", A.JOIN, "guests_off"),  # turning guests off sends them all away
+    ("stranger", "guests_off", A.JOIN, OK),
+    ("guest", "locked", A.JOIN, "room_locked"),
+    ("guest_back", "locked", A.JOIN, OK),
+    ("guest", "ended", A.JOIN, "room_ended"),
+    ("guest", "open", A.GUEST_PASS, OK),
+    ("guest", "guests_open", A.GUEST_PASS, OK),
+    ("guest", "guests_off", A.GUEST_PASS, "guests_off"),
+    ("guest", "locked", A.GUEST_PASS, "room_locked"),  # a lock keeps new guests out
+    ("guest", "ended", A.GUEST_PASS, "room_ended"),
+    ("guest", "open", A.RING, "guest"),
+    # The lobby: guests wait unless the room is open to them; members only when its lobby is on;
+    # hosts, co-hosts, people rung in and people back within the grace never.
+    ("guest", "open", A.SKIP_LOBBY, "lobby"),
+    ("guest", "guests_open", A.SKIP_LOBBY, OK),
+    ("guest_back", "open", A.SKIP_LOBBY, OK),
+    ("guest", "lobby_on", A.SKIP_LOBBY, "lobby"),
+    ("stranger", "open", A.SKIP_LOBBY, OK),
+    ("participant", "open", A.SKIP_LOBBY, OK),
+    ("stranger", "lobby_on", A.SKIP_LOBBY, "lobby"),
+    ("participant", "lobby_on", A.SKIP_LOBBY, "lobby"),
+    ("present", "lobby_on", A.SKIP_LOBBY, OK),
+    ("rung_in", "lobby_on", A.SKIP_LOBBY, OK),
+    ("host", "lobby_on", A.SKIP_LOBBY, OK),
+    ("cohost", "lobby_on", A.SKIP_LOBBY, OK),
+    # Reactions: anyone present, unless a host turned them off.
+    *[(who, "open", A.REACT, OK) for who in ("host", "present", "guest_back")],
+    *[(who, "no_reactions", A.REACT, "reactions_off") for who in ("host", "present", "guest_back")],
     ("host", "ended", A.UPDATE, "room_ended"),
     ("host", "ended", A.END, OK),  # ending twice answers the ended room
     ("present", "ended", A.UPDATE, "not_host"),
@@ -129,6 +175,9 @@ def test_facts_of_a_room_record() -> None:
         ended_at=None, locked=True, max_participants=5,
     )
     assert Facts.of(room, 7) == Facts(is_host=True, locked=True)
+    assert Facts.of(room, 9, host_id=9).is_host  # the host role passed to them in the meeting
+    assert Facts.of(room, 9, cohost=True) == Facts(is_cohost=True, locked=True)
+    assert Facts.of(room, -3) == Facts(is_guest=True, locked=True)
     standing = Standing(banned=True, recent=False, took_part=True)
     assert Facts.of(room, 8, standing, rung_in=True, full=True) == Facts(
         banned=True, took_part=True, rung_in=True, locked=True, full=True

@@ -217,7 +217,8 @@ def server_error_codes() -> set[str]:
     # MeetErrors that reach a WebSocket: handshake and admission, and rooms.get on `ring`
     return codes | {
         "unauthorized", "cross_origin", "room_not_found", "room_ended", "room_locked", "room_full",
-        "signed_out", "too_many_connections", "internal_error", "storage_full",
+        "signed_out", "too_many_connections", "internal_error", "storage_full", "denied", "lobby_timeout",
+        "guests_off", "wrong_room", "guest_expired",
     }
 
 

@@ -217,6 +217,9 @@ async def test_create_room_returns_the_room(client: httpx.AsyncClient, alice: Us
         "ended_at": None,
         "locked": False,
         "max_participants": 4,
+        "guests": "lobby",
+        "lobby": False,
+        "reactions": True,
     }
 
 
@@ -418,6 +421,7 @@ async def test_get_room_without_and_with_participants(
                     "peer_id": a.peer_id,
                     "user": {"id": alice.id, "username": "alice"},
                     "role": "host",
+                    "guest": False,
                     "joined_at": joined_a,
                     "audio": True,
                     "video": True,
@@ -428,6 +432,7 @@ async def test_get_room_without_and_with_participants(
                     "peer_id": b.peer_id,
                     "user": {"id": bob.id, "username": "bob"},
                     "role": "guest",
+                    "guest": False,
                     "joined_at": joined_a + 3,
                     "audio": True,
                     "video": True,

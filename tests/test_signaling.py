@@ -20,7 +20,7 @@ from meet.clock import FakeClock
 from meet.config import Config
 from meet.server import RunningServer, open_server
 
-PEER_KEYS = {"peer_id", "user", "role", "joined_at", "audio", "video", "screen", "hand"}
+PEER_KEYS = {"peer_id", "user", "role", "guest", "joined_at", "audio", "video", "screen", "hand"}
 
 
 @pytest.fixture

@@ -126,6 +126,44 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX invitations_email ON invitations(email)
         """,
     ),
+    (
+        6,
+        "guests and room settings",
+        """
+        ALTER TABLE rooms ADD COLUMN guests TEXT NOT NULL DEFAULT 'lobby';
+        ALTER TABLE rooms ADD COLUMN lobby INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE rooms ADD COLUMN reactions INTEGER NOT NULL DEFAULT 1;
+        CREATE TABLE guests (
+            id INTEGER PRIMARY KEY,
+            room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            address TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL,
+            removed INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX guests_room ON guests(room_id, address);
+        CREATE TABLE stays_new (
+            id INTEGER PRIMARY KEY,
+            room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+            user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+            guest_id INTEGER REFERENCES guests(id) ON DELETE CASCADE,
+            joined_at REAL NOT NULL,
+            left_at REAL,
+            CHECK ((user_id IS NULL) <> (guest_id IS NULL))
+        );
+        INSERT INTO stays_new (id, room_id, user_id, joined_at, left_at)
+            SELECT id, room_id, user_id, joined_at, left_at FROM stays;
+        DROP TABLE stays;
+        ALTER TABLE stays_new RENAME TO stays;
+        CREATE INDEX stays_user ON stays(user_id, id);
+        CREATE INDEX stays_room ON stays(room_id, user_id);
+        CREATE INDEX stays_guest ON stays(guest_id);
+        ALTER TABLE messages ADD COLUMN guest_id INTEGER REFERENCES guests(id) ON DELETE SET NULL
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

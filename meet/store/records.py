@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from meet.config import GUEST_MODES
+
 
 @dataclass(frozen=True)
 class Room:
@@ -24,9 +26,15 @@ class Room:
     ended_at: float | None
     locked: bool
     max_participants: int
+    guests: str = "lobby"  # GUEST_MODES: may people without an account join, and how
+    lobby: bool = False  # signed-in people who are not hosts wait in the lobby too
+    reactions: bool = True  # participants may send emoji reactions
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "locked", bool(self.locked))  # SQLite stores 0/1
+        for flag in ("locked", "lobby", "reactions"):
+            object.__setattr__(self, flag, bool(getattr(self, flag)))  # SQLite stores 0/1
+        if self.guests not in GUEST_MODES:
+            raise ValueError(f"unknown guests mode {self.guests!r}")
 
     @property
     def ended(self) -> bool:
@@ -43,6 +51,9 @@ class Room:
             "ended_at": self.ended_at,
             "locked": self.locked,
             "max_participants": self.max_participants,
+            "guests": self.guests,
+            "lobby": self.lobby,
+            "reactions": self.reactions,
         }
 
 
@@ -51,26 +62,24 @@ class Message:
     """A chat message; ``username`` is kept as it was when the message was sent."""
 
     id: int
-    user_id: int
+    user_id: int  # a guest's is negative (see meet.connection.UserRef); 0 for a deleted account
     username: str
     text: str
     created_at: float
 
     def public(self) -> dict[str, Any]:
         """The message as clients see it (history pages, ``welcome`` replay, ``chat``)."""
-        return {
-            "id": self.id,
-            "user": {"id": self.user_id, "username": self.username},
-            "text": self.text,
-            "created_at": self.created_at,
-        }
+        user: dict[str, Any] = {"id": self.user_id, "username": self.username}
+        if self.user_id < 0:
+            user["guest"] = True
+        return {"id": self.id, "user": user, "text": self.text, "created_at": self.created_at}
 
 
 @dataclass(frozen=True)
 class Stay:
     """One continuous presence of a person in a room (attendance report rows)."""
 
-    user_id: int
+    user_id: int  # negative for a guest
     username: str
     joined_at: float
     left_at: float | None
@@ -95,3 +104,24 @@ class Standing:
     banned: bool  # removed by the host, for good
     recent: bool  # has a stay still open or closed within the reconnect grace
     took_part: bool  # has ever had a stay in the room
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A guest pass: a name let into one room by a signed, revocable token."""
+
+    id: int
+    room_id: int
+    name: str
+    address: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None
+    removed: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "removed", bool(self.removed))
+
+    def valid(self, now: float) -> bool:
+        """Not revoked and not expired."""
+        return self.revoked_at is None and now < self.expires_at

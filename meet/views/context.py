@@ -17,6 +17,7 @@ from meet.accounts import Accounts, Session
 from meet.clock import Clock
 from meet.config import Config
 from meet.errors import Forbidden, Unauthorized
+from meet.guests import Guests
 from meet.history import History
 from meet.presence import Presence
 from meet.rooms import Rooms
@@ -24,6 +25,7 @@ from meet.sessions import SessionGuard
 from meet.store import Store
 
 SESSION_COOKIE = "meet_session"
+GUEST_COOKIE = "meet_guest"  # a guest pass, sent only to its room's API paths
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -39,6 +41,7 @@ class Services:
     presence: Presence
     clock: Clock
     sessions: SessionGuard  # open WebSockets per sign-in: limits and revocation
+    guests: Guests  # guest passes
 
 
 def services() -> Services:

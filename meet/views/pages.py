@@ -9,7 +9,6 @@ their ES modules. The server only decides redirects that depend on the session (
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote
 
 from quart import Blueprint, Response, redirect, render_template, request, send_from_directory
 from werkzeug.exceptions import NotFound
@@ -55,9 +54,8 @@ async def dashboard() -> Response | WerkzeugResponse:
 
 @blueprint.get("/r/<code>")
 async def call(code: str) -> Response | WerkzeugResponse:
-    """The shareable meeting link; signed-out visitors sign in and come back."""
-    if await current_session() is None:
-        return redirect(f"/signin?next=/r/{quote(code[:32])}")
+    """The shareable meeting link: signed-out visitors see the meeting and may join as a guest
+    (or sign in and come back)."""
     return await _page("call")
 
 

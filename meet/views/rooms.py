@@ -12,7 +12,7 @@ from meet.connection import UserRef
 from meet.errors import BadRequest
 from meet.history import attendance_csv, page_size
 from meet.views.auth import Body
-from meet.views.context import base_url, require_session, services
+from meet.views.context import GUEST_COOKIE, base_url, client_address, require_session, services
 
 blueprint = Blueprint("rooms", __name__, url_prefix="/api")
 
@@ -26,6 +26,20 @@ class UpdateRoomBody(Body):
     title: str | None = None
     locked: bool | None = None
     max_participants: int | None = None
+    guests: str | None = None  # "off", "lobby" or "open"
+    lobby: bool | None = None
+    reactions: bool | None = None
+
+
+class GuestBody(Body):
+    name: str
+
+
+class GuestReply(BaseModel):
+    token: str
+    expires_at: float
+    guest: dict[str, Any]
+    ws_url: str
 
 
 class HostOut(BaseModel):
@@ -42,6 +56,9 @@ class RoomOut(BaseModel):
     ended_at: float | None
     locked: bool
     max_participants: int
+    guests: str
+    lobby: bool
+    reactions: bool
 
 
 class RoomReply(BaseModel):
@@ -132,14 +149,63 @@ async def join_room(code: str) -> Response:
 @security_scheme([{"bearer": []}])
 @document_response(RoomReply)
 async def update_room(code: str, data: UpdateRoomBody) -> Response:
-    """Host only: change the title, lock or capacity."""
+    """Hosts and co-hosts: change the title, lock, capacity, guests ("off", "lobby", "open"),
+    lobby (signed-in people wait too) or reactions."""
     me = await _me()
     changes = data.model_dump(exclude_unset=True)
     if not changes or any(v is None for v in changes.values()):
-        raise BadRequest("Send title, locked and/or max_participants.", code="invalid_request")
+        raise BadRequest(
+            "Send one or more of title, locked, max_participants, guests, lobby and reactions.",
+            code="invalid_request",
+        )
     svc = services().rooms
     room = await svc.update(await svc.get(code), me, changes)
     return _reply({"room": room.public()})
+
+
+@blueprint.get("/rooms/<code>/guest")
+async def guest_preview(code: str) -> Response:
+    """Anyone with the link: the meeting's title, host and whether it takes guests (what the
+    signed-out meeting page shows before asking for a name)."""
+    room = await services().rooms.get(code)
+    return _reply(
+        {
+            "room": {
+                "code": room.code, "title": room.title, "host": {"username": room.host_username},
+                "status": "ended" if room.ended else "open", "locked": room.locked, "guests": room.guests,
+            }
+        }
+    )
+
+
+@blueprint.post("/rooms/<code>/guest")
+@validate_request(GuestBody)
+@document_response(GuestReply)
+async def guest_pass(code: str, data: GuestBody) -> Response:
+    """Anyone with the link, no account: a guest pass for this meeting only. The token is a
+    bearer credential for the room's WebSocket (also set as the ``meet_guest`` cookie, sent
+    only to this room's API paths); no other API accepts it."""
+    svc = services()
+    room = await svc.rooms.get(code)
+    issued = await svc.guests.issue(room, data.name, client_address())
+    response = _reply(
+        {
+            "token": issued.token,
+            "expires_at": issued.guest.expires_at,
+            "guest": issued.user().public(),
+            "ws_url": ws_url(room.code),
+        }
+    )
+    response.set_cookie(
+        GUEST_COOKIE,
+        issued.token,
+        max_age=int(svc.config.rooms.guest_ttl),
+        httponly=True,
+        samesite="Strict",
+        secure=base_url().startswith("https://"),
+        path=f"/api/rooms/{room.code}/",
+    )
+    return response
 
 
 @blueprint.post("/rooms/<code>/end")

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 import trio
 from quart import Blueprint, websocket
 
 from meet import protocol as p
-from meet.connection import (
-    CLOSE_UNAUTHORIZED,
-    Connection,
-    UserRef,
+from meet.connection import Connection, UserRef
+from meet.errors import MeetError, Unauthorized
+from meet.signaling import ClientLoop, RoomEntry, Socket, user_handlers
+from meet.views.context import (
+    GUEST_COOKIE,
+    Services,
+    bearer_token,
+    check_same_origin,
+    client_address,
+    current_session,
+    services,
 )
-from meet.errors import MeetError
-from meet.signaling import ClientLoop, Socket, room_handlers, user_handlers
-from meet.views.context import Services, check_same_origin, client_address, current_session, services
 
 blueprint = Blueprint("sockets", __name__, url_prefix="/api")
 
@@ -41,7 +44,20 @@ async def refuse(error: MeetError) -> None:
         await websocket.close(error.ws_close_code, error.message[:120])
 
 
-async def _open_connection() -> Connection | None:
+async def _identify(room_code: str | None) -> tuple[UserRef, int | None]:
+    """Who is connecting: the signed-in user (and their session), or — on a room's socket —
+    a guest of that room by its pass (bearer token or the ``meet_guest`` cookie)."""
+    session = await current_session()
+    if session is not None:
+        return UserRef(session.user.id, session.user.username), session.id
+    token = bearer_token() or websocket.cookies.get(GUEST_COOKIE)
+    if room_code is None or not token:
+        raise Unauthorized("Sign in first.", code="unauthorized")
+    svc = services()
+    return await svc.guests.authenticate(token, await svc.rooms.get(room_code)), None
+
+
+async def _open_connection(room_code: str | None = None) -> Connection | None:
     """Accept the socket, authenticate and admit it (connection limits); None when refused.
 
     An admitted connection is registered with the session guard: the caller must
@@ -50,20 +66,16 @@ async def _open_connection() -> Connection | None:
     await websocket.accept()
     try:
         check_same_origin()
+        user, session_id = await _identify(room_code)
     except MeetError as exc:
         await refuse(exc)
         return None
-    session = await current_session()
-    if session is None:
-        await websocket.send(p.encode(p.Error(code="unauthorized", message="Sign in first.")))
-        await websocket.close(CLOSE_UNAUTHORIZED, "sign in first")
-        return None
     settings = services().config.rooms
     conn = Connection(
-        UserRef(session.user.id, session.user.username),
+        user,
         settings.send_queue,
         queue_bytes=settings.send_queue_bytes,
-        session_id=session.id,
+        session_id=session_id,
         address=client_address(),
     )
     try:
@@ -88,8 +100,8 @@ async def _depart_when_aborted(conn: Connection, depart: Callable[[], Awaitable[
 
 @blueprint.websocket("/rooms/<code>/ws")
 async def room_socket(code: str) -> None:
-    """Join a room and exchange signaling messages until leaving."""
-    conn = await _open_connection()
+    """Join a room (perhaps through its lobby) and exchange signaling messages until leaving."""
+    conn = await _open_connection(code)
     if conn is None:
         return
     svc = services()
@@ -100,23 +112,18 @@ async def room_socket(code: str) -> None:
 
 
 async def _run_room(svc: Services, code: str, conn: Connection) -> None:
-    try:
-        peer = await svc.rooms.join(code, conn)
-    except MeetError as exc:
-        await refuse(exc)
-        return
-    loop = ClientLoop(
-        _socket(), conn, svc.config.rooms, p.parse_room_message, room_handlers(svc.rooms, peer)
-    )
+    entry = RoomEntry(svc.rooms, code, conn)
+    loop = ClientLoop(_socket(), conn, svc.config.rooms, p.parse_room_message, entry.handle)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_depart_when_aborted, conn, partial(svc.rooms.leave, peer))
+            nursery.start_soon(entry.enter)
+            nursery.start_soon(_depart_when_aborted, conn, entry.leave)
             await loop.run()
             nursery.cancel_scope.cancel()
     finally:
         # The handler may be cancelled by a disconnect; leaving must still be recorded.
         with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await svc.rooms.leave(peer)  # a no-op when already done on abort
+            await entry.leave()  # a no-op when already done on abort, or never admitted
 
 
 @blueprint.websocket("/ws")

@@ -14,7 +14,9 @@
 import { endRoom, joinRoom, me, updateRoom } from "../api.js";
 import { ChatPanel } from "../call/chat.js";
 import { Controls } from "../call/controls.js";
+import { DevicesDialog, SpeakerOutput } from "../call/devices.js";
 import { Grid } from "../call/grid.js";
+import { InviteCard } from "../call/invite.js";
 import { SpeakingDetector, unlockAudio } from "../call/level.js";
 import { LocalMedia, mediaErrorText } from "../call/media.js";
 import { Mesh } from "../call/mesh.js";
@@ -46,6 +48,7 @@ const call = {
   people: null,
   controls: null,
   speaking: null,
+  invite: null, // the invite card shown while I am alone
   roster: new Map(), // peer id → participant (public shape, kept up to date)
   local: { audio: true, video: true, screen: false, hand: false },
   screenStream: null,
@@ -124,6 +127,7 @@ function stopAll() {
   if (call.relay) call.relay.close();
   if (call.client) call.client.close();
   if (call.speaking) call.speaking.stop();
+  if (call.invite) call.invite.close();
   if (call.screenStream) for (const t of call.screenStream.getTracks()) t.stop();
   if (call.media) call.media.stop();
   if (call.grid) for (const key of call.grid.keys()) call.grid.remove(key);
@@ -181,6 +185,7 @@ function renderPeople() {
   const list = [self, ...call.roster.values()];
   call.people.render(list, call.role === "host", call.room);
   call.controls.setPeople(list.length);
+  call.invite.update(call.roster.size === 0);
 }
 
 function renderHeader() {
@@ -565,6 +570,17 @@ function setUpCallView() {
   bindCopyButton($("copy-link"), () => inviteUrl, (text) =>
     toast(`Copy this link to invite people: ${text}`, { timeout: 0, title: "Invite link" }),
   );
+
+  // Guests (no account) have no presence channel: they get the link without "ring someone".
+  const signedIn = Boolean(call.user && call.user.id && !call.user.guest);
+  call.invite = new InviteCard({
+    link: inviteUrl,
+    code,
+    me: signedIn ? call.user : null,
+    onCopyFailed: (text) => toast(`Copy this link to invite people: ${text}`, { timeout: 0, title: "Invite link" }),
+  });
+  // In-call camera / microphone / speaker choice; switches arrive as media "track" events below.
+  new DevicesDialog({ media: call.media, speaker: new SpeakerOutput($("call"), call.media.speakerId) });
 
   const local = call.grid.ensure("local", { local: true, name: `${call.user.username} (You)` });
   local.setState(call.local);
