@@ -56,8 +56,12 @@ async def test_signup_shows_every_bad_field_and_forgot_keeps_the_sign_in_email(s
         page.click("#forgot-link")
         page.wait_for_url("**/forgot**")
         return {
-            "bad": bad, "focused": focused, "after_edit": after_edit, "signups": signups,
-            "forgot_email": forgot_email, "forgot_from_username": page.input_value("#forgot-email"),
+            "bad": bad,
+            "focused": focused,
+            "after_edit": after_edit,
+            "signups": signups,
+            "forgot_email": forgot_email,
+            "forgot_from_username": page.input_value("#forgot-email"),
             "errors": page.errors,
         }
 

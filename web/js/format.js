@@ -11,11 +11,11 @@ export function formatDuration(seconds) {
   return `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
 }
 
-/** Epoch seconds → "Nov 27, 2026, 10:32 AM" in the viewer's locale; "Today, 10:32" for today. */
+/** Epoch seconds → "Nov 27, 2026, 10:32 AM" in the viewer's locale (24-hour where it is); "Today, 10:32" for today. */
 export function formatWhen(epochSeconds, now = new Date()) {
   const date = new Date(Number(epochSeconds) * 1000);
   if (Number.isNaN(date.getTime())) return "";
-  const time = date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  const time = date.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" }); // locale clock
   if (date.toDateString() === now.toDateString()) return `Today, ${time}`;
   const yesterday = new Date(now);
   yesterday.setDate(now.getDate() - 1);

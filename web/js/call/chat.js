@@ -14,17 +14,17 @@ const PAGE = 50;
 const GROUP_WINDOW_S = 300; // consecutive messages of one person within 5 min share a header
 const URL_RE = /(https?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]])/g;
 
-function formatTime(seconds) {
-  const date = new Date(seconds * 1000);
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-}
+// The browser's own locale decides the clock: "14:05" in en-GB, "2:05 PM" in en-US. "numeric"
+// hours (not "2-digit") so 12-hour locales do not get a stray leading zero.
+const TIME_FORMAT = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+const DATE_TIME_FORMAT = new Intl.DateTimeFormat(undefined, {
+  month: "short", day: "numeric", hour: "numeric", minute: "2-digit",
+});
 
 function formatDateTime(seconds) {
   const date = new Date(seconds * 1000);
   const sameDay = date.toDateString() === new Date().toDateString();
-  return sameDay
-    ? formatTime(seconds)
-    : date.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  return (sameDay ? TIME_FORMAT : DATE_TIME_FORMAT).format(date);
 }
 
 /** Text with http(s) links made clickable (built from text nodes: no HTML injection). */

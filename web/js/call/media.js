@@ -4,7 +4,8 @@
  * The microphone is muted with track.enabled (instant, no new permission prompt); turning the
  * camera off stops its track so the camera light goes out, and turning it on acquires a new one.
  * Every track change is announced as a "track" event {kind: "audio"|"video", track|null} so the
- * mesh can replaceTrack() on its connections. Device choices are remembered per browser.
+ * mesh can replaceTrack() on its connections. Device choices (camera, microphone and speaker)
+ * are remembered per browser.
  */
 
 const VIDEO_CONSTRAINTS = { width: { ideal: 960 }, height: { ideal: 540 }, frameRate: { ideal: 30, max: 30 } };
@@ -48,6 +49,7 @@ export class LocalMedia extends EventTarget {
     const saved = loadChoice();
     this.micId = typeof saved.mic === "string" ? saved.mic : "";
     this.camId = typeof saved.camera === "string" ? saved.camera : "";
+    this.speakerId = typeof saved.speaker === "string" ? saved.speaker : ""; // "" = system default
     this.audio = null; // MediaStreamTrack | null
     this.video = null;
     this.micOn = true;
@@ -109,36 +111,70 @@ export class LocalMedia extends EventTarget {
     });
   }
 
-  /** Switch to another microphone (deviceId from devices()). */
+  /** Switch to another microphone (deviceId from devices()); a failure keeps the old one. */
   useMicrophone(deviceId) {
     return this.serial(async () => {
+      const before = this.micId;
       this.micId = deviceId;
+      if (this.audio || this.micOn) {
+        try {
+          await this.acquire("audio", true);
+        } catch (err) {
+          this.micId = before;
+          throw err;
+        }
+      }
       this.remember();
-      if (this.audio || this.micOn) await this.acquire("audio", true);
     });
   }
 
-  /** Switch to another camera; takes effect now when the camera is on. */
+  /**
+   * Switch to another camera; takes effect now when the camera is on. The new camera opens
+   * while the old one still sends (no gap, no "camera off" flash for the others); phones that
+   * cannot open two cameras at once get the old one released first and a second try.
+   */
   useCamera(deviceId) {
     return this.serial(async () => {
+      const before = this.camId;
       this.camId = deviceId;
-      this.remember();
       if (this.camOn) {
-        this.adopt("video", null); // phones cannot open two cameras at once
-        await this.acquire("video", true);
+        try {
+          await this.acquire("video", true);
+        } catch {
+          this.adopt("video", null);
+          try {
+            await this.acquire("video", true);
+          } catch (err) {
+            this.camId = before; // keep the camera that worked (the caller may start it again)
+            throw err;
+          }
+        }
       }
+      this.remember();
     });
   }
 
-  /** {cameras, microphones}: [{deviceId, label}] with readable fallback labels. */
+  /** Remember the speaker (audio output) to play the meeting through; "" for the default. */
+  useSpeaker(deviceId) {
+    this.speakerId = deviceId || "";
+    this.remember();
+  }
+
+  /** {cameras, microphones, speakers}: [{deviceId, label}] with readable fallback labels. */
   async devices() {
-    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return { cameras: [], microphones: [] };
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) {
+      return { cameras: [], microphones: [], speakers: [] };
+    }
     const all = await navigator.mediaDevices.enumerateDevices();
     const pick = (kind, noun) =>
       all
         .filter((d) => d.kind === kind && d.deviceId)
         .map((d, i) => ({ deviceId: d.deviceId, label: d.label || `${noun} ${i + 1}` }));
-    return { cameras: pick("videoinput", "Camera"), microphones: pick("audioinput", "Microphone") };
+    return {
+      cameras: pick("videoinput", "Camera"),
+      microphones: pick("audioinput", "Microphone"),
+      speakers: pick("audiooutput", "Speaker"),
+    };
   }
 
   /** The device ids of the tracks in use (or the remembered choice). */
@@ -205,7 +241,7 @@ export class LocalMedia extends EventTarget {
   }
 
   remember() {
-    saveChoice({ mic: this.micId, camera: this.camId });
+    saveChoice({ mic: this.micId, camera: this.camId, speaker: this.speakerId });
   }
 
   serial(task) {

@@ -7,6 +7,7 @@
  */
 
 import { getRoom } from "../api.js";
+import { fillDeviceSelect } from "./devices.js";
 import { LevelMeter } from "./level.js";
 import { mediaErrorText } from "./media.js";
 
@@ -180,20 +181,8 @@ export class Prejoin {
       return;
     }
     const current = this.media.current();
-    this.fillSelect(this.cameraSelect, lists.cameras, current.camera, "No camera found");
-    this.fillSelect(this.micSelect, lists.microphones, current.mic, "No microphone found");
-  }
-
-  fillSelect(select, devices, selected, emptyLabel) {
-    if (!devices.length) {
-      const option = new Option(emptyLabel, "");
-      select.replaceChildren(option);
-      select.disabled = true;
-      return;
-    }
-    select.replaceChildren(...devices.map((d) => new Option(d.label, d.deviceId)));
-    select.disabled = false;
-    if (selected && devices.some((d) => d.deviceId === selected)) select.value = selected;
+    fillDeviceSelect(this.cameraSelect, lists.cameras, current.camera, "No camera found");
+    fillDeviceSelect(this.micSelect, lists.microphones, current.mic, "No microphone found");
   }
 
   showLevel(level) {
