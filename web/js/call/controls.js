@@ -4,9 +4,16 @@
  * does. Keyboard shortcuts as in other meeting apps: Ctrl/⌘+D microphone, Ctrl/⌘+E camera;
  * arrow keys move along the bar.
  *
+ * On phones the bar is one row (mic, camera, chat, people with its count, more, leave); the
+ * controls marked data-overflow go into the "More" menu (menu.js). Notices dock beside the bar
+ * (toast.js dockToasts).
+ *
  * Hooks: #toggle-mic, #toggle-camera, #toggle-screen, #toggle-hand, #toggle-chat,
- *        #toggle-participants, #copy-link, #leave
+ *        #toggle-participants, #copy-link, #leave, #more-actions, #more-menu
  */
+
+import { MoreMenu } from "./menu.js";
+import { dockToasts } from "./toast.js";
 
 /** Tooltips: [when off, when on]. */
 const HINTS = {
@@ -51,12 +58,12 @@ export class Controls {
       }
     });
 
-    // The bar is a toolbar: Left / Right (and Home / End) move between its buttons.
+    // The bar is a toolbar: Left / Right (and Home / End) move between its visible buttons.
     const bar = document.querySelector(".controls");
     bar.addEventListener("keydown", (event) => {
       const keys = ["ArrowLeft", "ArrowRight", "Home", "End"];
-      if (!keys.includes(event.key)) return;
-      const buttons = [...bar.querySelectorAll("button:not(:disabled)")];
+      if (!keys.includes(event.key) || event.target.closest("[role=menu]")) return;
+      const buttons = [...bar.querySelectorAll(".ctl:not(:disabled)")].filter((b) => b.getClientRects().length > 0);
       const index = buttons.indexOf(document.activeElement);
       if (index === -1) return;
       event.preventDefault();
@@ -75,6 +82,11 @@ export class Controls {
       screen.disabled = true;
       screen.title = "Screen sharing is not available in this browser";
     }
+
+    const more = document.getElementById("more-actions");
+    const menu = document.getElementById("more-menu");
+    this.menu = more && menu ? new MoreMenu(more, menu, bar) : null;
+    dockToasts(bar, bar.querySelector(".controls-main"));
   }
 
   /** state: {mic, camera, screen, hand, chat, participants} booleans */
@@ -92,6 +104,7 @@ export class Controls {
       button.setAttribute("aria-pressed", String(Boolean(value)));
       if (!button.disabled) button.title = HINTS[id][value ? 1 : 0];
     }
+    if (this.menu) this.menu.refresh();
   }
 
   /** Unread chat messages badge (0 hides it). */

@@ -1,50 +1,45 @@
 /*
  * The video stage: one tile per camera and one per screen share.
  *
- * Camera tiles flow in #tiles, screen tiles in #screens. A ResizeObserver picks, for the
- * number of tiles and the room available, the column count and tile shape (16:9 or 4:3 on
- * wide stages; 16:9, square or 3:4 on tall ones) that give the largest tiles, and hands the
- * size to CSS as --tile-w / --tile-h.
- * While someone presents, the stage puts the screens first and the cameras in a strip.
+ * Layouts (stage[data-layout]):
+ *   grid       every camera in #tiles, sized by a ResizeObserver for the largest tiles; my own
+ *              camera floats as a small draggable picture-in-picture (pip.js) as soon as
+ *              someone else is here on a phone, or when one other person is (they get the stage)
+ *   spotlight  a pinned tile, else the screens, large in #screens ("main"), every other tile in
+ *              a strip (#tiles) that shows only whole tiles and scrolls tile by tile
+ * A camera is cropped to its tile only when their shapes nearly match (layout.js mayCover),
+ * otherwise letterboxed: a single person's tile takes their camera's own shape.
+ * My own screen is never shown back to me (a hall of mirrors): its tile is a "You are
+ * presenting" card with a Stop presenting button.
+ * Pinning is mine only: a pin button on each tile; a pinned tile that goes away unpins.
  *
  * Tile markup (hooks used by tests):
  *   .tile[data-peer-id]  remote camera        .tile.local            my camera (mirrored)
- *   .tile.screen[data-peer-id]  remote screen .tile.screen.local     my screen
+ *   .tile.screen[data-peer-id]  remote screen .tile.screen.local     my presenting card
+ *   .tile.pip (my floating camera), .tile.pinned, .tile-pin (pin button), .presenting-card
  *   classes: muted (mic off), camera-off, hand, speaking
  */
 
+import { avatarHue, initialOf } from "./avatar.js";
 import { icon } from "./icons.js";
+import { bestOfRatios, GAP, mayCover, stripFit } from "./layout.js";
+import { Pip } from "./pip.js";
 
-const GAP = 10;
-const MIN_STRIP_TILE = 150;
+const NARROW = "(max-width: 720px)";
 
-/** Best layout of n tiles of ratio `aspect` in a w×h box: {cols, tileW, tileH}. */
-export function bestFit(n, width, height, aspect, gap = GAP) {
-  let best = { cols: 1, tileW: 0, tileH: 0 };
-  for (let cols = 1; cols <= Math.max(1, n); cols++) {
-    const rows = Math.ceil(n / cols);
-    const cellW = (width - gap * (cols - 1)) / cols;
-    const cellH = (height - gap * (rows - 1)) / rows;
-    const tileW = Math.min(cellW, cellH * aspect);
-    if (tileW > best.tileW) best = { cols, tileW, tileH: tileW / aspect };
-  }
-  return { cols: best.cols, tileW: Math.floor(best.tileW), tileH: Math.floor(best.tileH) };
-}
-
-/** The first letter of a name, for camera-off avatars. */
-function initialOf(name) {
-  return (String(name || "?").trim().charAt(0) || "?").toUpperCase();
-}
-
-/** A hue from a name, so each person keeps the same avatar colour. */
-function hueOf(name) {
-  let h = 0;
-  for (const ch of String(name)) h = (h * 31 + ch.codePointAt(0)) % 360;
-  return h;
+function button(className, content, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.append(...content);
+  b.addEventListener("click", onClick);
+  return b;
 }
 
 class Tile {
-  constructor({ peerId, local, screen, name }) {
+  constructor({ key, peerId, local, screen, name, user, onPin, onStopPresenting }) {
+    this.key = key;
+    this.card = Boolean(local && screen); // my own screen: a card, not the picture
     this.el = document.createElement("div");
     this.el.className = "tile";
     this.el.classList.toggle("local", Boolean(local));
@@ -67,13 +62,15 @@ class Tile {
     const hand = document.createElement("span");
     hand.className = "tile-hand";
     hand.title = "Hand raised";
-    hand.append(icon("hand"));
+    hand.append(icon("hand"), Object.assign(document.createElement("span"), { className: "tile-hand-text", textContent: "Hand" }));
 
     const bar = document.createElement("div");
     bar.className = "tile-bar";
     const mic = document.createElement("span");
     mic.className = "tile-mic";
     mic.title = "Microphone off";
+    mic.setAttribute("role", "img");
+    mic.setAttribute("aria-label", "Microphone off");
     mic.append(icon("mic-off"));
     if (screen) bar.append(icon("screen", "tile-screen-icon"));
     this.nameEl = document.createElement("span");
@@ -84,20 +81,53 @@ class Tile {
     this.status.className = "tile-status";
     this.status.hidden = true;
 
-    this.el.append(this.video, this.avatar, hand, bar, this.status);
+    this.pin = button("tile-pin", [icon("pin")], () => onPin(this.key));
+    this.pin.setAttribute("aria-pressed", "false");
+
+    if (this.card) {
+      this.el.append(this.presentingCard(onStopPresenting), bar);
+    } else {
+      this.el.append(this.video, this.avatar, hand, bar, this.status, this.pin);
+    }
+    this.user = user || null;
     this.setName(name);
+  }
+
+  presentingCard(onStop) {
+    const card = document.createElement("div");
+    card.className = "presenting-card";
+    const title = document.createElement("p");
+    title.className = "presenting-title";
+    title.textContent = "You are presenting";
+    const text = document.createElement("p");
+    text.className = "presenting-text";
+    text.textContent = "Everyone in the meeting sees your screen.";
+    const stop = button("btn btn-danger btn-sm presenting-stop", [icon("close"), "Stop presenting"], () => onStop());
+    card.append(icon("screen", "presenting-icon"), title, text, stop);
+    return card;
   }
 
   setName(name) {
     this.name = name;
     this.nameEl.textContent = name;
-    this.avatarLetter.textContent = initialOf(name);
-    this.avatar.style.setProperty("--avatar-hue", String(hueOf(name))); // CSSOM: allowed by the CSP
+    this.avatarLetter.textContent = initialOf(this.user ? this.user.username : name);
+    const hue = avatarHue(this.user || { username: name });
+    this.avatar.style.setProperty("--avatar-hue", String(hue)); // CSSOM: allowed by the CSP
     this.el.setAttribute("aria-label", name);
+    this.setPinned(this.el.classList.contains("pinned"));
+  }
+
+  setPinned(on) {
+    this.el.classList.toggle("pinned", on);
+    this.pin.setAttribute("aria-pressed", String(on));
+    const label = on ? `Unpin ${this.name}` : `Pin ${this.name}`;
+    this.pin.setAttribute("aria-label", label);
+    this.pin.title = on ? "Unpin" : "Pin (only for you)";
   }
 
   /** Show a MediaStream (null clears). Autoplay refusals are reported to onBlocked. */
   setStream(stream, onBlocked) {
+    if (this.card) return; // never play my own screen back to me
     if (this.video.srcObject !== stream) this.video.srcObject = stream;
     if (!stream) return;
     const played = this.video.play();
@@ -106,6 +136,12 @@ class Tile {
         if (err && err.name === "NotAllowedError" && !this.video.muted && onBlocked) onBlocked(this);
       });
     }
+  }
+
+  /** The shape (w/h) of the picture, once known. */
+  aspect() {
+    const { videoWidth: w, videoHeight: h } = this.video;
+    return w && h && !this.el.classList.contains("camera-off") ? w / h : null;
   }
 
   /** Media state of the participant: {audio, video, hand} (missing keys unchanged). */
@@ -124,28 +160,56 @@ class Tile {
     this.status.textContent = text || "";
     this.status.hidden = !text;
   }
+
+  /** Size the tile and decide whether its picture may be cropped to it. */
+  size(w, h) {
+    this.el.style.setProperty("--tile-w", `${w}px`);
+    this.el.style.setProperty("--tile-h", `${h}px`);
+    this.el.classList.toggle("contain", !this.el.classList.contains("screen") && !mayCover(this.aspect(), w / h));
+  }
+}
+
+/** The shape most of these cameras send (so that most of them fill their tiles), else 16:9. */
+function cameraShape(tiles) {
+  const counts = new Map();
+  for (const tile of tiles) {
+    const aspect = tile.el.classList.contains("screen") ? null : tile.aspect();
+    if (aspect) counts.set(aspect.toFixed(2), (counts.get(aspect.toFixed(2)) || 0) + 1);
+  }
+  const [top] = [...counts.entries()].sort((x, y) => y[1] - x[1]);
+  return top ? Number(top[0]) : 16 / 9;
 }
 
 export class Grid {
-  /** `stage` holds two containers: `screens` and `tiles`. */
-  constructor({ stage, screens, tiles }) {
+  /** `stage` holds two containers: `screens` (the main area) and `tiles` (grid or strip). */
+  constructor({ stage, screens, tiles, onStopPresenting = () => {} }) {
     this.stage = stage;
     this.screens = screens;
     this.tilesEl = tiles;
     this.tiles = new Map(); // key → Tile
+    this.pinned = null;
+    this.onStopPresenting = onStopPresenting;
+    this.pip = new Pip(stage);
+    this.narrow = window.matchMedia(NARROW);
+    this.frame = 0;
     this.observer = new ResizeObserver(() => this.layout());
     this.observer.observe(stage);
+    this.narrow.addEventListener("change", () => this.layout());
   }
 
   /** Get or create a tile. Keys: "local", "local-screen", "cam:<peer>", "screen:<peer>". */
   ensure(key, options) {
     let tile = this.tiles.get(key);
     if (!tile) {
-      tile = new Tile(options);
+      tile = new Tile({
+        ...options,
+        key,
+        onPin: (k) => this.togglePin(k),
+        onStopPresenting: () => this.onStopPresenting(),
+      });
+      // A picture's shape is known (or changes) only once frames arrive: lay out again then.
+      tile.video.addEventListener("resize", () => this.schedule());
       this.tiles.set(key, tile);
-      const container = options.screen ? this.screens : this.tilesEl;
-      if (options.local && !options.screen) container.prepend(tile.el);
-      else container.append(tile.el);
       this.layout();
     }
     return tile;
@@ -158,9 +222,11 @@ export class Grid {
   remove(key) {
     const tile = this.tiles.get(key);
     if (!tile) return;
+    if (tile.el === this.pip.el) this.pip.attach(null);
     tile.video.srcObject = null;
     tile.el.remove();
     this.tiles.delete(key);
+    if (this.pinned === key) this.pinned = null; // pinning someone who leaves unpins
     this.layout();
   }
 
@@ -169,35 +235,94 @@ export class Grid {
     return [...this.tiles.keys()];
   }
 
-  layout() {
-    const screens = this.screens.children.length;
-    const cams = this.tilesEl.children.length;
-    const presenting = screens > 0;
-    this.stage.classList.toggle("presenting", presenting);
-    this.stage.dataset.count = String(cams);
-    this.fit(this.screens, screens, 16 / 9, false);
-    this.fit(this.tilesEl, cams, null, presenting);
+  /** Pin `key` large for me (or unpin it if it is the pinned one). */
+  togglePin(key) {
+    this.pinned = this.pinned === key || !this.tiles.has(key) ? null : key;
+    this.layout();
   }
 
-  fit(container, n, aspect, strip) {
-    if (!n) return;
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.layout();
+    });
+  }
+
+  /** Which tiles go where: {main, rest, pip} (keys). */
+  plan() {
+    const keys = [...this.tiles.keys()];
+    const screens = keys.filter((k) => k === "local-screen" || k.startsWith("screen:"));
+    const cams = keys.filter((k) => !screens.includes(k));
+    cams.sort((a, b) => Number(b === "local") - Number(a === "local")); // mine first
+    if (this.pinned) return { main: [this.pinned], rest: [...screens, ...cams].filter((k) => k !== this.pinned), pip: null };
+    if (screens.length) return { main: screens, rest: cams, pip: null };
+    const others = cams.filter((k) => k !== "local").length;
+    const pip = cams.includes("local") && others > 0 && (this.narrow.matches || others === 1) ? "local" : null;
+    return { main: [], rest: cams.filter((k) => k !== pip), pip };
+  }
+
+  /** Put the tiles' elements into `container` in this order (moving only what must move). */
+  place(container, keys) {
+    keys.forEach((key, i) => {
+      const el = this.tiles.get(key).el;
+      if (container.children[i] !== el) container.insertBefore(el, container.children[i] || null);
+    });
+  }
+
+  layout() {
+    const { main, rest, pip } = this.plan();
+    this.place(this.screens, main);
+    this.place(this.tilesEl, pip ? [...rest, pip] : rest);
+    for (const [key, tile] of this.tiles) tile.setPinned(key === this.pinned);
+    const spotlight = main.length > 0;
+    this.stage.classList.toggle("presenting", spotlight);
+    this.stage.dataset.layout = spotlight ? "spotlight" : "grid";
+    this.stage.dataset.count = String(rest.length + (pip ? 1 : 0));
+    this.pip.attach(pip ? this.tiles.get(pip).el : null);
+    if (spotlight) {
+      this.fitGrid(this.screens, main);
+      this.fitStrip(this.tilesEl, rest);
+    } else {
+      this.fitGrid(this.tilesEl, rest);
+    }
+    if (pip) this.fitPip(this.tiles.get(pip));
+  }
+
+  /** Tiles in a box, as large as they fit; one tile takes its picture's own shape. */
+  fitGrid(container, keys) {
     const width = container.clientWidth;
     const height = container.clientHeight;
-    if (!width || !height) return;
-    // Cameras may be cropped (object-fit: cover), so try a few shapes and keep the biggest.
-    const ratios = aspect ? [aspect] : width >= height ? [16 / 9, 4 / 3] : [16 / 9, 1, 3 / 4];
-    let best = null;
-    for (const r of ratios) {
-      const fit = bestFit(n, width, height, r);
-      if (!best || fit.tileW * fit.tileH > best.tileW * best.tileH) best = { ...fit, ratio: r };
-    }
-    const ratio = best.ratio;
-    let { tileW, tileH } = best;
-    if (strip && tileW < MIN_STRIP_TILE) {
-      tileW = MIN_STRIP_TILE; // the strip scrolls instead of shrinking further
-      tileH = Math.floor(tileW / ratio);
-    }
-    container.style.setProperty("--tile-w", `${tileW}px`);
-    container.style.setProperty("--tile-h", `${tileH}px`);
+    if (!keys.length || !width || !height) return;
+    const tiles = keys.map((k) => this.tiles.get(k));
+    const own = tiles.length === 1 ? tiles[0].aspect() : null;
+    const screensOnly = tiles.every((t) => t.el.classList.contains("screen"));
+    const picture = own || (screensOnly ? 16 / 9 : cameraShape(tiles));
+    const ratios = own || screensOnly ? [picture] : [picture, 16 / 9, 4 / 3, 1, 3 / 4];
+    const fit = bestOfRatios(tiles.length, width, height, ratios, GAP, picture);
+    for (const tile of tiles) tile.size(fit.tileW, fit.tileH);
+  }
+
+  /** The camera strip beside (or under) the main area: only whole tiles, scrolled tile by tile. */
+  fitStrip(container, keys) {
+    const width = container.clientWidth;
+    const height = container.clientHeight;
+    if (!keys.length || !width || !height) return;
+    const horizontal = width > height;
+    const ratio = cameraShape(keys.map((k) => this.tiles.get(k)));
+    const [length, cross] = horizontal ? [width, height] : [height, width];
+    const { along, across } = stripFit(keys.length, length, cross, ratio, { horizontal, gap: GAP });
+    const [w, h] = horizontal ? [along, across] : [across, along];
+    for (const key of keys) this.tiles.get(key).size(w, h);
+  }
+
+  /** My floating camera: small, in its picture's shape. */
+  fitPip(tile) {
+    const stage = this.stage.clientWidth;
+    const narrow = this.narrow.matches;
+    const w = Math.round(Math.min(narrow ? 120 : 280, Math.max(96, stage * (narrow ? 0.28 : 0.2))));
+    const aspect = tile.aspect() || 4 / 3;
+    tile.size(w, Math.round(w / aspect));
+    this.pip.place();
   }
 }

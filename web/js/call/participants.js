@@ -2,10 +2,38 @@
  * The people panel: who is here with their role and mic / camera / hand state; for the host,
  * "Ask to mute" and "Remove" per person and the room's lock / end controls.
  *
+ * Row actions come from one table (ROW_ACTIONS): each says when it shows, its label and which
+ * handler it calls. They all look alike (quiet secondary buttons): "Remove" turns red only on
+ * hover and focus, not at rest.
+ *
  * Hooks: #participants-panel, .participant[data-peer-id], .ask-mute, .kick, #lock-room, #end-room
  */
 
+import { avatarHue, initialOf } from "./avatar.js";
 import { icon } from "./icons.js";
+
+/**
+ * Per-person actions, in display order. `show(p, ctx)` decides (ctx: {isHost}); `handler` names
+ * the constructor callback it calls with (peerId, name); `danger` marks actions that turn red on
+ * hover. Add an entry here for a new action.
+ */
+export const ROW_ACTIONS = [
+  {
+    className: "ask-mute",
+    handler: "onMute",
+    label: () => "Ask to mute",
+    aria: (name) => `Ask ${name} to mute`,
+    show: (p, ctx) => ctx.isHost && !p.me,
+  },
+  {
+    className: "kick",
+    handler: "onKick",
+    label: () => "Remove",
+    aria: (name) => `Remove ${name} from the meeting`,
+    show: (p, ctx) => ctx.isHost && !p.me,
+    danger: true,
+  },
+];
 
 function stateIcon(name, label) {
   const span = document.createElement("span");
@@ -17,9 +45,24 @@ function stateIcon(name, label) {
   return span;
 }
 
+function actionButton(action, p) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `${action.className} row-action btn btn-secondary btn-xs`;
+  button.classList.toggle("row-action-danger", Boolean(action.danger));
+  button.textContent = action.label(p);
+  button.setAttribute("aria-label", action.aria(p.user.username, p));
+  return button;
+}
+
 export class ParticipantsPanel {
-  /** Callbacks receive the participant's peer id (onMute, onKick) or nothing (onLock, onEnd). */
-  constructor({ onMute, onKick, onLock, onEnd }) {
+  /**
+   * Callbacks receive the participant's peer id and name (onMute, onKick and any other handler
+   * named in ROW_ACTIONS) or nothing (onLock, onEnd).
+   */
+  constructor(handlers) {
+    const { onLock, onEnd } = handlers;
+    this.handlers = handlers;
     this.list = document.getElementById("participant-list");
     this.count = document.getElementById("people-count");
     this.hostControls = document.getElementById("host-controls");
@@ -29,8 +72,9 @@ export class ParticipantsPanel {
       const button = event.target.closest("button");
       const row = button && button.closest(".participant");
       if (!row) return;
-      if (button.classList.contains("ask-mute")) onMute(row.dataset.peerId, row.dataset.name);
-      if (button.classList.contains("kick")) onKick(row.dataset.peerId, row.dataset.name);
+      const action = ROW_ACTIONS.find((a) => button.classList.contains(a.className));
+      const handler = action && this.handlers[action.handler];
+      if (handler) handler(row.dataset.peerId, row.dataset.name);
     });
     this.lockButton.addEventListener("click", () => onLock());
     this.endButton.addEventListener("click", () => onEnd());
@@ -81,7 +125,8 @@ export class ParticipantsPanel {
     const avatar = document.createElement("span");
     avatar.className = "avatar";
     avatar.setAttribute("aria-hidden", "true");
-    avatar.textContent = p.user.username.charAt(0).toUpperCase();
+    avatar.textContent = initialOf(p.user.username);
+    avatar.style.setProperty("--avatar-hue", String(avatarHue(p.user))); // same colour as the tile
 
     const text = document.createElement("div");
     text.className = "participant-text";
@@ -102,20 +147,11 @@ export class ParticipantsPanel {
 
     li.append(avatar, text, flags);
 
-    if (isHost && !p.me) {
+    const buttons = ROW_ACTIONS.filter((a) => a.show(p, { isHost })).map((a) => actionButton(a, p));
+    if (buttons.length) {
       const actions = document.createElement("div");
       actions.className = "participant-actions";
-      const mute = document.createElement("button");
-      mute.type = "button";
-      mute.className = "ask-mute btn btn-secondary btn-xs";
-      mute.textContent = "Ask to mute";
-      mute.setAttribute("aria-label", `Ask ${p.user.username} to mute`);
-      const kick = document.createElement("button");
-      kick.type = "button";
-      kick.className = "kick btn btn-danger btn-xs";
-      kick.textContent = "Remove";
-      kick.setAttribute("aria-label", `Remove ${p.user.username} from the meeting`);
-      actions.append(mute, kick);
+      actions.append(...buttons);
       li.append(actions);
     }
     return li;

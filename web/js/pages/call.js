@@ -23,7 +23,7 @@ import { Mesh } from "../call/mesh.js";
 import { ParticipantsPanel } from "../call/participants.js";
 import { Prejoin } from "../call/prejoin.js";
 import { RELAY_PEER, Relay } from "../call/relay.js";
-import { toast } from "../call/toast.js";
+import { dismissToasts, toast } from "../call/toast.js";
 import { bindCopyButton } from "../clipboard.js";
 import { errorText } from "../forms.js";
 import { CLOSE, RoomClient } from "../protocol.js";
@@ -162,7 +162,7 @@ function initialStatus() {
 }
 
 function showPeerTile(peer) {
-  const tile = call.grid.ensure(`cam:${peer.peer_id}`, { peerId: peer.peer_id, name: peer.user.username });
+  const tile = call.grid.ensure(`cam:${peer.peer_id}`, { peerId: peer.peer_id, name: peer.user.username, user: peer.user });
   tile.setState(peer);
   return tile;
 }
@@ -218,7 +218,7 @@ function onSoundBlocked() {
       label: "Turn on sound",
       onClick: () => {
         call.soundBlocked = false;
-        for (const video of document.querySelectorAll("#tiles .tile:not(.local) video")) video.play().catch(() => {});
+        for (const video of document.querySelectorAll("#stage .tile:not(.local) video")) video.play().catch(() => {});
       },
     },
   });
@@ -331,6 +331,7 @@ function setPanel(name) {
   $("participants-panel").hidden = call.panel !== "participants";
   document.body.classList.toggle("panel-open", call.panel !== null);
   if (call.panel === "chat") {
+    dismissToasts("chat"); // what they said is in front of me now
     call.unread = 0;
     call.controls.setUnread(0);
     call.chat.focus();
@@ -522,7 +523,7 @@ function tickTimer() {
 
 /** Build the call view's modules (once; reconnects reuse them). */
 function setUpCallView() {
-  call.grid = new Grid({ stage: $("stage"), screens: $("screens"), tiles: $("tiles") });
+  call.grid = new Grid({ stage: $("stage"), screens: $("screens"), tiles: $("tiles"), onStopPresenting: stopScreen });
   call.speaking = new SpeakingDetector((key, on) => {
     const tile = call.grid.get(key === "local" ? "local" : `cam:${key}`);
     if (tile) tile.setSpeaking(on);
@@ -582,7 +583,7 @@ function setUpCallView() {
   // In-call camera / microphone / speaker choice; switches arrive as media "track" events below.
   new DevicesDialog({ media: call.media, speaker: new SpeakerOutput($("call"), call.media.speakerId) });
 
-  const local = call.grid.ensure("local", { local: true, name: `${call.user.username} (You)` });
+  const local = call.grid.ensure("local", { local: true, name: `${call.user.username} (You)`, user: call.user });
   local.setState(call.local);
   updateLocalTile();
   call.speaking.watch("local", call.media.audio);
