@@ -18,7 +18,7 @@ from meet.authz import Action, Facts, check
 from meet.clock import Clock
 from meet.config import RoomsConfig
 from meet.connection import UserRef
-from meet.errors import BadRequest, Forbidden, Throttled, Unauthorized
+from meet.errors import BadRequest, Forbidden, Gone, Throttled, Unauthorized
 from meet.store import Store
 from meet.store import guests as q
 from meet.store.records import Guest, Room
@@ -91,6 +91,8 @@ class Guests:
         guest = await self.store.run(q.guest_by_token, self.tokens.digest(purposes.GUEST, payload["nonce"]))
         if guest is None or guest.room_id != room.id:
             raise Unauthorized("That guest pass is not valid.", code="unauthorized")
+        if room.ended:  # its passes were withdrawn with it: say the more telling thing
+            raise Gone("This meeting has ended.", code="room_ended")
         if guest.removed:
             raise Forbidden("The host removed you from this meeting.", code="removed")
         if not guest.valid(self.clock.now()):

@@ -77,7 +77,11 @@ class History:
         for stay in await self.store.run(q.attendance, room.id):
             person = people.setdefault(
                 stay.user_id,
-                {"user": {"id": stay.user_id, "username": stay.username}, "stays": [], "total_s": 0.0},
+                {
+                    "user": UserRef(stay.user_id, stay.username, guest=stay.user_id < 0).public(),
+                    "stays": [],
+                    "total_s": 0.0,
+                },
             )
             duration = _duration(stay.joined_at, stay.left_at, now)
             person["stays"].append({"joined_at": stay.joined_at, "left_at": stay.left_at, "duration_s": duration})
@@ -86,10 +90,11 @@ class History:
 
 
 def attendance_csv(report: dict[str, Any]) -> str:
-    """One row per stay: username, user id, joined, left, seconds, and the person's total."""
+    """One row per stay: name, user id, joined, left, seconds, the person's total, and whether
+    they were a guest (no account: the name they gave, a negative id)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["username", "user_id", "joined_at", "left_at", "duration_s", "total_s"])
+    writer.writerow(["username", "user_id", "joined_at", "left_at", "duration_s", "total_s", "guest"])
     for person in report["attendance"]:
         for stay in person["stays"]:
             writer.writerow(
@@ -100,6 +105,7 @@ def attendance_csv(report: dict[str, Any]) -> str:
                     _iso(stay["left_at"]) if stay["left_at"] is not None else "",
                     stay["duration_s"],
                     person["total_s"],
+                    "yes" if person["user"].get("guest") else "no",
                 ]
             )
     return out.getvalue()

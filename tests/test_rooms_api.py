@@ -1108,7 +1108,7 @@ async def test_attendance_json_and_csv(
     assert disposition.startswith("attachment")
     assert f'filename="attendance-{code}.csv"' in disposition
     rows = list(csv.reader(io.StringIO(r.text)))
-    assert rows[0] == ["username", "user_id", "joined_at", "left_at", "duration_s", "total_s"]
+    assert rows[0] == ["username", "user_id", "joined_at", "left_at", "duration_s", "total_s", "guest"]
     assert [(row[0], row[1], float(row[4]), float(row[5])) for row in rows[1:]] == [
         ("alice", str(alice.id), 180.0, 180.0),
         ("bob", str(bob.id), 60.0, 80.0),
@@ -1131,7 +1131,7 @@ async def test_attendance_shows_open_stays_and_empty_rooms(
     assert r.json()["attendance"] == []
     r = await client.get(f"/api/rooms/{code}/attendance", params={"format": "csv"}, headers=alice.auth)
     assert list(csv.reader(io.StringIO(r.text))) == [
-        ["username", "user_id", "joined_at", "left_at", "duration_s", "total_s"]
+        ["username", "user_id", "joined_at", "left_at", "duration_s", "total_s", "guest"]
     ]
     async with in_room(server, bob, code):
         clock.advance(7)
