@@ -31,7 +31,7 @@ from meet.guests import Guests
 from meet.history import History
 from meet.mail import Mailer, make_mailer
 from meet.passwords import Passwords
-from meet.presence import Presence
+from meet.presence import Presence, store_names
 from meet.relay.bridge import RelayBridge
 from meet.rooms import Rooms, close_stale_stays
 from meet.sessions import SessionGuard
@@ -115,14 +115,17 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
     )
     sessions = SessionGuard(store, clock, config.rooms)
     accounts.revoked = sessions.poke  # sign-out and password resets close sockets at once
+    rooms = Rooms(store, clock, config.rooms, config.rtc)
+    presence = Presence(config.rooms.ring_timeout, names=store_names(store))
+    rooms.meeting_listener = presence.meeting_changed  # "Online now" shows who is in a meeting
     return Services(
         config=config,
         store=store,
         accounts=accounts,
         guests=Guests(store, accounts.tokens, clock, config.rooms),
-        rooms=Rooms(store, clock, config.rooms, config.rtc),
+        rooms=rooms,
         history=History(store, clock),
-        presence=Presence(config.rooms.ring_timeout),
+        presence=presence,
         clock=clock,
         sessions=sessions,
     )

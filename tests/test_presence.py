@@ -6,6 +6,7 @@ Waiting is for frames only; "nothing else arrives" is the ping→pong ordering t
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,10 +15,13 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from conftest import User, make_config, make_room
-from wsclient import WS, connect, user_ws_url
+from wsclient import WS, connect, join, user_ws_url
 
 from meet.config import Config
+from meet.connection import Connection, UserRef
+from meet.presence import Presence
 from meet.server import RunningServer
 
 
@@ -38,6 +42,11 @@ async def room(client: httpx.AsyncClient, alice: User) -> str:
 
 def public(user: User) -> dict[str, Any]:
     return {"id": user.id, "username": user.username}
+
+
+def entry(user: User, in_meeting: bool = False) -> dict[str, Any]:
+    """A roster entry (``presence``, ``online``)."""
+    return {**public(user), "in_meeting": in_meeting}
 
 
 @asynccontextmanager
@@ -72,22 +81,64 @@ async def test_roster_and_online_offline(server: RunningServer, alice: User, bob
     async with online(server, alice) as (a, roster):
         assert roster == []
         async with online(server, bob) as (b1, roster):
-            assert roster == [public(alice)]
-            assert await a.recv() == {"type": "online", "user": public(bob)}
+            assert roster == [entry(alice)]
+            assert await a.recv() == {"type": "online", "user": entry(bob)}
             async with online(server, bob) as (b2, roster):  # a second tab: nobody is told again
-                assert roster == [public(alice)]  # others only, as for the first tab
+                assert roster == [entry(alice)]  # others only, as for the first tab
                 await a.assert_idle()
                 await b1.assert_idle()
                 async with online(server, carol) as (_, roster):
                     assert sorted(u["id"] for u in roster) == sorted([alice.id, bob.id])
                     for ws in (a, b1, b2):
-                        assert await ws.recv() == {"type": "online", "user": public(carol)}
+                        assert await ws.recv() == {"type": "online", "user": entry(carol)}
                 for ws in (a, b1, b2):
                     assert await ws.recv() == {"type": "offline", "user_id": carol.id}
             # one of bob's tabs closed: he is still online
             await a.assert_idle()
         assert await a.recv() == {"type": "offline", "user_id": bob.id}
         await a.assert_idle()
+
+
+async def test_people_in_a_meeting_are_online_in_a_meeting(
+    server: RunningServer, alice: User, bob: User, carol: User, room: str
+) -> None:
+    async with online(server, alice) as (a, roster):
+        assert roster == []
+        # Bob joins a meeting without a user channel of his own: he is listed, in a meeting.
+        async with join(server.url, room, bob.token) as (tab1, _):
+            assert await a.recv() == {"type": "online", "user": entry(bob, in_meeting=True)}
+            async with online(server, carol) as (c, roster):
+                assert roster == [entry(alice), entry(bob, in_meeting=True)]
+                assert await a.recv() == {"type": "online", "user": entry(carol)}
+                async with join(server.url, room, bob.token):  # a second tab: nothing new to say
+                    await tab1.expect("peer-joined")
+                await a.assert_idle()
+                # Bob opens the dashboard too: already listed, so nobody is told again ...
+                async with online(server, bob) as (_, roster):
+                    assert roster == [entry(alice), entry(carol)]
+                    await a.assert_idle()
+                # ... and closing it leaves him listed: he is still in the meeting.
+                await a.assert_idle()
+                # Alice joins the meeting herself: her watchers see her entry change.
+                async with join(server.url, room, alice.token):
+                    assert await c.recv() == {"type": "online", "user": entry(alice, in_meeting=True)}
+                assert await c.recv() == {"type": "online", "user": entry(alice)}
+                await a.assert_idle()  # nobody is told about themselves
+            assert await a.recv() == {"type": "offline", "user_id": carol.id}
+        # Bob's last meeting connection closed and he has no user channel: offline.
+        assert await a.recv() == {"type": "offline", "user_id": bob.id}
+
+
+async def test_leaving_the_meeting_with_a_user_channel_open_stays_online(
+    server: RunningServer, alice: User, bob: User, room: str
+) -> None:
+    async with online(server, alice) as (a, _), online(server, bob) as (b, _):
+        assert await a.recv() == {"type": "online", "user": entry(bob)}
+        async with join(server.url, room, bob.token):
+            assert await a.recv() == {"type": "online", "user": entry(bob, in_meeting=True)}
+        assert await a.recv() == {"type": "online", "user": entry(bob)}
+        await a.assert_idle()
+        await b.assert_idle()
 
 
 # -- ringing ------------------------------------------------------------------------------
@@ -230,8 +281,8 @@ async def test_silent_user_channel_is_dropped_and_goes_offline(server: RunningSe
     async with online(server, alice) as (a, _):
         started = trio.current_time()
         async with connect(user_ws_url(server.url), bob.token, auto_pong=False) as b:
-            assert (await b.expect("presence"))["online"] == [public(alice)]
-            assert await a.recv() == {"type": "online", "user": public(bob)}
+            assert (await b.expect("presence"))["online"] == [entry(alice)]
+            assert await a.recv() == {"type": "online", "user": entry(bob)}
             frames, code = await b.frames_then_close(timeout=30)
             assert code == 4408 and frames and all(f == {"type": "ping"} for f in frames)
             assert trio.current_time() - started >= 3.0  # not before idle_timeout
@@ -239,3 +290,53 @@ async def test_silent_user_channel_is_dropped_and_goes_offline(server: RunningSe
         # alice came first and only answers pings: silent, she would be gone by now
         await a.answered_pings(2, timeout=30)
         await a.assert_idle()
+
+
+# -- the meeting roster without a server: name look-ups racing with leaving ----------------
+
+
+def frames(conn: Connection) -> list[dict[str, Any]]:
+    out = []
+    while True:
+        try:
+            out.append(json.loads(conn.frames_out.receive_nowait()))
+        except trio.WouldBlock:
+            return out
+
+
+async def test_meeting_roster_waits_for_the_name_and_forgets_who_left_meanwhile() -> None:
+    asked: list[int] = []
+    answers: dict[int, trio.Event] = {}
+    names = {2: "bob", 3: "carol"}
+
+    async def look_up(user_id: int) -> str | None:
+        asked.append(user_id)
+        answers[user_id] = trio.Event()
+        await answers[user_id].wait()
+        return names.get(user_id)
+
+    presence = Presence(30.0, names=look_up)
+    watcher = Connection(UserRef(1, "alice"), 64)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(presence.run)
+        presence.connect(watcher)
+        assert frames(watcher) == [{"type": "presence", "online": []}]
+
+        presence.meeting_changed(2, True)  # bob: listed once his name is known
+        presence.meeting_changed(3, True)  # carol leaves before the look-up answers
+        presence.meeting_changed(3, False)
+        presence.meeting_changed(4, True)  # a user deleted meanwhile: no name
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(asked) == [2, 3, 4] and frames(watcher) == []
+        for event in answers.values():
+            event.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert frames(watcher) == [{"type": "online", "user": {"id": 2, "username": "bob", "in_meeting": True}}]
+        assert presence.online() == [
+            {"id": 1, "username": "alice", "in_meeting": False},
+            {"id": 2, "username": "bob", "in_meeting": True},
+        ]
+        presence.meeting_changed(4, False)  # never listed: nothing to take back
+        presence.meeting_changed(2, False)
+        assert frames(watcher) == [{"type": "offline", "user_id": 2}]
+        nursery.cancel_scope.cancel()
