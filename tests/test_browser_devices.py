@@ -166,6 +166,16 @@ async def test_invite_card_device_switching_and_chat_time_locale(
             "link": alice.inner_text("#invite-link"),
             "copy": alice.is_visible("#invite-copy"),
         }
+        # On Bob's dashboard, Alice is online "In a meeting" (no Call button: she is busy).
+        busy = poll(
+            lambda: bob.evaluate(
+                "[...document.querySelectorAll('#online-users .online-user.in-meeting')]"
+                ".map((li) => li.querySelector('.online-name').textContent + ': ' + li.querySelector('.online-busy').textContent)"
+                ".join()"
+            ),
+            what="alice in a meeting on bob's dashboard",
+        )
+        card["busy_on_dashboard"] = busy
         # Bob is online on his dashboard: ring him from the card; he accepts and joins.
         alice.click(".invite-person[data-user-id] .invite-ring")
         bob.wait_for_selector("#incoming-call:not([hidden])")
@@ -200,7 +210,11 @@ async def test_invite_card_device_switching_and_chat_time_locale(
         }
 
     result = await run(scenario)
-    assert result["card"] == {"link": f"{base}/r/{code}", "copy": True}
+    assert result["card"] == {
+        "link": f"{base}/r/{code}",
+        "copy": True,
+        "busy_on_dashboard": "alice: In a meeting",
+    }
     assert result["bob_card"] is False
     s = result["switched"]
     assert s["after"]["video"]["id"] != s["before"]["video"]["id"]

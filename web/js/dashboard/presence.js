@@ -1,12 +1,14 @@
 /*
  * Presence and ringing on the dashboard (UserClient over GET /api/ws):
- *  - "Online now": who else is signed in with a dashboard open, each with a Call button;
+ *  - "Online now": who else is signed in with a dashboard open, each with a Call button, and
+ *    who is in a meeting (on the call page or with a dashboard open too), shown as "In a
+ *    meeting" instead: a ring would only disturb them (and may have no page to reach);
  *  - the call chooser: ring them into one of my open meetings or a new one, then follow the
  *    answer (accepted → go to the meeting; declined / no answer → say so);
  *  - incoming calls: "{from} is calling you to {room}" with Accept / Decline, closed again
  *    when the caller hangs up or the ring times out.
  *
- * Hooks: #online-users > .online-user[data-user-id] .call-user,
+ * Hooks: #online-users > .online-user[data-user-id] .call-user | .online-busy,
  *        #incoming-call #accept-call #decline-call
  */
 
@@ -109,6 +111,14 @@ export class PresencePanel {
     const name = document.createElement("span");
     name.className = "online-name";
     name.textContent = user.username;
+    if (user.in_meeting) {
+      li.classList.add("in-meeting");
+      const busy = document.createElement("span");
+      busy.className = "online-busy";
+      busy.textContent = "In a meeting";
+      li.append(avatar, name, busy);
+      return li;
+    }
     const call = document.createElement("button");
     call.type = "button";
     call.className = "btn btn-secondary btn-sm call-user";
