@@ -18,6 +18,7 @@ from meet.errors import BadRequest, Conflict, NotFound, StoreError
 from meet.store import Store, open_store
 from meet.store import accounts as q
 from meet.store import db as store_db
+from meet.store import guests as gq
 from meet.store import rooms as qr
 from meet.store.accounts import User
 from meet.store.db import migrate, schema_version
@@ -559,3 +560,57 @@ def test_update_room_refuses_other_columns_under_python_O(tmp_path: Path) -> Non
     command = [sys.executable, "-O", "-c", script]
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def create_v5_database(path: Path) -> None:
+    """A database as the schema before guests left it: a room with stays, chat and a ban."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(
+            "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        for version, name, sql in MIGRATIONS[:5]:
+            conn.executescript(sql)
+            conn.execute("INSERT INTO migrations VALUES (?, ?, ?)", (version, name, NOW - DAY))
+        conn.executescript(
+            "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (1, 'ann', 'a@x.org', 'h', 0);"
+            "INSERT INTO rooms (id, code, title, host_id, created_at, locked, max_participants)"
+            " VALUES (1, 'abc-defg-hij', 'Standup', 1, 0, 1, 9);"
+            "INSERT INTO stays (id, room_id, user_id, joined_at, left_at) VALUES (7, 1, 1, 10, 20), (8, 1, 1, 30, NULL);"
+            "INSERT INTO messages (room_id, user_id, username, text, created_at) VALUES (1, 1, 'ann', 'hello', 11);"
+        )
+    finally:
+        conn.close()
+
+
+async def test_version_5_database_gains_guests_and_keeps_stays(tmp_path: Path) -> None:
+    path = tmp_path / "meet.db"
+    create_v5_database(path)
+    async with open_store(path, NOW) as store:
+        assert await store.run(schema_version) == LATEST
+        room = await store.run(qr.room_by_code, "abc-defg-hij")
+        assert room is not None
+        assert (room.locked, room.guests, room.lobby, room.reactions) == (True, "lobby", False, True)
+        stays = await store.run(qr.attendance, room.id)
+        assert [(s.user_id, s.username, s.joined_at, s.left_at) for s in stays] == [
+            (1, "ann", 10, 20), (1, "ann", 30, None),
+        ]
+        # A guest's stay and chat live beside the members' (negative person ids).
+        guest = await store.run(gq.create_guest, room.id, "Ana", "hash", "10.0.0.1", NOW, NOW + DAY)
+        stay = await store.run(qr.open_stay, room.id, -guest.id, NOW, 30.0)
+        await store.run(qr.add_message, room.id, -guest.id, "Ana", "hi", NOW)
+        assert [m.public()["user"] for m in await store.run(qr.recent_messages, room.id, 10)] == [
+            {"id": 1, "username": "ann"}, {"id": -guest.id, "username": "Ana", "guest": True},
+        ]
+        assert (await store.run(qr.attendance, room.id))[-1].user_id == -guest.id
+        assert await store.run(qr.standing, room.id, -guest.id, NOW - 1) == Standing(
+            banned=False, recent=True, took_part=True
+        )
+        assert stay > 8
+    with pytest.raises(sqlite3.IntegrityError):  # a stay is a member's or a guest's, never both
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("INSERT INTO stays (room_id, user_id, guest_id, joined_at) VALUES (1, 1, 1, 0)")
+        finally:
+            conn.close()
