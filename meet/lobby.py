@@ -15,9 +15,9 @@ import trio
 
 from meet import protocol as p
 from meet.clock import Clock
-from meet.connection import Connection
+from meet.connection import Connection, UserRef
 from meet.errors import Forbidden, Gone, MeetError, TimedOut
-from meet.live import Knock, LiveRoom, Participant
+from meet.live import Knock, LiveRoom
 
 FAILURES: dict[str, Callable[[], MeetError]] = {
     "denied": lambda: Forbidden("A host did not let you in.", code="denied"),
@@ -51,15 +51,21 @@ class Lobby:
         if knock.outcome != "admitted":
             raise FAILURES[knock.outcome]()
 
-    def answer(self, live: LiveRoom, knock_id: str, admitted: bool, by: Participant) -> Knock:
+    def answer(self, live: LiveRoom, knock_id: str, admitted: bool, by: UserRef) -> Knock:
         """A host's answer; ProtocolError when nobody with that id is waiting (any more)."""
         knock = live.knocks.pop(knock_id, None)
         if knock is None:
             raise p.ProtocolError("unknown_knock", f"nobody '{knock_id[:40]}' is waiting in the lobby")
         knock.outcome = "admitted" if admitted else "denied"
         knock.decided.set()
-        live.tell_hosting(p.KnockEnded(id=knock.id, outcome=knock.outcome, by=by.user.public()))
+        live.tell_hosting(p.KnockEnded(id=knock.id, outcome=knock.outcome, by=by.public()))
         return knock
+
+    def admit_where(self, live: LiveRoom, may_skip: Callable[[UserRef], bool], by: UserRef) -> None:
+        """Let in everyone waiting who would no longer have to (a host opened the room up)."""
+        for knock in list(live.knocks.values()):
+            if may_skip(knock.conn.user):
+                self.answer(live, knock.id, True, by)
 
     @staticmethod
     def waiting(live: LiveRoom | None, conn: Connection) -> bool:

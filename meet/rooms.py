@@ -189,13 +189,16 @@ class Rooms:
         """Raise Forbidden/Gone (stable codes, see ``meet.authz``) unless ``user`` may do ``action``."""
         check(action, await self.facts(room, user))
 
-    async def check_admission(self, room: Room, user: UserRef) -> None:
-        """Raise Gone/Forbidden when ``user`` may not enter now.
+    async def check_admission(self, room: Room, user: UserRef) -> bool:
+        """Raise Gone/Forbidden when ``user`` may not enter now; else whether they will wait
+        in the lobby first.
 
         A locked room still lets in its host, people rung in by the host, and people who were
         in it within ``reconnect_grace`` (a dropped connection must not lock someone out).
         """
-        await self.check(Action.JOIN, room, user)
+        facts = await self.facts(room, user)
+        check(Action.JOIN, facts)
+        return not allowed(Action.SKIP_LOBBY, facts).allowed
 
     @staticmethod
     def _host_power(action: Action, live: LiveRoom, peer: Participant) -> None:
@@ -217,7 +220,8 @@ class Rooms:
         if live is not None:
             live.room = fresh
             live.broadcast(p.RoomUpdated(room=fresh.public()))
-            self.lobby.refresh(live)
+            # Opened up (guests "open", lobby off): whoever waits and no longer has to goes in.
+            self.lobby.admit_where(live, lambda u: allowed(Action.SKIP_LOBBY, Facts.of(fresh, u.id)).allowed, user)
         return fresh
 
     def _check_guests(self, value: Any) -> str:
@@ -448,7 +452,7 @@ class Rooms:
     async def answer_knock(self, live: LiveRoom, peer: Participant, knock_id: str, admitted: bool) -> None:
         """A host lets someone in from the lobby, or turns them away (a guest's pass is withdrawn)."""
         self._host_power(Action.ADMIT, live, peer)
-        knock = self.lobby.answer(live, knock_id, admitted, by=peer)
+        knock = self.lobby.answer(live, knock_id, admitted, by=peer.user)
         if not admitted and knock.conn.user.guest:
             await self.store.run(guest_passes.revoke_guest, knock.conn.user.guest_id, self.clock.now())
 

@@ -203,3 +203,32 @@ async def test_ending_the_meeting_sends_waiters_away(
         assert r.status_code == 200
         frames, close_code = await guest.frames_then_close()
         assert ([f["code"] for f in frames if f["type"] == "error"], close_code) == (["room_ended"], 4410)
+
+
+async def test_opening_the_room_lets_the_waiters_in(
+    server: RunningServer, client: httpx.AsyncClient, alice: User, outbox: Outbox
+) -> None:
+    bob = await make_user(client, outbox, "bob")
+    code = await make_room(client, alice, title="Open up")
+    await client.patch(f"/api/rooms/{code}", json={"lobby": True}, headers=alice.auth)
+    r = await client.post(f"/api/rooms/{code}/join", headers=bob.auth)  # the pre-flight says so
+    assert (r.status_code, r.json()["lobby"]) == (200, True)
+    assert (await client.post(f"/api/rooms/{code}/join", headers=alice.auth)).json()["lobby"] is False
+    token = await guest_token(client, code)
+    async with (
+        join(server.url, code, alice.token) as (host, _),
+        connect(room_ws_url(server.url, code), bob.token) as member,
+        connect(room_ws_url(server.url, code), token) as guest,
+    ):
+        await expect_lobby(member, host_present=True)
+        await expect_lobby(guest, host_present=True)
+        member_knock, guest_knock = await host.expect("knock"), await host.expect("knock")
+        # Lobby off: members no longer wait, guests (guests "lobby") still do.
+        r = await client.patch(f"/api/rooms/{code}", json={"lobby": False}, headers=alice.auth)
+        assert r.status_code == 200
+        await member.expect("welcome")
+        ended = await host.until("knock-ended")
+        assert (ended["id"], ended["outcome"], ended["by"]["username"]) == (member_knock["id"], "admitted", "alice")
+        await client.patch(f"/api/rooms/{code}", json={"guests": "open"}, headers=alice.auth)
+        await guest.expect("welcome")
+        assert (await host.until("knock-ended"))["id"] == guest_knock["id"]

@@ -495,6 +495,7 @@ async def test_join_returns_room_ws_url_and_no_ice_servers_by_default(
     port = server.url.rsplit(":", 1)[1]
     assert r.json() == {
         "room": room,
+        "lobby": False,
         "ws_url": f"ws://127.0.0.1:{port}/api/rooms/{room['code']}/ws",
         "ice_servers": [],
     }

@@ -130,14 +130,16 @@ async def get_room(code: str) -> Response:
 @blueprint.post("/rooms/<code>/join")
 @security_scheme([{"bearer": []}])
 async def join_room(code: str) -> Response:
-    """Check that I may enter and get the WebSocket address and ICE servers."""
+    """Check that I may enter and get the WebSocket address and ICE servers (``lobby``: I
+    will wait in the lobby until a host lets me in)."""
     me = await _me()
     svc = services()
     room = await svc.rooms.get(code)
-    await svc.rooms.check_admission(room, me)
+    waits = await svc.rooms.check_admission(room, me)
     return _reply(
         {
             "room": room.public(),
+            "lobby": waits,
             "ws_url": ws_url(room.code),
             "ice_servers": svc.rooms.ice.for_user(me.id),
         }
