@@ -573,7 +573,7 @@ function setUpCallView() {
   );
 
   // Guests (no account) have no presence channel: they get the link without "ring someone".
-  const signedIn = Boolean(call.user && call.user.id && !call.user.guest);
+  const signedIn = Boolean(call.user && call.user.id > 0 && !call.user.guest);
   call.invite = new InviteCard({
     link: inviteUrl,
     code,
