@@ -24,6 +24,7 @@ from meet.config import GUEST_MODES, RoomsConfig, RtcConfig
 from meet.connection import CLOSE_ENDED, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, Connection, UserRef
 from meet.errors import BadRequest, Gone, NotFound, Unavailable
 from meet.hosting import Hosting, facts_in
+from meet.invitations import Invitations
 from meet.live import PARTICIPANT, LiveRoom, Participant
 from meet.lobby import Lobby
 from meet.media import MediaRouter, RelayFailure
@@ -35,58 +36,12 @@ from meet.turn import IceServers
 
 CHAT_REPLAY = 50
 TITLE_MAX = 120
-# How long an accepted ring from the host lets the callee past the lock; entering uses it up
-# (from then on the reconnect grace covers dropped connections).
-INVITATION_TTL = 300.0
 
 
 def new_code() -> str:
     """A room code like ``abc-defg-hij``: 26^10 ≈ 1.4e14 possibilities."""
     letters = [secrets.choice(string.ascii_lowercase) for _ in range(10)]
     return f"{''.join(letters[:3])}-{''.join(letters[3:7])}-{''.join(letters[7:])}"
-
-
-class Invitations:
-    """People the host rang in past a lock: per room code, user id → when the invitation lapses.
-
-    Entries go when used (the person entered), when they lapse (``INVITATION_TTL``), when the
-    person is removed and when the meeting ends, so the map never outgrows the rings of the
-    last few minutes.
-    """
-
-    def __init__(self, clock: Clock, ttl: float = INVITATION_TTL) -> None:
-        self.clock, self.ttl = clock, ttl
-        self.rooms: dict[str, dict[int, float]] = {}
-
-    def add(self, code: str, user_id: int) -> None:
-        self._prune()
-        self.rooms.setdefault(code, {})[user_id] = self.clock.now() + self.ttl
-
-    def holds(self, code: str, user_id: int) -> bool:
-        self._prune()
-        return user_id in self.rooms.get(code, {})
-
-    def discard(self, code: str, user_id: int) -> None:
-        people = self.rooms.get(code)
-        if people is not None:
-            people.pop(user_id, None)
-            if not people:
-                del self.rooms[code]
-
-    def drop_room(self, code: str) -> None:
-        self.rooms.pop(code, None)
-
-    def __len__(self) -> int:
-        return sum(len(people) for people in self.rooms.values())
-
-    def _prune(self) -> None:
-        now = self.clock.now()
-        for code in list(self.rooms):
-            people = {uid: until for uid, until in self.rooms[code].items() if until > now}
-            if people:
-                self.rooms[code] = people
-            else:
-                del self.rooms[code]
 
 
 class Rooms:

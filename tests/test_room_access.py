@@ -12,7 +12,7 @@ from wsclient import connect, join, room_ws_url, user_ws_url
 
 from meet.clock import FakeClock
 from meet.config import Config
-from meet.rooms import INVITATION_TTL
+from meet.invitations import INVITATION_TTL
 from meet.server import RunningServer
 
 
