@@ -242,6 +242,10 @@ class Rooms:
         self._in_meeting(conn.user, +1)
         return peer
 
+    def in_lobby(self, code: str, conn: Connection) -> bool:
+        """Whether ``conn`` waits in the lobby of room ``code``."""
+        return self.lobby.waiting(self.live.get(code.lower()), conn)
+
     def _live_for(self, room: Room) -> LiveRoom:
         return self.live.setdefault(room.code, LiveRoom(room, mode=self.media.initial_mode()))
 

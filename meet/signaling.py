@@ -235,7 +235,7 @@ class RoomEntry:
                 return
             if isinstance(message, p.Pong):
                 return
-            if self.rooms.lobby.waiting(self.rooms.live.get(self.code), self.conn):
+            if self.rooms.in_lobby(self.code, self.conn):
                 raise p.ProtocolError("in_lobby", "you are in the lobby: wait until a host lets you in")
             await self.settled.wait()
             if self._handle is None:
