@@ -182,6 +182,11 @@ async def test_invite_card_device_switching_and_chat_time_locale(
         bob.click("#accept-call")
         bob.wait_for_url(f"**/r/{code}")
         bob.wait_for_selector("#join-button:enabled")
+        # Bob picks his speaker before joining (and tries it): the meeting plays through it.
+        bob.wait_for_selector("#speaker-field:not([hidden]) #speaker-select:enabled")
+        bob_speaker = {"label": choose_other(bob, "#speaker-select", "Fake Audio Output 2")}
+        bob_speaker["id"] = bob.input_value("#speaker-select")
+        bob.click("#speaker-test")
         bob.click("#join-button")
         bob.wait_for_selector("#call:not([hidden])")
         b = str(poll(lambda: bob.evaluate("window.meetCall.peerId()"), what="bob's peer id"))
@@ -190,6 +195,10 @@ async def test_invite_card_device_switching_and_chat_time_locale(
         assert_video_flowing(bob, [a])
         assert_video_flowing(alice, [b])
 
+        bob_speaker["sinks"] = bob.evaluate(
+            "[...document.querySelectorAll('.tile:not(.local) video')].map((v) => v.sinkId)"
+        )
+        bob_speaker["error"] = bob.text_content("#prejoin-error")
         switched = switch_devices(alice, bob, a)
 
         alice.click("#toggle-chat")
@@ -204,6 +213,7 @@ async def test_invite_card_device_switching_and_chat_time_locale(
         return {
             "card": card,
             "bob_card": bob_card,
+            "bob_speaker": bob_speaker,
             "switched": switched,
             "times": times,
             "errors": alice.errors + bob.errors,
@@ -216,6 +226,8 @@ async def test_invite_card_device_switching_and_chat_time_locale(
         "busy_on_dashboard": "alice: In a meeting",
     }
     assert result["bob_card"] is False
+    speaker = result["bob_speaker"]
+    assert speaker["id"] and speaker["sinks"] == [speaker["id"]] and speaker["error"] == ""
     s = result["switched"]
     assert s["after"]["video"]["id"] != s["before"]["video"]["id"]
     assert s["after"]["video"]["label"] == s["camera"] != s["before"]["video"]["label"]

@@ -9,7 +9,7 @@
  * remembered for the next meeting (the same storage as the pre-join screen).
  *
  * Hooks: #open-devices, #devices-dialog, #devices-camera, #devices-mic, #devices-speaker,
- *        #devices-speaker-field, #devices-error
+ *        #devices-speaker-field, #devices-speaker-test, #devices-error
  */
 
 import { mediaErrorText } from "./media.js";
@@ -32,6 +32,46 @@ export function fillDeviceSelect(select, devices, selected, emptyLabel) {
   select.replaceChildren(...devices.map((d) => new Option(d.label, d.deviceId)));
   select.disabled = false;
   if (selected && devices.some((d) => d.deviceId === selected)) select.value = selected;
+}
+
+let testSoundUrl = "";
+
+/** A short two-note chime as a WAV file (made once, no asset to ship). */
+function testSound() {
+  if (testSoundUrl) return testSoundUrl;
+  const rate = 22050;
+  const notes = [660, 880];
+  const noteLength = Math.round(rate * 0.22);
+  const samples = notes.length * noteLength;
+  const view = new DataView(new ArrayBuffer(44 + samples * 2));
+  const text = (at, value) => [...value].forEach((c, i) => view.setUint8(at + i, c.charCodeAt(0)));
+  text(0, "RIFF");
+  view.setUint32(4, 36 + samples * 2, true);
+  text(8, "WAVEfmt ");
+  view.setUint32(16, 16, true); // PCM chunk size
+  view.setUint16(20, 1, true); // PCM
+  view.setUint16(22, 1, true); // mono
+  view.setUint32(24, rate, true);
+  view.setUint32(28, rate * 2, true); // bytes per second
+  view.setUint16(32, 2, true); // bytes per frame
+  view.setUint16(34, 16, true); // bits per sample
+  text(36, "data");
+  view.setUint32(40, samples * 2, true);
+  for (let i = 0; i < samples; i++) {
+    const t = (i % noteLength) / noteLength; // fade each note in and out: no clicks
+    const envelope = Math.min(1, t * 20) * Math.min(1, (1 - t) * 4);
+    const value = Math.sin((2 * Math.PI * notes[Math.floor(i / noteLength)] * i) / rate) * envelope * 0.35;
+    view.setInt16(44 + i * 2, Math.round(value * 32767), true);
+  }
+  testSoundUrl = URL.createObjectURL(new Blob([view], { type: "audio/wav" }));
+  return testSoundUrl;
+}
+
+/** Play the test chime through `deviceId` ("" = the default output); rejects when it cannot. */
+export async function playTestSound(deviceId) {
+  const audio = new Audio(testSound());
+  if (deviceId && canChooseSpeaker()) await audio.setSinkId(deviceId);
+  await audio.play();
 }
 
 /**
@@ -97,6 +137,12 @@ export class DevicesDialog {
     this.outputField = $("devices-speaker-field");
     this.error = $("devices-error");
     this.busy = false;
+    $("devices-speaker-test").addEventListener("click", () => {
+      this.error.textContent = "";
+      playTestSound(this.speaker.deviceId).catch(() => {
+        this.error.textContent = "The test sound could not be played on that speaker.";
+      });
+    });
     this.button.addEventListener("click", () => this.open());
     this.camera.addEventListener("change", () => this.choose("camera", this.camera.value));
     this.mic.addEventListener("change", () => this.choose("mic", this.mic.value));

@@ -3,11 +3,12 @@
  * toggles and who is already in the meeting, until "Join meeting" is pressed.
  *
  * Hooks: #prejoin, #prejoin-video, #mic-level (data-level / aria-valuenow 0–100),
- *        #camera-select, #mic-select, #join-button
+ *        #camera-select, #mic-select, #speaker-select (+ #speaker-field, #speaker-test: only
+ *        where the browser can choose an output), #join-button
  */
 
 import { getRoom } from "../api.js";
-import { fillDeviceSelect } from "./devices.js";
+import { canChooseSpeaker, fillDeviceSelect, playTestSound } from "./devices.js";
 import { LevelMeter } from "./level.js";
 import { mediaErrorText } from "./media.js";
 
@@ -41,6 +42,8 @@ export class Prejoin {
     this.level = $("mic-level");
     this.cameraSelect = $("camera-select");
     this.micSelect = $("mic-select");
+    this.speakerField = $("speaker-field");
+    this.speakerSelect = $("speaker-select");
     this.error = $("prejoin-error");
     this.who = $("prejoin-who");
     this.joinButton = $("join-button");
@@ -71,6 +74,14 @@ export class Prejoin {
     this.camButton.addEventListener("click", () => this.toggle("camera"));
     this.cameraSelect.addEventListener("change", () => this.switchDevice("camera", this.cameraSelect.value));
     this.micSelect.addEventListener("change", () => this.switchDevice("mic", this.micSelect.value));
+    // The meeting's sound plays through it once joined (call/devices.js SpeakerOutput).
+    this.speakerSelect.addEventListener("change", () => this.media.useSpeaker(this.speakerSelect.value));
+    document.getElementById("speaker-test").addEventListener("click", () => {
+      this.error.textContent = "";
+      playTestSound(this.media.speakerId).catch(() => {
+        this.error.textContent = "The test sound could not be played on that speaker.";
+      });
+    });
     this.media.addEventListener("track", this.onTrack);
     this.media.addEventListener("devices", this.onDevices);
 
@@ -183,6 +194,9 @@ export class Prejoin {
     const current = this.media.current();
     fillDeviceSelect(this.cameraSelect, lists.cameras, current.camera, "No camera found");
     fillDeviceSelect(this.micSelect, lists.microphones, current.mic, "No microphone found");
+    const speakers = canChooseSpeaker() ? lists.speakers || [] : [];
+    this.speakerField.hidden = speakers.length === 0;
+    fillDeviceSelect(this.speakerSelect, speakers, this.media.speakerId || "default", "No speaker found");
   }
 
   showLevel(level) {
