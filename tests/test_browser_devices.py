@@ -51,10 +51,12 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def config(tmp_path: Any) -> Config:
+def config(tmp_path: Any, request: Any) -> Config:
     from conftest import make_config
 
-    return make_config(tmp_path, auth={"mail_max_per_window": 50})
+    relay = getattr(request, "param", None)  # "always": media through the relay (relay.js)
+    rtc = {"relay": relay, "host_addresses": ["127.0.0.1"]} if relay else {}
+    return make_config(tmp_path, auth={"mail_max_per_window": 50}, rtc=rtc)
 
 
 def open_page(browser: Any, base: str, name: str, locale: str) -> Any:
@@ -240,4 +242,32 @@ async def test_invite_card_device_switching_and_chat_time_locale(
     # 14:05 UTC: 24-hour in en-GB, 12-hour without a leading zero in en-US.
     assert re.fullmatch(r"15 Jan,? 14:05", result["times"]["en-GB"]), result["times"]
     assert re.fullmatch(r"Jan 15,? 2:05\s?PM", result["times"]["en-US"]), result["times"]
+    assert result["errors"] == []
+
+
+@pytest.mark.parametrize("config", ["always"], indirect=True)
+async def test_switching_camera_and_microphone_through_the_relay(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    code = await make_users(client, outbox, "alice", "bob")
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        alice = open_page(browser, base, "alice", "en-GB")
+        bob = open_page(browser, base, "bob", "en-GB")
+        a = join(alice, base, code)
+        join(bob, base, code)
+        assert_video_flowing(bob, [a])
+        switched = switch_devices(alice, bob, a)
+        return {
+            "mode": alice.evaluate("window.meetCall.mode()"),
+            "switched": switched,
+            "errors": alice.errors + bob.errors,
+        }
+
+    result = await run(scenario)
+    assert result["mode"] == "relay"
+    s = result["switched"]
+    assert s["after"]["video"]["label"] == s["camera"] != s["before"]["video"]["label"]
+    assert s["after"]["audio"]["label"] == s["mic"] != s["before"]["audio"]["label"]
     assert result["errors"] == []
