@@ -115,6 +115,13 @@ def switch_devices(alice: Any, bob: Any, a: str) -> dict[str, Any]:
     mic = choose_other(alice, "#devices-mic")
     poll(lambda: alice.evaluate(SENDERS_JS)["audio"]["label"] == mic, what="the new microphone on the sender")
     assert_audio_flowing(bob, [a])
+    levels: set[str] = set()  # the dialog's meter follows the new microphone (it beeps)
+
+    def level_moves() -> bool:
+        levels.add(alice.get_attribute("#devices-level", "data-level") or "")
+        return len(levels) >= 3
+
+    poll(level_moves, what="the devices dialog's microphone level moving")
     speaker = choose_other(alice, "#devices-speaker")
     speaker_id = alice.input_value("#devices-speaker")
     poll(

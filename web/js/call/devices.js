@@ -9,10 +9,46 @@
  * remembered for the next meeting (the same storage as the pre-join screen).
  *
  * Hooks: #open-devices, #devices-dialog, #devices-camera, #devices-mic, #devices-speaker,
- *        #devices-speaker-field, #devices-speaker-test, #devices-error
+ *        #devices-speaker-field, #devices-speaker-test, #devices-level, #devices-error
  */
 
+import { LevelMeter } from "./level.js";
 import { mediaErrorText } from "./media.js";
+
+const SEGMENTS = 12;
+
+/**
+ * A microphone level as a row of segments in `el` (.level; data-level and aria-valuenow carry
+ * 0–100). setTrack(track | null) follows a microphone; stop() ends the animation.
+ */
+export class SegmentMeter {
+  constructor(el) {
+    this.el = el;
+    this.segments = Array.from({ length: SEGMENTS }, () => document.createElement("span"));
+    this.shown = -1;
+    el.replaceChildren(...this.segments);
+    this.meter = new LevelMeter((level) => this.show(level));
+  }
+
+  setTrack(track) {
+    this.meter.setTrack(track);
+    this.el.classList.toggle("inactive", !track);
+  }
+
+  stop() {
+    this.meter.stop();
+  }
+
+  show(level) {
+    const value = Math.round(level * 100);
+    if (value === this.shown) return;
+    this.shown = value;
+    this.el.dataset.level = String(value);
+    this.el.setAttribute("aria-valuenow", String(value));
+    const lit = Math.ceil(level * SEGMENTS - 0.15);
+    this.segments.forEach((s, i) => s.classList.toggle("on", i < lit));
+  }
+}
 
 /** Whether this browser can send a page's sound to a chosen output device. */
 export function canChooseSpeaker() {
@@ -136,6 +172,7 @@ export class DevicesDialog {
     this.output = $("devices-speaker");
     this.outputField = $("devices-speaker-field");
     this.error = $("devices-error");
+    this.level = new SegmentMeter($("devices-level"));
     this.busy = false;
     $("devices-speaker-test").addEventListener("click", () => {
       this.error.textContent = "";
@@ -151,13 +188,30 @@ export class DevicesDialog {
     media.addEventListener("devices", () => {
       if (this.dialog.open) this.fill();
     });
-    this.dialog.addEventListener("close", () => this.button.focus());
+    media.addEventListener("track", () => {
+      if (this.dialog.open) this.followMic();
+    });
+    this.dialog.addEventListener("close", () => {
+      this.level.stop();
+      this.button.focus();
+    });
+    // Escape closes the dialog only, not the chat or people panel behind it as well.
+    this.dialog.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") event.stopPropagation();
+    });
   }
 
   async open() {
     this.error.textContent = "";
     await this.fill();
     if (!this.dialog.open) this.dialog.showModal();
+    this.followMic();
+  }
+
+  /** The level meter shows the microphone in use (none while muted). */
+  followMic() {
+    const { audio, micOn } = this.media;
+    this.level.setTrack(audio && micOn ? audio : null);
   }
 
   async fill() {

@@ -8,11 +8,9 @@
  */
 
 import { getRoom } from "../api.js";
-import { canChooseSpeaker, fillDeviceSelect, playTestSound } from "./devices.js";
-import { LevelMeter } from "./level.js";
+import { SegmentMeter, canChooseSpeaker, fillDeviceSelect, playTestSound } from "./devices.js";
 import { mediaErrorText } from "./media.js";
 
-const SEGMENTS = 12;
 const WHO_REFRESH_MS = 10000;
 // Why the server left out who is in the meeting (GET /api/rooms/{code} participants_hidden).
 const HIDDEN_REASONS = {
@@ -47,11 +45,9 @@ export class Prejoin {
     this.error = $("prejoin-error");
     this.who = $("prejoin-who");
     this.joinButton = $("join-button");
-    this.segments = [];
-    this.shownLevel = -1;
     this.previewTrack = null;
     this.whoTimer = 0;
-    this.meter = new LevelMeter((level) => this.showLevel(level));
+    this.meter = null; // the level meter, once the screen is shown
     this.onTrack = () => this.refresh();
     this.onDevices = () => this.fillDevices();
   }
@@ -62,11 +58,7 @@ export class Prejoin {
     document.getElementById("prejoin-lock").hidden = !room.locked;
     document.getElementById("prejoin-user").textContent = this.user.username;
     document.getElementById("prejoin-avatar").textContent = this.user.username.charAt(0).toUpperCase();
-    for (let i = 0; i < SEGMENTS; i++) {
-      const s = document.createElement("span");
-      this.segments.push(s);
-    }
-    this.level.replaceChildren(...this.segments);
+    this.meter = new SegmentMeter(this.level);
     this.root.hidden = false;
     this.joinButton.disabled = true;
 
@@ -172,7 +164,6 @@ export class Prejoin {
     this.setToggle(this.micButton, micActive, micActive ? "Turn off microphone" : "Turn on microphone");
     this.setToggle(this.camButton, showVideo, showVideo ? "Turn off camera" : "Turn on camera");
     this.meter.setTrack(micActive ? audio : null);
-    this.level.classList.toggle("inactive", !micActive);
     const current = this.media.current();
     if (current.camera) this.cameraSelect.value = current.camera;
     if (current.mic) this.micSelect.value = current.mic;
@@ -197,16 +188,6 @@ export class Prejoin {
     const speakers = canChooseSpeaker() ? lists.speakers || [] : [];
     this.speakerField.hidden = speakers.length === 0;
     fillDeviceSelect(this.speakerSelect, speakers, this.media.speakerId || "default", "No speaker found");
-  }
-
-  showLevel(level) {
-    const value = Math.round(level * 100);
-    if (value === this.shownLevel) return;
-    this.shownLevel = value;
-    this.level.dataset.level = String(value);
-    this.level.setAttribute("aria-valuenow", String(value));
-    const lit = Math.ceil(level * SEGMENTS - 0.15);
-    this.segments.forEach((s, i) => s.classList.toggle("on", i < lit));
   }
 
   async refreshWho() {
