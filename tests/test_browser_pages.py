@@ -50,6 +50,10 @@ async def test_signup_shows_every_bad_field_and_forgot_keeps_the_sign_in_email(s
         page.click("#forgot-link")
         page.wait_for_url("**/forgot**")
         forgot_email = page.input_value("#forgot-email")
+        # ... and "Back to sign in" carries it back.
+        page.click("#back-to-signin")
+        page.wait_for_url("**/signin**")
+        signin_login = page.input_value("#signin-login")
         # A username is not an email address: nothing to carry.
         page.goto(f"{base}/signin")
         page.fill("#signin-login", "ann")
@@ -61,6 +65,7 @@ async def test_signup_shows_every_bad_field_and_forgot_keeps_the_sign_in_email(s
             "after_edit": after_edit,
             "signups": signups,
             "forgot_email": forgot_email,
+            "signin_login": signin_login,
             "forgot_from_username": page.input_value("#forgot-email"),
             "errors": page.errors,
         }
@@ -76,5 +81,6 @@ async def test_signup_shows_every_bad_field_and_forgot_keeps_the_sign_in_email(s
     assert result["after_edit"]["email"]["error"] == ""
     assert result["after_edit"]["password"]["error"]
     assert result["forgot_email"] == "ann@example.org"
+    assert result["signin_login"] == "ann@example.org"
     assert result["forgot_from_username"] == ""
     assert result["errors"] == []
