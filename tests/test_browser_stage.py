@@ -72,12 +72,24 @@ def intersects(a: dict[str, float], b: dict[str, float]) -> bool:
 
 
 def toasts_clear_of_tiles(page: Any) -> None:
-    """Every notice on screen stays off every video tile."""
-    now = boxes(page)
-    assert now["toasts"], "no notice to check"
-    for toast in now["toasts"]:
-        for tile in now["tiles"]:
-            assert not intersects(toast, tile), (toast, tile)
+    """Every notice on screen stays off every video tile (once the stage has laid itself out
+    again: a notice row may shrink it, and the tiles follow in the next frame)."""
+
+    def overlaps() -> list[Any]:
+        now = boxes(page)
+        assert now["toasts"], "no notice to check"
+        return [(t, tile) for t in now["toasts"] for tile in now["tiles"] if intersects(t, tile)]
+
+    last: list[Any] = []
+
+    def clear() -> bool:
+        last[:] = overlaps()
+        return not last
+
+    try:
+        poll(clear, timeout=3, what="notices clear of the tiles")
+    except AssertionError:
+        raise AssertionError(f"notices over tiles: {last}") from None
 
 
 def remote_video_shown(page: Any, peer: str) -> bool:

@@ -323,6 +323,5 @@ export class Grid {
     const w = Math.round(Math.min(narrow ? 120 : 280, Math.max(96, stage * (narrow ? 0.28 : 0.2))));
     const aspect = tile.aspect() || 4 / 3;
     tile.size(w, Math.round(w / aspect));
-    this.pip.place();
   }
 }

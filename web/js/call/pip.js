@@ -2,11 +2,12 @@
  * Picture-in-picture: my own camera as a small tile floating over the stage, moved by dragging
  * (pointer events: mouse, pen and touch alike) or with the arrow keys when it has focus. It
  * always stays whole inside its bounds (the stage: inside the viewport and above the control
- * row). The position is kept as a fraction of the free room, so it keeps to its corner when the
- * stage is resized or rotated.
+ * row). The position is a fraction of the free room (--pip-fx / --pip-fy, 0 = left / top edge,
+ * 1 = right / bottom), turned into left / top by CSS (call.css), so it keeps to its corner
+ * without any script when the stage is resized or rotated.
  */
 
-const MARGIN = 10;
+const MARGIN = 10; // px, as in call.css
 const KEY_STEP = 24;
 
 export class Pip {
@@ -43,7 +44,7 @@ export class Pip {
     el.classList.remove("pip", "dragging");
     el.removeAttribute("tabindex");
     el.removeAttribute("aria-roledescription");
-    for (const prop of ["left", "top"]) el.style.removeProperty(prop);
+    for (const prop of ["--pip-fx", "--pip-fy"]) el.style.removeProperty(prop);
     el.removeEventListener("pointerdown", this.onDown);
     el.removeEventListener("keydown", this.onKey);
   }
@@ -55,12 +56,11 @@ export class Pip {
     return { w: Math.max(0, w), h: Math.max(0, h) };
   }
 
-  /** Apply the stored position (after a move or a resize). */
+  /** Apply the stored position. */
   place() {
     if (!this.el) return;
-    const { w, h } = this.room();
-    this.el.style.setProperty("left", `${Math.round(MARGIN + this.fx * w)}px`);
-    this.el.style.setProperty("top", `${Math.round(MARGIN + this.fy * h)}px`);
+    this.el.style.setProperty("--pip-fx", this.fx.toFixed(4));
+    this.el.style.setProperty("--pip-fy", this.fy.toFixed(4));
   }
 
   moveTo(left, top) {
