@@ -107,6 +107,7 @@ def choose_other(page: Any, select: str, label: str = "") -> str:
 def switch_devices(alice: Any, bob: Any, a: str) -> dict[str, Any]:
     """Alice switches camera, microphone and speaker mid-call; Bob keeps receiving her."""
     before = alice.evaluate(SENDERS_JS)
+    alice.evaluate("window.oldTracks = window.meetCall.media.preview.getTracks()")
     alice.click("#open-devices")
     alice.wait_for_selector("#devices-dialog[open]")
     camera = choose_other(alice, "#devices-camera", NEW_CAMERA)
@@ -143,10 +144,7 @@ def switch_devices(alice: Any, bob: Any, a: str) -> dict[str, Any]:
         "speaker_id": speaker_id,
         "devices_error": alice.inner_text("#devices-error"),
         "dialog_open": alice.evaluate("document.getElementById('devices-dialog').open"),
-        "old_tracks_live": alice.evaluate(
-            "(ids) => [...window.meetCall.media.preview.getTracks()].filter((t) => ids.includes(t.id)).length",
-            [before["video"]["id"], before["audio"]["id"]],
-        ),
+        "old_tracks": alice.evaluate("window.oldTracks.map((t) => t.readyState)"),
     }
 
 
@@ -242,7 +240,7 @@ async def test_invite_card_device_switching_and_chat_time_locale(
     assert s["after"]["video"]["label"] == s["camera"] != s["before"]["video"]["label"]
     assert s["after"]["audio"]["label"] == s["mic"] != s["before"]["audio"]["label"]
     assert s["self_view"] == s["camera"]  # the self-view shows the new camera
-    assert s["old_tracks_live"] == 0  # the old tracks are out of use (stopped)
+    assert s["old_tracks"] == ["ended", "ended"]  # the old camera and microphone were stopped
     assert s["dialog_open"] is False
     stored = s["stored"]
     assert stored["speaker"] == s["speaker_id"] and stored["camera"] and stored["mic"]
