@@ -87,7 +87,9 @@ export class InviteCard {
       // The server withdraws my rings when my channel drops.
       this.rings.clear();
       this.awaiting = [];
+      this.renderPeople();
     });
+    on("closed", () => this.renderPeople());
     client.connect();
   }
 
@@ -133,9 +135,15 @@ export class InviteCard {
     const people = [...this.client.online.values()]
       .filter((u) => u.id !== this.me.id)
       .sort((a, b) => a.username.localeCompare(b.username));
-    this.people.replaceChildren(...people.map((u) => this.personItem(u)));
-    this.empty.hidden = people.length > 0;
-    this.empty.textContent = this.client.connected ? "No one else is online right now." : "Connecting…";
+    const state = this.client.connected ? "open" : this.client.status === "closed" ? "closed" : "connecting";
+    // Offline, the list would be stale and its Ring buttons could not work.
+    this.people.replaceChildren(...(state === "open" ? people.map((u) => this.personItem(u)) : []));
+    this.empty.hidden = state === "open" && people.length > 0;
+    this.empty.textContent = {
+      open: "No one else is online right now.",
+      connecting: "Connecting…",
+      closed: "Who is online cannot be shown right now.",
+    }[state];
   }
 
   personItem(user) {
