@@ -193,7 +193,9 @@ export class DevicesDialog {
     });
     this.dialog.addEventListener("close", () => {
       this.level.stop();
-      this.button.focus();
+      // Back to the button that opened it: on phones it lives in the "More" menu.
+      const more = document.getElementById("more-actions");
+      (this.button.offsetParent === null && more ? more : this.button).focus();
     });
     // Escape closes the dialog only, not the chat or people panel behind it as well.
     this.dialog.addEventListener("keydown", (event) => {
