@@ -65,11 +65,14 @@ class Presence:
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the ring timers until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            await trio.sleep_forever()
+        """Own the ring timers and name look-ups until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None  # shut down: no new timers or look-ups
 
     def online(self) -> list[dict[str, Any]]:
         """The roster: everyone with a user channel open, then everyone else in a meeting."""
@@ -117,8 +120,7 @@ class Presence:
             self.meetings[user_id] = next(iter(conns.values())).user.username if conns else None
             if conns:
                 self._broadcast(p.Online(user=self._entry(user_id)), exclude_user=user_id)
-            else:
-                assert self._nursery is not None, "Presence.run must be started first"
+            elif self._nursery is not None:  # None only while shutting down: nobody is watching
                 self._nursery.start_soon(self._name_and_list, user_id)
             return
         was_listed = self.meetings.pop(user_id, None) is not None
