@@ -354,11 +354,13 @@ async def test_people_panel_remove_is_quiet_and_avatars_match_tiles(
         style = "(s) => { const c = getComputedStyle(document.querySelector(s)); return [c.backgroundColor, c.color]; }"
         kick, mute = alice.evaluate(style, f"{row} .kick"), alice.evaluate(style, f"{row} .ask-mute")
         alice.hover(f"{row} .kick")
-        hovered = poll(  # after the colour transition
-            lambda: (now := alice.evaluate(style, f"{row} .kick")) != kick and now,
-            timeout=3,
-            what="a hover colour",
-        )
+
+        def reddish() -> Any:  # after the colour transition
+            now = alice.evaluate(style, f"{row} .kick")
+            r, g, _ = (int(v) for v in now[0][now[0].index("(") + 1 : now[0].index(")")].split(",")[:3])
+            return r > 150 and r > 2 * g and now
+
+        hovered = poll(reddish, timeout=3, what="the danger colour on hover")
         row_avatar = alice.evaluate(
             "(s) => getComputedStyle(document.querySelector(s)).backgroundColor", f"{row} .avatar"
         )
