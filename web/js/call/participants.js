@@ -13,7 +13,8 @@ import { avatarHue, initialOf } from "./avatar.js";
 import { icon } from "./icons.js";
 
 /**
- * Per-person actions, in display order. `show(p, ctx)` decides (ctx: {isHost}); `handler` names
+ * Per-person actions, in display order. `show(p, ctx)` decides (ctx: {isHost, room}; p is the
+ * participant, p.me for my own row); `handler` names
  * the constructor callback it calls with (peerId, name); `danger` marks actions that turn red on
  * hover. Add an entry here for a new action.
  */
@@ -98,7 +99,8 @@ export class ParticipantsPanel {
         Number(b.role === "host") - Number(a.role === "host") ||
         a.joined_at - b.joined_at,
     );
-    this.list.replaceChildren(...sorted.map((p) => this.row(p, isHost)));
+    const ctx = { isHost, room };
+    this.list.replaceChildren(...sorted.map((p) => this.row(p, ctx)));
     this.count.textContent = `(${people.length})`;
 
     this.hostControls.hidden = !isHost;
@@ -113,7 +115,7 @@ export class ParticipantsPanel {
     }
   }
 
-  row(p, isHost) {
+  row(p, ctx) {
     const li = document.createElement("li");
     li.className = "participant";
     li.dataset.peerId = p.peer_id;
@@ -147,7 +149,7 @@ export class ParticipantsPanel {
 
     li.append(avatar, text, flags);
 
-    const buttons = ROW_ACTIONS.filter((a) => a.show(p, { isHost })).map((a) => actionButton(a, p));
+    const buttons = ROW_ACTIONS.filter((a) => a.show(p, ctx)).map((a) => actionButton(a, p));
     if (buttons.length) {
       const actions = document.createElement("div");
       actions.className = "participant-actions";
