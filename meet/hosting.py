@@ -29,9 +29,11 @@ class Hosting:
         self.lobby = lobby
 
     def arrive(self, live: LiveRoom, peer: Participant) -> None:
-        """A connection is entering: the creator takes the host role back; ``peer.role`` is set."""
+        """A connection is entering: the creator coming back takes the host role back;
+        ``peer.role`` is set."""
         user = peer.user
-        if user.id == live.room.host_id and live.host_id != user.id:
+        returning = not live.tabs(user.id)  # a second tab of a creator who handed over changes nothing
+        if user.id == live.room.host_id and live.host_id != user.id and returning:
             self._give_host(live, user.id)
         peer.role = live.role_of(user)
 

@@ -339,6 +339,8 @@ class Rooms:
         for live in self.live.values():
             for peer in live.peers.values():
                 peer.conn.abort(CLOSE_GOING_AWAY, "server shutting down")
+            for knock in live.knocks.values():  # waiting in the lobby: knock again after the restart
+                knock.conn.abort(CLOSE_GOING_AWAY, "server shutting down")
 
     # -- what participants do -------------------------------------------------------------
 

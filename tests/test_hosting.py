@@ -191,3 +191,19 @@ async def test_bad_settings_are_refused(
     assert (r.json()["room"]["guests"], r.json()["room"]["lobby"], r.json()["room"]["reactions"]) == (
         "lobby", False, True,
     ), "nothing changed"
+
+
+async def test_a_second_tab_of_the_creator_does_not_take_the_role_back(
+    server: RunningServer, client: httpx.AsyncClient, people: tuple[User, User, User]
+) -> None:
+    alice, bob, _ = people
+    code = await make_room(client, alice)
+    async with join(server.url, code, alice.token) as (host, _), join(server.url, code, bob.token) as (member, bw):
+        await host.until("peer-joined")
+        await host.send({"type": "promote", "peer_id": bw["peer_id"], "role": "host"})
+        roles = [await next_of(member, "role"), await next_of(member, "role")]
+        assert {(f["peer_id"], f["role"]) for f in roles} == {(bw["peer_id"], "host"), (roles[0]["peer_id"], "cohost")}
+        async with join(server.url, code, alice.token) as (_tab, tw):
+            assert tw["role"] == "cohost", "handed over on purpose: a new tab keeps it that way"
+            frames = await drain(member)
+            assert [f for f in frames if f["type"] == "role" and f["peer_id"] == bw["peer_id"]] == [], frames

@@ -9,15 +9,18 @@ meeting ending under a waiter.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trio
 from conftest import Outbox, User, make_config, make_room, make_user
 from wsclient import WS, connect, join, room_ws_url
 
+from meet.clock import FakeClock
 from meet.config import Config
-from meet.server import RunningServer
+from meet.server import RunningServer, open_server
 
 LOBBY_TIMEOUT = 2.0  # one test lets a knock expire; the others answer long before
 
@@ -232,3 +235,26 @@ async def test_opening_the_room_lets_the_waiters_in(
         await client.patch(f"/api/rooms/{code}", json={"guests": "open"}, headers=alice.auth)
         await guest.expect("welcome")
         assert (await host.until("knock-ended"))["id"] == guest_knock["id"]
+
+
+async def test_shutdown_closes_the_lobby_too(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, rooms={"lobby_timeout": LOBBY_TIMEOUT})
+    outbox = Outbox(config.outbox_dir)
+    seen: dict[str, Any] = {}
+
+    async def wait_in_lobby(url: str, code: str, token: str, waiting: trio.Event) -> None:
+        async with connect(room_ws_url(url, code), token) as guest:
+            await expect_lobby(guest, host_present=False)
+            waiting.set()
+            seen["guest"] = await guest.frames_then_close(timeout=15)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery, open_server(config, clock=clock) as running:
+            async with httpx.AsyncClient(base_url=running.url) as c:
+                alice = await make_user(c, outbox, "alice")
+                code = await make_room(c, alice)
+                token = await guest_token(c, code)
+            waiting = trio.Event()
+            nursery.start_soon(wait_in_lobby, running.url, code, token, waiting)
+            await waiting.wait()
+    assert seen["guest"] == ([], 1001), "told to come back after the restart, not left hanging"
