@@ -134,8 +134,21 @@ export const getRoom = (code) => request("GET", roomPath(code));
 /** POST /api/rooms/{code}/join → 200 {room, ws_url, ice_servers}; 404 / 410 / 403 when refused. */
 export const joinRoom = (code) => request("POST", `${roomPath(code)}/join`, {});
 
-/** PATCH /api/rooms/{code} (host only) with {title?, locked?, max_participants?} → 200 {room} */
+/**
+ * PATCH /api/rooms/{code} (hosts and co-hosts) with {title?, locked?, max_participants?,
+ * guests? ("off" | "lobby" | "open"), lobby?, reactions?} → 200 {room}
+ */
 export const updateRoom = (code, changes) => request("PATCH", roomPath(code), changes);
+
+/** GET /api/rooms/{code}/guest (anyone with the link) → 200 {room: {code, title, host: {username}, status, locked, guests}} */
+export const guestPreview = (code) => request("GET", `${roomPath(code)}/guest`);
+
+/**
+ * POST /api/rooms/{code}/guest {name} (no account) → 200 {token, expires_at, guest, ws_url}; also
+ * sets the meet_guest cookie that the room's WebSocket accepts. Refusals: 400 invalid_name,
+ * 403 guests_off / room_locked / removed, 410 room_ended, 429 too_many_guests (Retry-After).
+ */
+export const guestPass = (code, name) => request("POST", `${roomPath(code)}/guest`, { name });
 
 /** POST /api/rooms/{code}/end (host only) → 200 {room} */
 export const endRoom = (code) => request("POST", `${roomPath(code)}/end`, {});

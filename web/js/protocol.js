@@ -11,10 +11,12 @@
  *   "disconnected"  detail {code, reason, attempt, delay}: the link dropped, retrying in `delay` ms
  *   "closed"        detail {code, reason, cause, error}: final, no more reconnects. `cause` is
  *                   "left" (close() was called), "ended", "kicked", "unauthorized", "forbidden",
- *                   "not_found" or "policy"; `error` is the last {code, message} error the server
- *                   sent (e.g. room_locked), or null.
+ *                   "not_found", "policy", "denied" or "lobby_timeout"; `error` is the last
+ *                   {code, message} error the server sent (e.g. room_locked), or null.
  * Closes not listed as final reconnect: 1001, 1006, 4408, 4429 with backoff; 1012 (the media relay
- * restarted: relay_restart) at once; 1013 (no relay available right now) with backoff.
+ * restarted: relay_restart) at once; 1013 (no relay available right now) with backoff. A close
+ * after `error` `denied` (4403) or `lobby_timeout` (4408) is final: waiting in the lobby again is
+ * the person's choice ("Ask again"), never an automatic reconnect.
  *
  * Keep-alive: the server's {"type":"ping"} is answered with a pong, the client pings every 15 s,
  * and a link silent for 50 s (the server pings every 20 s) is treated as dropped.
@@ -52,6 +54,12 @@ export const PING_INTERVAL_MS = 15000;
 export const SILENCE_LIMIT_MS = 50000;
 export const BACKOFF_MIN_MS = 500;
 export const BACKOFF_MAX_MS = 8000;
+
+/** Room `error` codes that make the close following them final, mapped to the `cause` reported. */
+const FINAL_ERRORS = new Map([
+  ["denied", "denied"],
+  ["lobby_timeout", "lobby_timeout"],
+]);
 
 /** ws(s)://host/path on the page's own origin. */
 export function socketUrl(path, loc = globalThis.location) {
@@ -260,7 +268,9 @@ function detach(ws) {
 /**
  * One meeting's signaling channel.
  * Events: welcome, peer-joined, peer-left, signal, chat, state, room-updated, mode, tracks,
- * room-ended, kicked, mute-request, error (+ the life cycle events above).
+ * room-ended, kicked, mute-request, role, lobby, knock, knock-ended, reaction, error (+ the life
+ * cycle events above). Before `welcome` a connection may wait in the lobby (`lobby`, repeated
+ * when a host comes or goes); `welcome` then follows on the same socket.
  * A "welcome" after a reconnect carries a new peer_id and the current peers.
  */
 export class RoomClient extends SocketClient {
@@ -281,6 +291,8 @@ export class RoomClient extends SocketClient {
       this.finalCause = "ended";
     } else if (message.type === "kicked") {
       this.finalCause = "kicked";
+    } else if (message.type === "error" && FINAL_ERRORS.has(message.code)) {
+      this.finalCause = FINAL_ERRORS.get(message.code); // its close (4403 / 4408) follows
     }
   }
 
@@ -321,7 +333,45 @@ export class RoomClient extends SocketClient {
   end() {
     return this.send({ type: "end" });
   }
+
+  /** Hosts and co-hosts: ask everyone but the hosts to mute. */
+  muteAll() {
+    return this.send({ type: "mute-all" });
+  }
+
+  /** Hosts and co-hosts: lower someone's raised hand. */
+  lowerHand(peerId) {
+    return this.send({ type: "lower-hand", peer_id: peerId });
+  }
+
+  /** Hosts and co-hosts: let someone waiting in the lobby in (the id from `knock`). */
+  admit(knockId) {
+    return this.send({ type: "admit", id: knockId });
+  }
+
+  /** Hosts and co-hosts: turn someone waiting in the lobby away. */
+  deny(knockId) {
+    return this.send({ type: "deny", id: knockId });
+  }
+
+  /** Hosts and co-hosts: make a signed-in participant a co-host ("cohost") or (the host only) the host. */
+  promote(peerId, role = "cohost") {
+    return this.send({ type: "promote", peer_id: peerId, role });
+  }
+
+  /** Hosts and co-hosts: make a co-host an ordinary participant again. */
+  demote(peerId) {
+    return this.send({ type: "demote", peer_id: peerId });
+  }
+
+  /** An emoji reaction (one of REACTIONS); everyone, me included, gets `reaction`. */
+  react(emoji) {
+    return this.send({ type: "react", emoji });
+  }
 }
+
+/** The reactions the server accepts, in the order a picker shows them. */
+export const REACTIONS = Object.freeze(["👍", "👏", "❤️", "😂", "😮", "🎉", "🙏", "🤔"]);
 
 /**
  * The signed-in user's presence and ringing channel.

@@ -10,10 +10,12 @@
  */
 
 import { avatarHue, initialOf } from "./avatar.js";
+import { roleLabel } from "./hostcontrols.js";
 import { icon } from "./icons.js";
 
 /**
- * Per-person actions, in display order. `show(p, ctx)` decides (ctx: {isHost, room}; p is the
+ * Per-person actions, in display order. `show(p, ctx)` decides (ctx: {isHost, room, role}: isHost
+ * means host powers (host or co-host), role is my own; p is the
  * participant, p.me for my own row); `handler` names
  * the constructor callback it calls with (peerId, name); `danger` marks actions that turn red on
  * hover. Add an entry here for a new action.
@@ -26,12 +28,41 @@ export const ROW_ACTIONS = [
     aria: (name) => `Ask ${name} to mute`,
     show: (p, ctx) => ctx.isHost && !p.me,
   },
+  // Host powers (helper: guests/hosts; handlers from hostcontrols.js).
+  {
+    className: "lower-hand",
+    handler: "onLowerHand",
+    label: () => "Lower hand",
+    aria: (name) => `Lower ${name}'s hand`,
+    show: (p, ctx) => ctx.isHost && !p.me && Boolean(p.hand),
+  },
+  {
+    className: "make-cohost",
+    handler: "onPromote",
+    label: () => "Make co-host",
+    aria: (name) => `Make ${name} a co-host`,
+    show: (p, ctx) => ctx.isHost && !p.me && !p.guest && p.role === "guest",
+  },
+  {
+    className: "remove-cohost",
+    handler: "onDemote",
+    label: () => "Remove co-host",
+    aria: (name) => `Make ${name} an ordinary participant again`,
+    show: (p, ctx) => ctx.isHost && !p.me && p.role === "cohost",
+  },
+  {
+    className: "make-host",
+    handler: "onMakeHost",
+    label: () => "Make host",
+    aria: (name) => `Make ${name} the host`,
+    show: (p, ctx) => ctx.role === "host" && !p.me && !p.guest && p.role !== "host",
+  },
   {
     className: "kick",
     handler: "onKick",
     label: () => "Remove",
     aria: (name) => `Remove ${name} from the meeting`,
-    show: (p, ctx) => ctx.isHost && !p.me,
+    show: (p, ctx) => ctx.isHost && !p.me && p.role !== "host",
     danger: true,
   },
 ];
@@ -83,10 +114,11 @@ export class ParticipantsPanel {
 
   /**
    * @param {Array<object>} people  participants (public shape) + {me: true} for my own row
-   * @param {boolean} isHost        whether I host this meeting
+   * @param {boolean} isHost        whether I have host powers (host or co-host)
    * @param {object} room           room_json (for the lock state)
+   * @param {string} role           my own role ("host", "cohost", "guest"), for host-only actions
    */
-  render(people, isHost, room) {
+  render(people, isHost, room, role = isHost ? "host" : "guest") {
     const focused = document.activeElement;
     const refocus =
       focused && this.list.contains(focused) && focused.closest(".participant")
@@ -99,7 +131,7 @@ export class ParticipantsPanel {
         Number(b.role === "host") - Number(a.role === "host") ||
         a.joined_at - b.joined_at,
     );
-    const ctx = { isHost, room };
+    const ctx = { isHost, room, role };
     this.list.replaceChildren(...sorted.map((p) => this.row(p, ctx)));
     this.count.textContent = `(${people.length})`;
 
@@ -137,7 +169,8 @@ export class ParticipantsPanel {
     name.textContent = p.me ? `${p.user.username} (You)` : p.user.username;
     const role = document.createElement("span");
     role.className = "participant-role";
-    role.textContent = p.role === "host" ? "Host" : "Guest";
+    role.textContent = roleLabel(p);
+    role.dataset.role = p.guest ? "guest" : p.role;
     text.append(name, role);
 
     const flags = document.createElement("div");

@@ -16,13 +16,18 @@ import { ChatPanel } from "../call/chat.js";
 import { Controls } from "../call/controls.js";
 import { DevicesDialog, SpeakerOutput } from "../call/devices.js";
 import { Grid } from "../call/grid.js";
+import { CLOSED_TEXTS, GuestJoin, applyGuestChrome, closedReason, forgetPass, isGuest, signInLink } from "../call/guest.js";
+import { HostControls, hasHostPowers, myRoleNotice, roleNotice } from "../call/hostcontrols.js";
 import { InviteCard } from "../call/invite.js";
 import { SpeakingDetector, unlockAudio } from "../call/level.js";
 import { LocalMedia, mediaErrorText } from "../call/media.js";
 import { Mesh } from "../call/mesh.js";
 import { ParticipantsPanel } from "../call/participants.js";
+import { Knocks, LobbyScreen, focusDoor, showDoor } from "../call/lobby.js";
 import { Prejoin } from "../call/prejoin.js";
+import { Reactions } from "../call/reactions.js";
 import { RELAY_PEER, Relay } from "../call/relay.js";
+import { MeetingSettings } from "../call/settings.js";
 import { dismissToasts, toast } from "../call/toast.js";
 import { bindCopyButton } from "../clipboard.js";
 import { errorText } from "../forms.js";
@@ -49,6 +54,13 @@ const call = {
   controls: null,
   speaking: null,
   invite: null, // the invite card shown while I am alone
+  guest: false, // joined with a guest pass (no account): no dashboard, no ring, no history
+  lobby: null, // LobbyScreen: waiting for a host to let me in
+  knocks: null, // Knocks: people waiting in the lobby (hosts and co-hosts answer)
+  host: null, // HostControls
+  settings: null, // MeetingSettings (hosts and co-hosts)
+  reactions: null,
+  prejoin: null, // the pre-join screen until I am in (or waiting in the lobby)
   roster: new Map(), // peer id → participant (public shape, kept up to date)
   local: { audio: true, video: true, screen: false, hand: false },
   screenStream: null,
@@ -102,7 +114,7 @@ const JOIN_ERRORS = {
 };
 
 function showOnly(id) {
-  for (const section of ["call-loading", "prejoin", "call", "join-error", "ended", "kicked"]) {
+  for (const section of ["call-loading", "prejoin", "lobby", "call", "join-error", "ended", "kicked", "door-state"]) {
     $(section).hidden = section !== id;
   }
   document.body.classList.toggle("in-call", id === "call");
@@ -178,12 +190,14 @@ function renderPeople() {
     peer_id: call.client.peerId || "me",
     user: call.user,
     role: call.role,
+    guest: call.guest,
     joined_at: 0,
     me: true,
     ...call.local,
   };
   const list = [self, ...call.roster.values()];
-  call.people.render(list, call.role === "host", call.room);
+  call.people.render(list, hasHostPowers(call.role), call.room, call.role);
+  call.host.render(call.role);
   call.controls.setPeople(list.length);
   call.invite.update(call.roster.size === 0);
 }
@@ -343,7 +357,18 @@ function setPanel(name) {
 
 function leave() {
   stopAll();
-  navigate("/dashboard");
+  if (!call.guest) {
+    navigate("/dashboard");
+    return;
+  }
+  // A guest has no dashboard: say goodbye here, with the way back in.
+  showDoor({
+    title: "You left the meeting",
+    text: call.room ? `You left “${call.room.title}”.` : "You left the meeting.",
+    actions: [{ label: "Rejoin", onClick: () => window.location.reload() }],
+  });
+  showOnly("door-state");
+  focusDoor();
 }
 
 // ---- Host actions ---------------------------------------------------------------------
@@ -380,6 +405,11 @@ function applyRoom(room) {
   call.room = room;
   renderHeader();
   renderPeople();
+  call.settings.update(room);
+  call.reactions.setEnabled(room.reactions !== false);
+  if (before && before.reactions !== room.reactions && typeof room.reactions === "boolean") {
+    toast(room.reactions ? "Reactions are on." : "A host turned reactions off.");
+  }
   if (before && before.locked !== room.locked) {
     toast(room.locked ? "The meeting is locked: no one else can join." : "The meeting is unlocked.");
   }
@@ -423,6 +453,14 @@ function onWelcome(welcome) {
   sendState();
   renderHeader();
   renderPeople();
+  call.settings.update(welcome.room);
+  call.reactions.setEnabled(welcome.room.reactions !== false);
+  if (!hasHostPowers(call.role)) call.settings.close();
+  if (call.lobby.shown) {
+    // Back from a drop long enough to wait in the lobby again, and let in.
+    call.lobby.hide();
+    showOnly("call");
+  }
   $("reconnecting").hidden = true;
   if (first) {
     call.joinedAt = Date.now();
@@ -449,6 +487,16 @@ function onPeerLeft({ peer_id: peerId }) {
 }
 
 function onState(state) {
+  if (state.peer_id === call.client.peerId) {
+    // A host lowered my hand (lower-hand): the server tells me too.
+    if (call.local.hand && !state.hand) {
+      call.local.hand = false;
+      renderControls();
+      renderPeople();
+      toast("A host lowered your hand.");
+    }
+    return;
+  }
   const peer = call.roster.get(state.peer_id);
   if (!peer) return;
   const raised = state.hand && !peer.hand;
@@ -460,7 +508,8 @@ function onState(state) {
   if (raised) toast(`${nameOf(peer)} raised their hand`, { title: "Hand raised" });
 }
 
-function onMuteRequest() {
+function onMuteRequest(request) {
+  const by = request.by && request.by.username ? request.by.username : "The host";
   if (call.local.audio) {
     call.media.setMicEnabled(false).finally(() => {
       syncLocalMedia();
@@ -469,11 +518,33 @@ function onMuteRequest() {
       renderPeople();
     });
   }
-  toast("The host asked you to mute. Your microphone is now off.", { kind: "warn", timeout: 7000 });
+  const text = request.all ? `${by} asked everyone to mute. Your microphone is now off.` : `${by} asked you to mute. Your microphone is now off.`;
+  toast(text, { kind: "warn", timeout: 7000 });
+}
+
+/** A `role` message: someone's role changed (possibly mine: host controls come or go). */
+function onRole({ peer_id: peerId, role }) {
+  if (peerId === call.client.peerId) {
+    const before = call.role;
+    call.role = role;
+    if (!hasHostPowers(role)) {
+      call.knocks.clear();
+      call.settings.close();
+    }
+    const notice = myRoleNotice(before, role);
+    if (notice && before !== role) toast(notice);
+  } else {
+    const peer = call.roster.get(peerId);
+    if (!peer || peer.role === role) return;
+    peer.role = role;
+    toast(roleNotice(nameOf(peer), role));
+  }
+  renderPeople();
 }
 
 // Handled by the relay engine (renegotiate / reconnect) or by the reconnect banner.
-const QUIET_ERRORS = new Set(["unknown_peer", "not_in_room", "relay_error", "relay_failed", "relay_restart", "relay_unavailable"]);
+// unknown_knock: another host answered first (knock-ended follows); in_lobby: a frame sent while waiting.
+const QUIET_ERRORS = new Set(["unknown_peer", "not_in_room", "relay_error", "relay_failed", "relay_restart", "relay_unavailable", "unknown_knock", "in_lobby", "denied", "lobby_timeout"]);
 
 function onServerError({ code: errorCode, message }) {
   if (QUIET_ERRORS.has(errorCode)) return; // e.g. unknown_peer: a peer that just left
@@ -497,6 +568,10 @@ function onClosed({ cause, error, code: closeCode }) {
     finish(cause);
     return;
   }
+  if (DOOR_CLOSES[cause] || (call.guest && (cause === "unauthorized" || CLOSED_TEXTS[error && error.code]))) {
+    closeAtTheDoor(cause, error);
+    return;
+  }
   if (cause === "unauthorized") {
     stopAll();
     navigate(`/signin?next=${encodeURIComponent(`/r/${code}`)}`);
@@ -509,6 +584,44 @@ function onClosed({ cause, error, code: closeCode }) {
     error: error || { code: cause, message: "The server closed the connection to this meeting." },
   };
   showJoinError(result, { retry: true });
+}
+
+/** Final closes at the lobby's door: what the page says, and what can be done next. */
+const DOOR_CLOSES = {
+  denied: () => ({
+    title: "The host didn't let you in",
+    text: "A host of this meeting turned down your request to join.",
+    actions: call.guest ? [] : [{ label: "Back to dashboard", href: "/dashboard" }],
+  }),
+  lobby_timeout: () => ({
+    title: "Nobody let you in in time",
+    text: "Your request to join was not answered. You can ask again.",
+    actions: [{ label: "Ask again", onClick: () => window.location.reload() }],
+  }),
+};
+
+/** Show why the socket was closed before (or while) getting in, and stop everything. */
+function closeAtTheDoor(cause, error) {
+  stopAll();
+  call.lobby.hide();
+  const errorCode = error ? error.code : "";
+  if (call.guest && (cause === "denied" || cause === "unauthorized" || errorCode === "removed")) forgetPass(code);
+  let door;
+  if (DOOR_CLOSES[cause]) door = DOOR_CLOSES[cause]();
+  else if (CLOSED_TEXTS[errorCode]) {
+    const [title, text] = CLOSED_TEXTS[errorCode];
+    door = { title, text, actions: [{ label: "Sign in", href: signInLink(code) }] };
+  } else {
+    // A guest pass that expired or was withdrawn: a new one is a click away.
+    door = {
+      title: "Your guest pass has ended",
+      text: "It expired or was withdrawn. Join again with your name to get a new one.",
+      actions: [{ label: "Join again", onClick: () => window.location.reload() }, { label: "Sign in", href: signInLink(code) }],
+    };
+  }
+  showDoor(door);
+  showOnly("door-state");
+  focusDoor();
 }
 
 function tickTimer() {
@@ -549,6 +662,7 @@ function setUpCallView() {
       toast(text, { kind: "chat", title: message.user.username, action: { label: "Reply", onClick: () => setPanel("chat") } });
     },
   });
+  call.host = new HostControls({ client: () => call.client, notify: (text) => toast(text) });
   call.people = new ParticipantsPanel({
     onMute: (peerId, name) => {
       if (call.client.mute(peerId)) toast(`Asked ${name} to mute.`);
@@ -558,6 +672,16 @@ function setUpCallView() {
     },
     onLock: toggleLock,
     onEnd: endForAll,
+    ...call.host.handlers(),
+  });
+  call.settings = new MeetingSettings({ code, onRoom: applyRoom });
+  call.reactions = new Reactions({
+    send: (emoji) => call.client.react(emoji),
+    tileOf: (peerId) => {
+      const tile = call.grid.get(peerId === call.client.peerId ? "local" : `cam:${peerId}`);
+      return tile ? tile.el : null;
+    },
+    nameOf: (peerId) => (peerId === call.client.peerId ? "You" : nameOf(call.roster.get(peerId))),
   });
   for (const button of document.querySelectorAll(".panel-close")) {
     button.addEventListener("click", () => {
@@ -623,6 +747,8 @@ function wireClient(client) {
   on("room-ended", () => finish("ended"));
   on("kicked", () => finish("kicked"));
   on("mute-request", onMuteRequest);
+  on("role", onRole);
+  on("reaction", (message) => call.reactions.show(message));
   on("mode", (message) => setMode(message.mode, { announce: true }));
   on("error", onServerError);
   on("disconnected", onDisconnected);
@@ -674,8 +800,11 @@ function wireMedia(media) {
 
 /** Connect; resolves with the first welcome, or rejects with the final close detail. */
 function connect(onRetry) {
-  const client = new RoomClient(code);
+  // The room's own spelling of its code: a guest's pass cookie is sent to that path only.
+  const client = new RoomClient((call.room && call.room.code) || code);
   call.client = client;
+  call.knocks.bind(client);
+  client.addEventListener("lobby", (event) => onLobby(event.detail));
   // Both engines listen to the client from the start; the room's mode decides which one works.
   call.mesh = new Mesh(client, { audio: call.media.audio, video: call.media.video });
   call.relay = new Relay(client, { audio: call.media.audio, video: call.media.video });
@@ -700,52 +829,147 @@ function connect(onRetry) {
   });
 }
 
+/** Signed in: the pre-flight admission; false (and the reason shown) when I cannot join. */
+async function admitMember(user) {
+  call.user = user;
+  const admission = await joinRoom(code);
+  if (!admission.ok) {
+    showJoinError(admission);
+    return null;
+  }
+  call.room = admission.data.room;
+  return admission.data;
+}
+
+/** Signed out: the meeting's public preview; null (and the door shown) when guests cannot join. */
+async function previewAsGuest() {
+  call.guest = true;
+  applyGuestChrome();
+  const preview = await new GuestJoin({ code }).preview();
+  if (!preview.ok && preview.status === 0) {
+    showJoinError(preview, { retry: true });
+    return null;
+  }
+  const room = preview.ok ? preview.data.room : null;
+  const reason = room ? closedReason(room) : null;
+  if (!room || reason) {
+    const errorCode = preview.error ? preview.error.code : "";
+    const [title, text] = room ? CLOSED_TEXTS[reason] : JOIN_ERRORS[errorCode] || ["Can't join this meeting", errorText(preview)];
+    const actions = [{ label: "Sign in", href: signInLink(code) }];
+    if (reason === "locked") actions.push({ label: "Try again", onClick: () => window.location.reload() });
+    showDoor({ title, text, actions });
+    showOnly("door-state");
+    focusDoor();
+    return null;
+  }
+  call.room = room;
+  return room;
+}
+
+/** The waiting screen for a `lobby` message (again whenever a host comes or goes). */
+function onLobby(message) {
+  if (call.finished) return;
+  closePrejoin();
+  call.lobby.show(message, call.user.username);
+  showOnly("lobby");
+}
+
+function closePrejoin() {
+  if (call.prejoin) call.prejoin.close();
+  call.prejoin = null;
+}
+
+/** Nobody let me in in time: offer to knock again (never automatic); resolves on "Ask again". */
+function askAgain() {
+  call.lobby.hide();
+  for (const media of engines()) media.close();
+  return new Promise((resolve) => {
+    showDoor({
+      title: "Nobody let you in in time",
+      text: "Your request to join was not answered. You can ask again: the hosts will be told you are waiting.",
+      actions: [
+        { label: "Ask again", onClick: () => resolve() },
+        { label: "Leave", onClick: leave },
+      ],
+    });
+    showOnly("door-state");
+    focusDoor();
+  });
+}
+
+/** Connect (through the lobby if I must wait); the first welcome, or null when it ended there. */
+async function getIn() {
+  const onRetry = (drop) => {
+    $("prejoin-error").textContent =
+      drop && (drop.code === CLOSE.TRY_AGAIN_LATER || drop.code === CLOSE.SERVICE_RESTART)
+        ? "The meeting's media server is busy. Retrying…"
+        : "Can't reach the meeting server. Retrying…";
+  };
+  for (;;) {
+    try {
+      return await connect(onRetry);
+    } catch (closed) {
+      if (closed.cause === "lobby_timeout" && !call.finished) {
+        await askAgain();
+        showOnly("call-loading");
+        continue;
+      }
+      closePrejoin();
+      if (closed.cause === "ended" || closed.cause === "kicked") finish(closed.cause);
+      else onClosed(closed);
+      return null;
+    }
+  }
+}
+
 async function main() {
   if (!code) {
     showJoinError({ ok: false, status: 404, error: { code: "room_not_found", message: "" } });
     return;
   }
   const who = await me();
+  let admission = null;
   if (who.status === 401) {
-    navigate(`/signin?next=${encodeURIComponent(`/r/${code}`)}`);
-    return;
-  }
-  if (!who.ok || !who.data || !who.data.user) {
+    if (!(await previewAsGuest())) return;
+  } else if (!who.ok || !who.data || !who.data.user) {
     showJoinError(who, { retry: true });
     return;
-  }
-  call.user = who.data.user;
-
-  const admission = await joinRoom(code);
-  if (!admission.ok) {
-    showJoinError(admission);
+  } else if (!(admission = await admitMember(who.data.user))) {
     return;
   }
-  call.room = admission.data.room;
   document.title = `${call.room.title} · meet`;
   showOnly("prejoin");
 
   call.media = new LocalMedia();
-  const prejoin = new Prejoin({ media: call.media, user: call.user, code });
-  await prejoin.run(call.room);
+  const prejoin = new Prejoin({ media: call.media, user: call.user || { username: "Guest" }, code });
+  call.prejoin = prejoin;
+  const ready = prejoin.run(call.room);
+  if (call.guest) {
+    const outcome = await new GuestJoin({ code }).run(call.room);
+    if (outcome.closed) {
+      closePrejoin();
+      closeAtTheDoor(outcome.closed, { code: outcome.closed });
+      return;
+    }
+    call.user = outcome.guest;
+  } else {
+    if (admission.lobby) $("join-button").textContent = "Ask to join";
+    await ready;
+  }
   unlockAudio();
   prejoin.setBusy(true);
 
-  let welcome;
-  try {
-    welcome = await connect((drop) => {
-      $("prejoin-error").textContent =
-        drop && (drop.code === CLOSE.TRY_AGAIN_LATER || drop.code === CLOSE.SERVICE_RESTART)
-          ? "The meeting's media server is busy. Retrying…"
-          : "Can't reach the meeting server. Retrying…";
-    });
-  } catch (closed) {
-    prejoin.close();
-    if (closed.cause === "ended" || closed.cause === "kicked") finish(closed.cause);
-    else onClosed(closed);
-    return;
-  }
-  prejoin.close();
+  call.lobby = new LobbyScreen({ media: call.media, onLeave: leave });
+  call.knocks = new Knocks({
+    client: () => call.client,
+    onShowAll: () => {
+      if (call.panel !== "participants") setPanel("participants");
+    },
+  });
+  const welcome = await getIn();
+  if (!welcome) return;
+  closePrejoin();
+  call.lobby.hide();
   syncLocalMedia();
   showOnly("call");
   setUpCallView();
