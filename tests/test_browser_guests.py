@@ -5,6 +5,7 @@ reactions reach the other page and disappear when a host turns them off."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import httpx
@@ -60,6 +61,10 @@ def knock_names(page: Any) -> list[str]:
     return page.evaluate(  # type: ignore[no-any-return]
         "[...document.querySelectorAll('#knock-prompt:not([hidden]) #knock-list .knock-text')].map((e) => e.textContent)"
     )
+
+
+def knocked(page: Any, names: list[str]) -> bool:
+    return knock_names(page) == names
 
 
 def open_people(page: Any) -> None:
@@ -164,18 +169,34 @@ async def test_cohost_made_in_the_people_panel_admits_a_knock(
         guest = open_guest_page(browser)
         knock_as_guest(guest, base, code, "Ana")
         for page in (alice, bob):
-            poll(
-                lambda page=page: knock_names(page) == ["Ana (guest) wants to join"],
-                what="the knock at both hosts",
-            )
+            poll(partial(knocked, page, ["Ana (guest) wants to join"]), what="the knock at both hosts")
         bob.click("#knock-list .knock-admit")
         poll(lambda: alice.is_hidden("#knock-prompt"), what="the knock prompt gone at the host")
         guest.wait_for_selector("#call:not([hidden])")
+        g = str(poll(lambda: guest.evaluate("window.meetCall.peerId()"), what="the guest's peer id"))
+
+        # The co-host lowers the guest's hand (the guest's own control follows) and mutes everyone
+        # but the hosts; a guest cannot be made a co-host.
+        guest.click("#toggle-hand")
+        poll(lambda: visible(bob, f'.participant[data-peer-id="{g}"] .lower-hand'), what="Lower hand")
+        shown["guest_promotable"] = visible(bob, f'.participant[data-peer-id="{g}"] .make-cohost')
+        bob.click(f'.participant[data-peer-id="{g}"] .lower-hand')
+        poll(
+            lambda: guest.get_attribute("#toggle-hand", "aria-pressed") == "false",
+            what="the guest's hand lowered",
+        )
+        bob.click("#mute-all")
+        poll(lambda: guest.get_attribute("#toggle-mic", "aria-pressed") == "false", what="the guest muted")
+        shown["mute_notice"] = guest.inner_text("#toasts")
+        shown["alice_mic"] = alice.get_attribute("#toggle-mic", "aria-pressed")
         return {**shown, "errors": alice.errors + bob.errors + guest.errors}
 
     result = await run_scenario(scenario)
     assert result["bob_end"] is False  # co-hosts do not end the meeting for everyone
     assert result["bob_remove_cohost"] is True
+    assert result["guest_promotable"] is False
+    assert "bob asked everyone to mute" in result["mute_notice"]
+    assert result["alice_mic"] == "true"  # hosts keep their microphones
     assert result["errors"] == []
 
 
@@ -272,10 +293,21 @@ async def test_reactions_reach_the_others_and_a_host_turns_them_off(
         shown["bob_setting"] = bob.evaluate(
             "document.querySelector('#settings-dialog input[name=reactions]').checked"
         )
+        # Guests off, from the same dialog: a signed-out visitor is told so and offered sign-in.
+        alice.check("#settings-dialog input[name=guests][value=off]")
+        poll(
+            lambda: bob.evaluate("document.querySelector('#settings-dialog input[value=off]').checked"),
+            what="guests off at bob",
+        )
         alice.click("#settings-done")
+        visitor = open_guest_page(browser)
+        visitor.goto(f"{base}/r/{code}")
+        visitor.wait_for_selector("#door-state:not([hidden])")
+        shown["door"] = visitor.inner_text("#door-state")
+        shown["door_link"] = visitor.get_attribute("#door-actions a", "href")
         shown["room"] = alice.context.request.get(f"{base}/api/rooms/{code}").json()["room"]["reactions"]
         shown["a"] = a
-        return {**shown, "errors": alice.errors + bob.errors}
+        return {**shown, "errors": alice.errors + bob.errors + visitor.errors}
 
     result = await run_scenario(scenario)
     assert result["emoji"] == "👏"
@@ -283,4 +315,6 @@ async def test_reactions_reach_the_others_and_a_host_turns_them_off(
     assert result["alice_hidden"] is True
     assert result["bob_setting"] is False  # room-updated keeps every copy of the settings in step
     assert result["room"] is False
+    assert "for signed-in people only" in result["door"]
+    assert result["door_link"] == f"/signin?next=%2Fr%2F{code}"
     assert result["errors"] == []

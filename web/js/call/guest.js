@@ -21,9 +21,6 @@ const NAME_KEY = "meet.guest-name";
 const PASS_KEY = "meet.guest-pass."; // + room code: {guest, expires_at} of this tab's pass
 const NAME_MAX = 40;
 
-/** Whether a user object (welcome.user, a peer's user) is a guest without an account. */
-export const isGuest = (user) => Boolean(user && (user.guest || user.id < 0));
-
 /** The sign-in page, coming back to this meeting afterwards. */
 export const signInLink = (code) => withNext("/signin", `/r/${code}`);
 
@@ -111,7 +108,8 @@ export class GuestJoin {
   run(room) {
     document.getElementById("join-button").hidden = true;
     document.getElementById("prejoin-heading").textContent = "What's your name?";
-    document.getElementById("guest-host").textContent = `Hosted by ${room.host.username}`;
+    const wait = room.guests === "lobby" ? " A host will be asked to let you in." : "";
+    document.getElementById("guest-host").textContent = `Hosted by ${room.host.username}.${wait}`;
     document.getElementById("guest-signin").href = signInLink(room.code || this.code);
     this.form.hidden = false;
     const stored = storedPass(this.code);

@@ -28,9 +28,11 @@ function minutes(seconds) {
 
 /**
  * Fill the door state: actions are {label, href} links or {label, onClick} buttons, the first
- * one primary. The caller shows the #door-state section.
+ * one primary; `quiet` drops the warning sign (leaving is not a failure). The caller shows the
+ * #door-state section.
  */
-export function showDoor({ title, text, actions = [] }) {
+export function showDoor({ title, text, actions = [], quiet = false }) {
+  $("door-state").querySelector(".result-icon").hidden = quiet;
   $("door-title").textContent = title;
   $("door-text").textContent = text;
   document.title = `${title} · meet`;

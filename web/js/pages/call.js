@@ -16,7 +16,7 @@ import { ChatPanel } from "../call/chat.js";
 import { Controls } from "../call/controls.js";
 import { DevicesDialog, SpeakerOutput } from "../call/devices.js";
 import { Grid } from "../call/grid.js";
-import { CLOSED_TEXTS, GuestJoin, applyGuestChrome, closedReason, forgetPass, isGuest, signInLink } from "../call/guest.js";
+import { CLOSED_TEXTS, GuestJoin, applyGuestChrome, closedReason, forgetPass, signInLink } from "../call/guest.js";
 import { HostControls, hasHostPowers, myRoleNotice, roleNotice } from "../call/hostcontrols.js";
 import { InviteCard } from "../call/invite.js";
 import { SpeakingDetector, unlockAudio } from "../call/level.js";
@@ -366,6 +366,7 @@ function leave() {
     title: "You left the meeting",
     text: call.room ? `You left “${call.room.title}”.` : "You left the meeting.",
     actions: [{ label: "Rejoin", onClick: () => window.location.reload() }],
+    quiet: true,
   });
   showOnly("door-state");
   focusDoor();
