@@ -26,6 +26,10 @@ export class MeetingSettings {
     this.dialog.addEventListener("close", () => {
       if (this.opener.getClientRects().length) this.opener.focus();
     });
+    // Escape closes the dialog only, not the People panel behind it as well.
+    this.dialog.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") event.stopPropagation();
+    });
   }
 
   /** The room's current settings (welcome, room-updated, or my own save). */
