@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -18,9 +18,12 @@ HOSTILE = ["//evil.example", "https://evil.example", "/\\evil.example"]
 
 
 def sign_up_from_meeting_link(page: Any, url: str, code: str, name: str) -> None:
-    """Open the meeting link signed out, follow "Create an account" and sign up as ``name``."""
+    """Open the meeting link signed out (the guest form), follow "Sign in" and then "Create an
+    account", and sign up as ``name``."""
     page.goto(f"{url}/r/{code}")
-    page.wait_for_url(f"**/signin?next=/r/{code}")
+    page.click("#guest-signin")
+    page.wait_for_url("**/signin?next=*")
+    assert parse_qs(urlsplit(page.url).query)["next"] == [f"/r/{code}"]
     page.click("#signup-link")
     page.wait_for_url("**/signup?next=*")
     form = page.locator("#signup-form")
