@@ -126,6 +126,17 @@ async def test_guest_joins_by_link_through_the_lobby_and_both_see_each_other(
             "[...document.querySelectorAll('a[href=\"/dashboard\"]')].filter((e) => e.getClientRects().length).length"
         )
         shown["remembered"] = guest.evaluate("localStorage.getItem('meet.guest-name')")
+
+        # A reload comes back as the same guest (this tab's pass, no new one), straight in: back
+        # within the reconnect grace, nobody has to let them in again.
+        me = guest.evaluate("window.meetCall.client.welcome.user")
+        guest.reload()
+        guest.wait_for_selector("#guest-form:not([hidden])")
+        shown["prefilled"] = guest.input_value("#guest-name")
+        guest.click("#guest-join")
+        guest.wait_for_selector("#call:not([hidden])")
+        shown["same_guest"] = guest.evaluate("window.meetCall.client.welcome.user") == me
+        shown["knocked_again"] = knock_names(alice)
         return {**shown, "errors": alice.errors + guest.errors}
 
     result = await run_scenario(scenario)
@@ -141,6 +152,7 @@ async def test_guest_joins_by_link_through_the_lobby_and_both_see_each_other(
     assert result["guest_host_controls"] is False
     assert result["dashboard_links"] == 0
     assert result["remembered"] == '"Ana"'
+    assert result["prefilled"] == "Ana" and result["same_guest"] is True and result["knocked_again"] == []
     assert result["errors"] == []
 
 
