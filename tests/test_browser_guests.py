@@ -107,6 +107,17 @@ async def test_guest_joins_by_link_through_the_lobby_and_both_see_each_other(
         )
 
         poll(lambda: knock_names(alice) == ["Ana (guest) wants to join"], what="the knock at the host")
+
+        # The waiting socket drops: the page knocks again by itself and the host's prompt follows
+        # (the old knock ends, the new one takes its place).
+        first = alice.get_attribute("#knock-list .knock", "data-knock-id")
+        guest.evaluate("window.meetCall.client.ws.close(4000, 'network blip')")
+        poll(
+            lambda: alice.get_attribute("#knock-list .knock", "data-knock-id") not in (None, first),
+            what="the second knock",
+        )
+        poll(lambda: "A host is here" in guest.inner_text("#lobby-host"), what="the lobby again")
+        shown["knocks_after_drop"] = knock_names(alice)
         open_people(alice)
         shown["waiting"] = alice.inner_text("#lobby-waiting")
         alice.click("#knock-list .knock-admit")
@@ -148,6 +159,7 @@ async def test_guest_joins_by_link_through_the_lobby_and_both_see_each_other(
     assert "Waiting for the host to let you in" in result["lobby"] and "Weekly sync" in result["lobby"]
     assert "A host is here" in result["lobby"] and "ends in" in result["lobby"]
     assert "Ana (guest)" in result["waiting"]
+    assert result["knocks_after_drop"] == ["Ana (guest) wants to join"]
     assert result["host_role_at_guest"] == "Host"
     assert result["guest_host_controls"] is False
     assert result["dashboard_links"] == 0

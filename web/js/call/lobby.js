@@ -89,6 +89,14 @@ export class LobbyScreen {
     }
   }
 
+  /** The link dropped while waiting: say so until the next `lobby` (the knock starts again). */
+  reconnecting() {
+    if (!this.shown) return;
+    clearInterval(this.timer);
+    $("lobby-host").textContent = "Connection lost. Reconnecting… (the hosts will be asked again)";
+    $("lobby-timeout").textContent = "";
+  }
+
   /** Stop the countdown and the preview (let in, turned away, or left). */
   hide() {
     clearInterval(this.timer);

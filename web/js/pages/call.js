@@ -901,6 +901,7 @@ function askAgain() {
 /** Connect (through the lobby if I must wait); the first welcome, or null when it ended there. */
 async function getIn() {
   const onRetry = (drop) => {
+    call.lobby.reconnecting();
     $("prejoin-error").textContent =
       drop && (drop.code === CLOSE.TRY_AGAIN_LATER || drop.code === CLOSE.SERVICE_RESTART)
         ? "The meeting's media server is busy. Retrying…"
