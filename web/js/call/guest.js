@@ -80,6 +80,41 @@ export const CLOSED_TEXTS = {
   removed: ["You were removed from this meeting", "The host removed you from this meeting, so you cannot join it again as a guest."],
 };
 
+/** Closes that end at the lobby's door whoever I am (their `cause` in protocol.js). */
+export const DOOR_CAUSES = new Set(["denied", "lobby_timeout"]);
+
+/**
+ * What the door says after a final close before (or while) getting in: turned away, nobody
+ * answered, a meeting that no longer takes me, or a guest pass that ended. A spec for showDoor.
+ */
+export function doorAfterClose(cause, errorCode, { guest, code }) {
+  const reload = () => window.location.reload();
+  if (cause === "denied") {
+    return {
+      title: "The host didn't let you in",
+      text: "A host of this meeting turned down your request to join.",
+      actions: guest ? [] : [{ label: "Back to dashboard", href: "/dashboard" }],
+    };
+  }
+  if (cause === "lobby_timeout") {
+    return {
+      title: "Nobody let you in in time",
+      text: "Your request to join was not answered. You can ask again.",
+      actions: [{ label: "Ask again", onClick: reload }],
+    };
+  }
+  if (CLOSED_TEXTS[errorCode]) {
+    const [title, text] = CLOSED_TEXTS[errorCode];
+    return { title, text, actions: [{ label: "Sign in", href: signInLink(code) }] };
+  }
+  // A guest pass that expired or was withdrawn: a new one is a click away.
+  return {
+    title: "Your guest pass has ended",
+    text: "It expired or was withdrawn. Join again with your name to get a new one.",
+    actions: [{ label: "Join again", onClick: reload }, { label: "Sign in", href: signInLink(code) }],
+  };
+}
+
 /** The guest version of the page: no dashboard anywhere (the brand goes to the start page). */
 export function applyGuestChrome() {
   document.body.classList.add("guest-mode");

@@ -16,7 +16,16 @@ import { ChatPanel } from "../call/chat.js";
 import { Controls } from "../call/controls.js";
 import { DevicesDialog, SpeakerOutput } from "../call/devices.js";
 import { Grid } from "../call/grid.js";
-import { CLOSED_TEXTS, GuestJoin, applyGuestChrome, closedReason, forgetPass, signInLink } from "../call/guest.js";
+import {
+  CLOSED_TEXTS,
+  DOOR_CAUSES,
+  GuestJoin,
+  applyGuestChrome,
+  closedReason,
+  doorAfterClose,
+  forgetPass,
+  signInLink,
+} from "../call/guest.js";
 import { HostControls, hasHostPowers, myRoleNotice, roleNotice } from "../call/hostcontrols.js";
 import { InviteCard } from "../call/invite.js";
 import { SpeakingDetector, unlockAudio } from "../call/level.js";
@@ -569,7 +578,7 @@ function onClosed({ cause, error, code: closeCode }) {
     finish(cause);
     return;
   }
-  if (DOOR_CLOSES[cause] || (call.guest && (cause === "unauthorized" || CLOSED_TEXTS[error && error.code]))) {
+  if (DOOR_CAUSES.has(cause) || (call.guest && (cause === "unauthorized" || CLOSED_TEXTS[error && error.code]))) {
     closeAtTheDoor(cause, error);
     return;
   }
@@ -587,40 +596,13 @@ function onClosed({ cause, error, code: closeCode }) {
   showJoinError(result, { retry: true });
 }
 
-/** Final closes at the lobby's door: what the page says, and what can be done next. */
-const DOOR_CLOSES = {
-  denied: () => ({
-    title: "The host didn't let you in",
-    text: "A host of this meeting turned down your request to join.",
-    actions: call.guest ? [] : [{ label: "Back to dashboard", href: "/dashboard" }],
-  }),
-  lobby_timeout: () => ({
-    title: "Nobody let you in in time",
-    text: "Your request to join was not answered. You can ask again.",
-    actions: [{ label: "Ask again", onClick: () => window.location.reload() }],
-  }),
-};
-
 /** Show why the socket was closed before (or while) getting in, and stop everything. */
 function closeAtTheDoor(cause, error) {
   stopAll();
-  call.lobby.hide();
+  call.lobby?.hide();
   const errorCode = error ? error.code : "";
   if (call.guest && (cause === "denied" || cause === "unauthorized" || errorCode === "removed")) forgetPass(code);
-  let door;
-  if (DOOR_CLOSES[cause]) door = DOOR_CLOSES[cause]();
-  else if (CLOSED_TEXTS[errorCode]) {
-    const [title, text] = CLOSED_TEXTS[errorCode];
-    door = { title, text, actions: [{ label: "Sign in", href: signInLink(code) }] };
-  } else {
-    // A guest pass that expired or was withdrawn: a new one is a click away.
-    door = {
-      title: "Your guest pass has ended",
-      text: "It expired or was withdrawn. Join again with your name to get a new one.",
-      actions: [{ label: "Join again", onClick: () => window.location.reload() }, { label: "Sign in", href: signInLink(code) }],
-    };
-  }
-  showDoor(door);
+  showDoor(doorAfterClose(cause, errorCode, { guest: call.guest, code }));
   showOnly("door-state");
   focusDoor();
 }
