@@ -36,6 +36,12 @@ def open_guest_page(browser: Any) -> Any:
     page.set_default_timeout(TIMEOUT_MS)
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    # API calls refused for want of an account (the sign-in probe aside): a guest page makes none.
+    page.refused = []
+    page.on(
+        "response",
+        lambda r: r.status == 401 and "/api/auth/me" not in r.url and page.refused.append(r.url),
+    )
     return page
 
 
@@ -148,9 +154,10 @@ async def test_guest_joins_by_link_through_the_lobby_and_both_see_each_other(
         guest.wait_for_selector("#call:not([hidden])")
         shown["same_guest"] = guest.evaluate("window.meetCall.client.welcome.user") == me
         shown["knocked_again"] = knock_names(alice)
-        return {**shown, "errors": alice.errors + guest.errors}
+        return {**shown, "errors": alice.errors + guest.errors, "refused": guest.refused}
 
     result = await run_scenario(scenario)
+    assert result["refused"] == []
     assert result["room"] == "Weekly sync"
     assert "alice" in result["host"]
     assert result["signin"] == f"/signin?next=%2Fr%2F{code}"

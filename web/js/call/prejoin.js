@@ -8,6 +8,7 @@
  */
 
 import { getRoom } from "../api.js";
+import { avatarHue, initialOf } from "./avatar.js";
 import { SegmentMeter, canChooseSpeaker, fillDeviceSelect, playTestSound } from "./devices.js";
 import { mediaErrorText } from "./media.js";
 
@@ -26,10 +27,12 @@ export function namesSentence(names) {
 }
 
 export class Prejoin {
-  constructor({ media, user, code }) {
+  /** `seeWho`: ask the server who is in the meeting (members only: guests have no REST access). */
+  constructor({ media, user, code, seeWho = true }) {
     this.media = media;
     this.user = user;
     this.code = code;
+    this.seeWho = seeWho;
     const $ = (id) => document.getElementById(id);
     this.root = $("prejoin");
     this.video = $("prejoin-video");
@@ -57,7 +60,9 @@ export class Prejoin {
     document.getElementById("prejoin-room").textContent = room.title;
     document.getElementById("prejoin-lock").hidden = !room.locked;
     document.getElementById("prejoin-user").textContent = this.user.username;
-    document.getElementById("prejoin-avatar").textContent = this.user.username.charAt(0).toUpperCase();
+    const avatar = document.getElementById("prejoin-avatar");
+    avatar.textContent = initialOf(this.user.username);
+    avatar.style.setProperty("--avatar-hue", String(avatarHue(this.user)));
     this.meter = new SegmentMeter(this.level);
     this.root.hidden = false;
     this.joinButton.disabled = true;
@@ -77,8 +82,10 @@ export class Prejoin {
     this.media.addEventListener("track", this.onTrack);
     this.media.addEventListener("devices", this.onDevices);
 
-    this.refreshWho();
-    this.whoTimer = setInterval(() => this.refreshWho(), WHO_REFRESH_MS);
+    if (this.seeWho) {
+      this.refreshWho();
+      this.whoTimer = setInterval(() => this.refreshWho(), WHO_REFRESH_MS);
+    }
 
     // Joining does not wait for the devices (a permission prompt may stay open): tracks
     // that arrive later are sent as soon as they are there.

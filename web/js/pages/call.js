@@ -925,7 +925,9 @@ async function main() {
   showOnly("prejoin");
 
   call.media = new LocalMedia();
-  const prejoin = new Prejoin({ media: call.media, user: call.user || { username: "Guest" }, code });
+  const prejoin = new Prejoin({
+    media: call.media, user: call.user || { username: "Guest" }, code, seeWho: !call.guest,
+  });
   call.prejoin = prejoin;
   const ready = prejoin.run(call.room);
   if (call.guest) {
