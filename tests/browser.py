@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -52,18 +52,34 @@ def poll(check: Callable[[], T], timeout: float = 15.0, what: str = "") -> T:
     return last
 
 
-async def run_scenario(scenario: Callable[..., T]) -> T:
-    """Run ``scenario(browser)`` in a worker thread with a fresh headless Chromium."""
+async def run_scenario(scenario: Callable[..., T], args: Sequence[str] = CHROMIUM_ARGS) -> T:
+    """Run ``scenario(browser)`` in a worker thread with a fresh headless Chromium (``args``:
+    its command line, CHROMIUM_ARGS unless a test needs e.g. more fake devices)."""
     require_chromium()
 
     def in_thread() -> T:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(args), timeout=TIMEOUT_MS)
             try:
                 return scenario(browser)
             finally:
                 browser.close()
 
     return await trio.to_thread.run_sync(in_thread)
+
+
+def open_page(browser: Any, base: str, name: str, password: str, **context: Any) -> Any:
+    """A page signed in as ``name`` in its own browser context (own cookies), collecting its
+    script errors in ``page.errors``; ``context``: Playwright's new_context options (viewport —
+    1024×700 unless given —, locale, …)."""
+    context.setdefault("viewport", {"width": 1024, "height": 700})
+    ctx = browser.new_context(**context)
+    r = ctx.request.post(f"{base}/api/auth/login", data={"login": name, "password": password})
+    assert r.ok, r.text()
+    page = ctx.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return page

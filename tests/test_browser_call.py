@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from browser import TIMEOUT_MS, poll, run_scenario
+from browser import open_page as browser_page
+from browser import poll, run_scenario
 from conftest import PASSWORD, Outbox, login, signup_verified
 
 from meet.clock import FakeClock
@@ -75,14 +76,7 @@ async def make_users(client: httpx.AsyncClient, outbox: Outbox, *names: str) -> 
 
 def open_page(browser: Any, base: str, name: str) -> Any:
     """A signed-in page in its own browser context (own cookies)."""
-    context = browser.new_context(viewport={"width": 1024, "height": 700})
-    r = context.request.post(f"{base}/api/auth/login", data={"login": name, "password": PASSWORD})
-    assert r.ok, r.text()
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return page
+    return browser_page(browser, base, name, PASSWORD)
 
 
 def prejoin_checks(page: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
-from browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, poll, require_chromium
+from browser import CHROMIUM_ARGS, poll, run_scenario
+from browser import open_page as browser_page
 from conftest import PASSWORD, Outbox
 from test_browser_call import assert_audio_flowing, assert_video_flowing, join, make_users
 
@@ -60,30 +60,11 @@ def config(tmp_path: Any, request: Any) -> Config:
 
 
 def open_page(browser: Any, base: str, name: str, locale: str) -> Any:
-    context = browser.new_context(viewport={"width": 1024, "height": 700}, locale=locale, timezone_id="UTC")
-    r = context.request.post(f"{base}/api/auth/login", data={"login": name, "password": PASSWORD})
-    assert r.ok, r.text()
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return page
+    return browser_page(browser, base, name, PASSWORD, locale=locale, timezone_id="UTC")
 
 
 async def run(scenario: Any) -> Any:
-    require_chromium()
-
-    def in_thread() -> Any:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=TIMEOUT_MS)
-            try:
-                return scenario(browser)
-            finally:
-                browser.close()
-
-    return await trio.to_thread.run_sync(in_thread)
+    return await run_scenario(scenario, ARGS)
 
 
 def invite_visible(page: Any) -> bool:

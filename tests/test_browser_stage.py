@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from browser import TIMEOUT_MS, poll, run_scenario
+from browser import open_page as browser_page
+from browser import poll, run_scenario
 from conftest import PASSWORD, Outbox
 from test_browser_call import assert_video_flowing, chat_texts, join, make_users
 
@@ -48,14 +49,7 @@ def config(tmp_path: Any) -> Config:
 
 def open_page(browser: Any, base: str, name: str, viewport: dict[str, int]) -> Any:
     """A signed-in page of the given size in its own browser context (own cookies)."""
-    context = browser.new_context(viewport=viewport, has_touch=False)
-    r = context.request.post(f"{base}/api/auth/login", data={"login": name, "password": PASSWORD})
-    assert r.ok, r.text()
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return page
+    return browser_page(browser, base, name, PASSWORD, viewport=viewport, has_touch=False)
 
 
 def boxes(page: Any) -> dict[str, Any]:
