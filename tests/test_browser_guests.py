@@ -136,6 +136,7 @@ async def test_guest_joins_by_link_through_the_lobby_and_both_see_each_other(
         assert_video_flowing(alice, [g])
         assert_video_flowing(guest, [a])
         poll(lambda: role_of(alice, g) == "Guest", what="the guest marked as a guest")
+        shown["tile_name"] = alice.inner_text(f'.tile[data-peer-id="{g}"] .tile-name')
         open_people(guest)
         shown["host_role_at_guest"] = role_of(guest, a)
         shown["guest_host_controls"] = visible(guest, "#host-controls")
@@ -168,6 +169,7 @@ async def test_guest_joins_by_link_through_the_lobby_and_both_see_each_other(
     assert "Ana (guest)" in result["waiting"]
     assert result["knocks_after_drop"] == ["Ana (guest) wants to join"]
     assert result["host_role_at_guest"] == "Host"
+    assert result["tile_name"] == "Ana (guest)"
     assert result["guest_host_controls"] is False
     assert result["dashboard_links"] == 0
     assert result["remembered"] == '"Ana"'

@@ -183,7 +183,9 @@ function initialStatus() {
 }
 
 function showPeerTile(peer) {
-  const tile = call.grid.ensure(`cam:${peer.peer_id}`, { peerId: peer.peer_id, name: peer.user.username, user: peer.user });
+  // Guests chose their name themselves: the label says so, as the knock and the People panel do.
+  const name = peer.guest ? `${peer.user.username} (guest)` : peer.user.username;
+  const tile = call.grid.ensure(`cam:${peer.peer_id}`, { peerId: peer.peer_id, name, user: peer.user });
   tile.setState(peer);
   return tile;
 }
