@@ -9,6 +9,7 @@ The lobby is tests/test_lobby.py.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +25,8 @@ TTL = 3600.0
 
 
 @pytest.fixture
-def config(tmp_path: object) -> Config:
-    return make_config(  # type: ignore[arg-type]
+def config(tmp_path: Path) -> Config:
+    return make_config(
         tmp_path, auth={"mail_max_per_window": 50}, rooms={"guest_ttl": TTL, "guest_passes_per_address": 8}
     )
 

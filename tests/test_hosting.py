@@ -3,6 +3,7 @@ reactions and the per-room settings — through the real server with WebSocket c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +16,8 @@ from meet.server import RunningServer
 
 
 @pytest.fixture
-def config(tmp_path: object) -> Config:
-    return make_config(tmp_path, auth={"mail_max_per_window": 50})  # type: ignore[arg-type]
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path, auth={"mail_max_per_window": 50})
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ LOBBY_TIMEOUT = 2.0  # one test lets a knock expire; the others answer long befo
 
 
 @pytest.fixture
-def config(tmp_path: object) -> Config:
-    return make_config(  # type: ignore[arg-type]
+def config(tmp_path: Path) -> Config:
+    return make_config(
         tmp_path, auth={"mail_max_per_window": 50}, rooms={"lobby_timeout": LOBBY_TIMEOUT}
     )
 
