@@ -17,6 +17,7 @@
  *   .tile[data-peer-id]  remote camera        .tile.local            my camera (mirrored)
  *   .tile.screen[data-peer-id]  remote screen .tile.screen.local     my presenting card
  *   .tile.pip (my floating camera), .tile.pinned, .tile-pin (pin button), .presenting-card
+ *   .tile-net[data-level] (network quality, netquality.js)
  *   classes: muted (mic off), camera-off, hand, speaking
  */
 
@@ -81,13 +82,18 @@ class Tile {
     this.status.className = "tile-status";
     this.status.hidden = true;
 
+    // The network-quality indicator's place (netquality.js fills it; hidden until measured).
+    this.net = document.createElement("div");
+    this.net.className = "tile-net";
+    this.net.hidden = true;
+
     this.pin = button("tile-pin", [icon("pin")], () => onPin(this.key));
     this.pin.setAttribute("aria-pressed", "false");
 
     if (this.card) {
       this.el.append(this.presentingCard(onStopPresenting), bar);
     } else {
-      this.el.append(this.video, this.avatar, hand, bar, this.status, this.pin);
+      this.el.append(this.video, this.avatar, hand, bar, this.status, this.pin, this.net);
     }
     this.user = user || null;
     this.setName(name);

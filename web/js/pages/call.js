@@ -31,6 +31,7 @@ import { InviteCard } from "../call/invite.js";
 import { SpeakingDetector, unlockAudio } from "../call/level.js";
 import { LocalMedia, mediaErrorText } from "../call/media.js";
 import { Mesh } from "../call/mesh.js";
+import { NetQuality } from "../call/netquality.js";
 import { ParticipantsPanel } from "../call/participants.js";
 import { Knocks, LobbyScreen, focusDoor, showDoor } from "../call/lobby.js";
 import { Prejoin } from "../call/prejoin.js";
@@ -69,6 +70,7 @@ const call = {
   host: null, // HostControls
   settings: null, // MeetingSettings (hosts and co-hosts)
   reactions: null,
+  netquality: null, // NetQuality: the tiles' network indicators (one getStats loop)
   prejoin: null, // the pre-join screen until I am in (or waiting in the lobby)
   roster: new Map(), // peer id → participant (public shape, kept up to date)
   local: { audio: true, video: true, screen: false, hand: false },
@@ -110,6 +112,8 @@ window.meetCall = {
   get media() {
     return call.media;
   },
+  // person (peer id, or "local" for me) → {level, raw, figures}, from the latest getStats poll
+  network: () => (call.netquality ? call.netquality.latest : new Map()),
 };
 
 // ---- Full-page states -----------------------------------------------------------------
@@ -144,6 +148,7 @@ function showJoinError(result, { retry = false } = {}) {
 function stopAll() {
   call.finished = true;
   clearInterval(call.timer);
+  if (call.netquality) call.netquality.stop();
   if (call.mesh) call.mesh.close();
   if (call.relay) call.relay.close();
   if (call.client) call.client.close();
@@ -478,6 +483,7 @@ function onWelcome(welcome) {
     call.joinedAt = Date.now();
     tickTimer();
     call.timer = setInterval(tickTimer, 1000);
+    call.netquality.start();
   } else {
     toast("Reconnected.");
   }
@@ -696,6 +702,13 @@ function setUpCallView() {
   local.setState(call.local);
   updateLocalTile();
   call.speaking.watch("local", call.media.audio);
+  call.netquality = new NetQuality({
+    engine,
+    slotOf: (person) => {
+      const tile = call.grid.get(person === "local" ? "local" : `cam:${person}`);
+      return tile ? tile.net : null;
+    },
+  });
 
   // Devices can change under the call (first grant after joining, switching, unplugging).
   call.media.addEventListener("track", ({ detail }) => {

@@ -1,0 +1,232 @@
+"""The network-quality indicator on each camera tile (netstats.js figures and levels,
+netquality.js bars): real calls in headless Chromium (mesh and relay), the levels on synthetic
+getStats() sequences, and a real degradation: the namespace's UDP squeezed through a tiny
+`htb` class on lo (the tests run in a loopback-only namespace; `netem` is not available)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from browser import poll, run_scenario
+from conftest import Outbox
+from test_browser_call import join, make_users, open_page
+
+from meet.config import Config
+from meet.server import RunningServer
+
+pytestmark = pytest.mark.browser
+
+# person → {level, figures} of the page's latest poll ("local": my own).
+NETWORK_JS = """() => Object.fromEntries([...window.meetCall.network()].map(([k, v]) =>
+  [k, {level: v.level, raw: v.raw, figures: v.figures}]))"""
+
+TILE_NET_JS = """(key) => {
+  const tile = key === 'local' ? document.querySelector('.tile.local:not(.screen)')
+    : document.querySelector(`.tile:not(.screen)[data-peer-id="${key}"]`);
+  const net = tile && tile.querySelector('.tile-net');
+  if (!net || net.hidden) return null;
+  const button = net.querySelector('button');
+  return {level: net.dataset.level, label: button.getAttribute('aria-label'),
+          pop: net.querySelector('.net-pop').textContent,
+          described: document.getElementById(button.getAttribute('aria-describedby')) !== null};
+}"""
+
+# Synthetic getStats() sequences through the real module: `steps` (one per 2 s poll) each add
+# packets received / lost on person "p"'s audio, and set the pair's RTT and the connection's
+# state; `grow` false keeps the pair's bytesReceived still (nothing arrives). Returns each
+# poll's {level, raw, loss}.
+SYNTHETIC_JS = """async (steps) => {
+  const m = await import('/static/js/call/netstats.js');
+  const tracker = new m.QualityTracker();
+  let recv = 0, lost = 0, bytes = 0, t = 0;
+  const out = [];
+  for (const step of steps) {
+    recv += step.recv ?? 100; lost += step.lost ?? 0; t += 2000;
+    if (step.grow !== false) bytes += 5000;
+    const stats = [
+      {type: 'transport', id: 'T', selectedCandidatePairId: 'CP'},
+      {type: 'candidate-pair', id: 'CP', currentRoundTripTime: step.rtt ?? 0.01, bytesReceived: bytes},
+      {type: 'inbound-rtp', id: 'A', kind: 'audio', packetsReceived: recv, packetsLost: lost,
+       bytesReceived: recv * 100, jitter: step.jitter ?? 0.004},
+    ];
+    const r = tracker.update({t, connections: [{id: 'p', person: 'p', state: step.state ?? 'connected', stats}]});
+    const p = r.get('p');
+    out.push(p ? {level: p.level, raw: p.raw, loss: p.figures.loss} : null);
+  }
+  return out;
+}"""
+
+
+@pytest.fixture
+def config(tmp_path: Any, request: Any) -> Config:
+    from conftest import make_config
+
+    relay = getattr(request, "param", None)  # "always": media through the relay (relay.js)
+    rtc = {"relay": relay, "host_addresses": ["127.0.0.1"]} if relay else {}
+    return make_config(tmp_path, auth={"mail_max_per_window": 50}, rtc=rtc)
+
+
+def network(page: Any) -> dict[str, Any]:
+    return page.evaluate(NETWORK_JS)  # type: ignore[no-any-return]
+
+
+def level_of(page: Any, person: str) -> str | None:
+    tile = page.evaluate(TILE_NET_JS, person)
+    return tile["level"] if tile else None
+
+
+def wait_level(page: Any, person: str, levels: set[str], timeout: float = 20) -> dict[str, Any]:
+    """Wait until the tile of `person` shows one of `levels`; returns what the tile shows."""
+    poll(lambda: level_of(page, person) in levels, timeout=timeout, what=f"{person}'s tile showing {levels}")
+    return page.evaluate(TILE_NET_JS, person)  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def squeezed_udp(rate: str = "100kbit") -> Iterator[None]:
+    """All UDP on lo (every WebRTC packet here) through an `htb` class of `rate` with a 10-packet
+    queue: real loss, delay and freezes. Only inside a loopback-only namespace (never the host's)."""
+    names = {name for _, name in socket.if_nameindex()}
+    if names != {"lo"}:
+        pytest.fail(
+            f"interfaces {sorted(names)}: run the browser tests in a loopback-only namespace (README)"
+        )
+    commands = [
+        "qdisc add dev lo root handle 1: htb default 10",
+        "class add dev lo parent 1: classid 1:10 htb rate 10gbit",
+        f"class add dev lo parent 1: classid 1:20 htb rate {rate} ceil {rate}",
+        "qdisc add dev lo parent 1:20 handle 20: pfifo limit 10",
+        "filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff flowid 1:20",
+    ]
+    try:
+        for command in commands:
+            subprocess.run(["tc", *command.split()], check=True, capture_output=True, timeout=10)
+        yield
+    finally:
+        subprocess.run(
+            ["tc", "qdisc", "del", "dev", "lo", "root"], check=False, capture_output=True, timeout=10
+        )
+
+
+async def test_levels_on_synthetic_stats_loss_thresholds_hysteresis_and_lost(server: RunningServer) -> None:
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        page = browser.new_page()
+        page.goto(f"{base}/")
+
+        def run(steps: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+            return page.evaluate(SYNTHETIC_JS, steps)  # type: ignore[no-any-return]
+
+        settle = (
+            """async ([shown, raws]) => (await import('/static/js/call/netstats.js')).settle(shown, raws)"""
+        )
+        return {
+            "clean": run([{}] * 8),
+            "loss_1": run([{"recv": 99, "lost": 1}] * 8),
+            "loss_4": run([{"recv": 96, "lost": 4}] * 8),
+            "loss_15": run([{"recv": 85, "lost": 15}] * 8),
+            # one slow round trip among good ones, then two, then back
+            "rtt": run([{}] * 3 + [{"rtt": 0.9}] + [{}] * 2 + [{"rtt": 0.9}] * 2 + [{}] * 4),
+            # good ↔ fair every poll: never shown as fair
+            "flicker": run([{}] * 3 + [{"rtt": 0.4}, {}] * 4),
+            "disconnected": run([{}] * 3 + [{"state": "disconnected"}]),
+            "silent": run([{}] * 3 + [{"recv": 0, "grow": False}] * 3),
+            "settle": [
+                page.evaluate(settle, ["good", ["good", "poor"]]),
+                page.evaluate(settle, ["good", ["poor", "fair"]]),
+                page.evaluate(settle, ["poor", ["good", "good"]]),
+                page.evaluate(settle, ["poor", ["good", "fair", "good"]]),
+                page.evaluate(settle, ["good", ["good", "lost"]]),
+                page.evaluate(settle, [None, ["fair"]]),
+            ],
+        }
+
+    r = await run_scenario(scenario)
+    assert r["clean"][0] is None  # the first poll has nothing to compare with
+    assert [x["level"] for x in r["clean"][1:]] == ["good"] * 7
+    assert r["loss_1"][-1]["level"] == "good" and r["loss_1"][-1]["loss"] == pytest.approx(0.01)
+    assert r["loss_4"][-1]["level"] == "fair" and r["loss_4"][-1]["loss"] == pytest.approx(0.04)
+    assert r["loss_15"][-1]["level"] == "poor"
+    rtt = [x["level"] for x in r["rtt"][1:]]
+    # one slow poll changes nothing; two in a row show "poor"; it takes three good ones to go back
+    assert rtt == ["good", "good", "good", "good", "good", "good", "poor", "poor", "poor", "good", "good"]
+    assert {x["level"] for x in r["flicker"][1:]} == {"good"}
+    assert {x["raw"] for x in r["flicker"][1:]} == {"good", "fair"}
+    assert r["disconnected"][-1]["level"] == "lost"
+    assert [x["level"] for x in r["silent"][-3:]] == ["good", "lost", "lost"]  # nothing for 4 s
+    assert r["settle"] == ["good", "fair", "poor", "fair", "lost", "fair"]
+
+
+async def test_two_people_in_a_mesh_call_see_good_then_a_squeezed_network_below_good(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    code = await make_users(client, outbox, "alice", "bob")
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        alice, bob = open_page(browser, base, "alice"), open_page(browser, base, "bob")
+        a, b = join(alice, base, code), join(bob, base, code)
+        good = {
+            "alice_sees_bob": wait_level(alice, b, {"good"}),
+            "bob_sees_alice": wait_level(bob, a, {"good"}),
+            "alice_self": wait_level(alice, "local", {"good"}),
+            "figures": network(alice)[b]["figures"],
+        }
+        with squeezed_udp():
+            bad = wait_level(alice, b, {"fair", "poor", "lost"}, timeout=25)
+            bad_figures = network(alice)[b]
+        return {"good": good, "bad": bad, "bad_figures": bad_figures, "errors": alice.errors + bob.errors}
+
+    r = await run_scenario(scenario)
+    good = r["good"]
+    assert good["alice_sees_bob"]["label"] == "Good connection"
+    assert good["alice_sees_bob"]["described"]
+    for text in ("Packet loss", "Round trip", "Receiving", "Resolution", "fps", "×"):
+        assert text in good["alice_sees_bob"]["pop"], (text, good["alice_sees_bob"]["pop"])
+    assert good["alice_self"]["label"] == "Your network: good connection"
+    assert "Sending" in good["alice_self"]["pop"]
+    f = good["figures"]
+    assert f["loss"] < 0.02 and f["rtt"] < 0.3 and f["width"] > 0 and f["fps"] > 5 and f["bitrate"] > 50_000
+    assert r["bad"]["level"] in {"fair", "poor", "lost"}, r["bad_figures"]
+    assert r["errors"] == []
+
+
+@pytest.mark.parametrize("config", ["always"], indirect=True)
+async def test_relay_call_shows_each_publisher_with_the_relay_connection_figures(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    code = await make_users(client, outbox, "alice", "bob")
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        alice, bob = open_page(browser, base, "alice"), open_page(browser, base, "bob")
+        a, b = join(alice, base, code), join(bob, base, code)
+        poll(lambda: alice.evaluate("window.meetCall.mode()") == "relay", what="relay mode")
+        seen = {
+            "alice_sees_bob": wait_level(alice, b, {"good", "fair"}),
+            "bob_sees_alice": wait_level(bob, a, {"good", "fair"}),
+            "alice_self": wait_level(alice, "local", {"good", "fair"}),
+        }
+        return {
+            "seen": seen,
+            "alice": network(alice),
+            "bob": network(bob),
+            "a": a,
+            "b": b,
+            "errors": alice.errors + bob.errors,
+        }
+
+    r = await run_scenario(scenario)
+    for viewer, other in (("alice", r["b"]), ("bob", r["a"])):
+        f = r[viewer][other]["figures"]
+        assert f["conn"] == "relay", f
+        assert f["rtt"] is not None and f["width"] > 0 and f["bitrate"] > 0 and f["loss"] is not None, f
+    assert r["alice"]["local"]["figures"]["conn"] == "relay"
+    assert "Round trip" in r["seen"]["alice_sees_bob"]["pop"]
+    assert r["errors"] == []
