@@ -63,6 +63,21 @@ SYNTHETIC_JS = """async (steps) => {
 }"""
 
 
+# My own side's raw level: encoder limits and the bitrate available to send video.
+RAW_SELF_JS = """async () => {
+  const m = await import('/static/js/call/netstats.js');
+  const base = {state: 'connected', loss: 0, rtt: 0.01, jitter: null, sendingVideo: true, available: 2e6};
+  return [
+    m.rawLevel({...base, limitation: 'bandwidth', available: 400000}),
+    m.rawLevel({...base, limitation: 'cpu'}),
+    m.rawLevel({...base, available: 200000}),
+    m.rawLevel({...base, available: 100000}),
+    m.rawLevel({...base, available: 100000, sendingVideo: false}),
+    m.rawLevel({...base, loss: 0.1}),
+  ];
+}"""
+
+
 @pytest.fixture
 def config(tmp_path: Any, request: Any) -> Config:
     from conftest import make_config
@@ -137,6 +152,7 @@ async def test_levels_on_synthetic_stats_loss_thresholds_hysteresis_and_lost(ser
             "flicker": run([{}] * 3 + [{"rtt": 0.4}, {}] * 4),
             "disconnected": run([{}] * 3 + [{"state": "disconnected"}]),
             "silent": run([{}] * 3 + [{"recv": 0, "grow": False}] * 3),
+            "mine": page.evaluate(RAW_SELF_JS),
             "settle": [
                 page.evaluate(settle, ["good", ["good", "poor"]]),
                 page.evaluate(settle, ["good", ["poor", "fair"]]),
@@ -160,6 +176,7 @@ async def test_levels_on_synthetic_stats_loss_thresholds_hysteresis_and_lost(ser
     assert {x["raw"] for x in r["flicker"][1:]} == {"good", "fair"}
     assert r["disconnected"][-1]["level"] == "lost"
     assert [x["level"] for x in r["silent"][-3:]] == ["good", "lost", "lost"]  # nothing for 4 s
+    assert r["mine"] == ["good", "fair", "fair", "poor", "good", "poor"]
     assert r["settle"] == ["good", "fair", "poor", "fair", "lost", "fair"]
 
 

@@ -12,9 +12,9 @@
  *   jitter, and their camera's freezes (Chromium's freezeCount / totalFreezesDuration) and frames
  *   decoded against frames received. "lost": their connection is down, or nothing at all came
  *   over it for LOST_MS.
- * - Me: what the far ends report of my streams (remote-inbound-rtp: loss, round-trip time), and
- *   whether my encoder is held back (qualityLimitationReason "bandwidth" or "cpu", or too little
- *   available outgoing bitrate).
+ * - Me: what the far ends report of my streams (remote-inbound-rtp: loss, round-trip time),
+ *   whether the processor holds my encoder back (qualityLimitationReason "cpu"), and whether too
+ *   little outgoing bitrate is available while I send video.
  * - Each figure has a THRESHOLDS pair [fair from, poor from]; the level is the worst figure's.
  * - Hysteresis (settle): a worse level shows after DOWN_AFTER readings in a row below the one
  *   shown, a better one after UP_AFTER readings in a row above it; "lost" shows at once.
@@ -252,7 +252,9 @@ export function rawLevel(f) {
   ];
   if (f.freezes > 0) grades.push("fair"); // any freeze in the window
   if (f.receivedFps >= 5) grades.push(gradeOf(f.fps / f.receivedFps, THRESHOLDS.decodeRatio, true));
-  if (f.limitation) grades.push("fair");
+  // "bandwidth" alone is the normal state of a sender probing or capped by a relay's estimate: it
+  // counts through the available bitrate below; a busy processor is a problem of its own.
+  if (f.limitation === "cpu") grades.push("fair");
   if (f.sendingVideo) grades.push(gradeOf(f.available, THRESHOLDS.available, true));
   return worst(grades);
 }
