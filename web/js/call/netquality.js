@@ -158,7 +158,7 @@ export class NetQuality {
       const map = engine.link.trackMap;
       return (connId, s) => {
         const info = map.get(s.mid);
-        return info ? { person: info.publisher, source: info.source === "audio" ? "audio" : info.source } : null;
+        return info ? { person: info.publisher, source: info.source } : null;
       };
     }
     const screens = new Set();
