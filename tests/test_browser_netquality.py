@@ -78,6 +78,28 @@ RAW_SELF_JS = """async () => {
 }"""
 
 
+# One relay connection carrying two publishers (mids 0/1 → p1, 2 → p2; mid 3 unmapped): each
+# publisher gets their own streams' loss, and the connection's round trip.
+RELAY_SYNTHETIC_JS = """async () => {
+  const m = await import('/static/js/call/netstats.js');
+  const map = new Map([['0', {publisher: 'p1', source: 'audio'}], ['1', {publisher: 'p1', source: 'camera'}],
+                       ['2', {publisher: 'p2', source: 'audio'}]]);
+  const attribute = (connId, s) => { const i = map.get(s.mid); return i && {person: i.publisher, source: i.source}; };
+  const tracker = new m.QualityTracker();
+  let r;
+  for (const n of [1, 2]) {
+    const rtp = (mid, kind, lost) => ({type: 'inbound-rtp', id: 'IT' + mid, mid, kind,
+      packetsReceived: 100 * n, packetsLost: lost * n, bytesReceived: 1e4 * n});
+    const stats = [{type: 'candidate-pair', id: 'CP', nominated: true, state: 'succeeded',
+                    currentRoundTripTime: 0.42, bytesReceived: 1e5 * n},
+                   rtp('0', 'audio', 0), rtp('1', 'video', 0), rtp('2', 'audio', 25), rtp('3', 'video', 90)];
+    r = tracker.update({t: 2000 * n, connections: [{id: 'relay', person: null, state: 'connected', stats}]}, attribute);
+  }
+  return Object.fromEntries([...r].map(([k, v]) => [k, {level: v.level, conn: v.figures.conn, loss: v.figures.loss,
+    rtt: v.figures.rtt}]));
+}"""
+
+
 @pytest.fixture
 def config(tmp_path: Any, request: Any) -> Config:
     from conftest import make_config
@@ -160,6 +182,7 @@ async def test_levels_on_synthetic_stats_loss_thresholds_hysteresis_and_lost(ser
             "disconnected": run([{}] * 3 + [{"state": "disconnected"}]),
             "silent": run([{}] * 3 + [{"recv": 0, "grow": False}] * 3),
             "mine": page.evaluate(RAW_SELF_JS),
+            "relay": page.evaluate(RELAY_SYNTHETIC_JS),
             "settle": [
                 page.evaluate(settle, ["good", ["good", "poor"]]),
                 page.evaluate(settle, ["good", ["poor", "fair"]]),
@@ -183,6 +206,10 @@ async def test_levels_on_synthetic_stats_loss_thresholds_hysteresis_and_lost(ser
     assert {x["raw"] for x in r["flicker"][1:]} == {"good", "fair"}
     assert r["disconnected"][-1]["level"] == "lost"
     assert [x["level"] for x in r["silent"][-3:]] == ["good", "lost", "lost"]  # nothing for 4 s
+    assert r["relay"] == {
+        "p1": {"level": "fair", "conn": "relay", "loss": 0, "rtt": 0.42},  # the relay's round trip: fair
+        "p2": {"level": "poor", "conn": "relay", "loss": 0.2, "rtt": 0.42},  # 25 lost of 125
+    }
     assert r["mine"] == ["good", "fair", "fair", "poor", "good", "poor"]
     assert r["settle"] == ["good", "fair", "poor", "fair", "lost", "fair"]
 
