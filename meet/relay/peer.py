@@ -53,7 +53,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from meet.relay.compat import forwarding
+from meet.relay.compat import forwarding, receiving
 from meet.relay.forward import Counters, OutStream, Source
 
 log = logging.getLogger("meet.relay.peer")
@@ -337,6 +337,8 @@ class Participant:
 
     def _negotiated(self) -> None:
         """A negotiation completed: update publications, start/stop forwarding, emit tracks."""
+        for transceiver in self.pc.getTransceivers():  # transports are final now (BUNDLE)
+            receiving.fast_receive(transceiver.receiver.transport)
         published = False
         for transceiver, source in self.pubs.items():
             live = transceiver.currentDirection in RECEIVING

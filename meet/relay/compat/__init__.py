@@ -6,6 +6,8 @@ place that does; the rest of the relay sees plain functions and plain values:
 
 - :mod:`.forwarding`: receiver/sender hooks, sending SRTP straight to the nominated pair,
   negotiation details (codecs and header extension ids kept stable), candidate parsing.
+- :mod:`.receiving`: incoming RTP handled in the socket callback (no STUN parse attempt, queue
+  or task wake-up per packet) and smaller datagram reads.
 - :mod:`.gathering`: host candidates on sockets the relay binds itself (addresses, port range),
   no default public STUN server, STUN/TURN URL validation.
 
@@ -21,6 +23,7 @@ an aiortc/aioice upgrade, re-read the stock code paths the two modules name, the
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -36,9 +39,10 @@ import aiortc.rtcicetransport
 import aiortc.rtcrtpreceiver
 import aiortc.rtp
 import aiortc.sdp
+import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 
-from meet.relay.compat import gathering
+from meet.relay.compat import gathering, receiving
 
 T = TypeVar("T")
 
@@ -57,9 +61,12 @@ _CLASS_ATTRIBUTES: tuple[tuple[type, tuple[str, ...]], ...] = (
     (RTCRtpTransceiver, ("currentDirection", "direction", "mid")),
     (
         aiortc.rtcdtlstransport.RTCDtlsTransport,
-        ("_handle_rtp_data", "_handle_rtcp_data", "_send_rtp", "transport"),
+        ("_handle_rtp_data", "_handle_rtcp_data", "_recv_next", "_send_rtp", "transport"),
     ),
-    (aioice.ice.Connection, ("get_component_candidates", "gather_candidates", "sendto")),
+    (aiortc.rtcdtlstransport.RtpRouter, ("route_rtp",)),
+    (aioice.ice.Connection, ("data_received", "get_component_candidates", "gather_candidates", "sendto")),
+    (aioice.ice.StunProtocol, ("datagram_received",)),
+    (receiving.DATAGRAM_TRANSPORT, ("max_size", "_read_ready")),
     (aiortc.rtcicetransport.RTCIceGatherer, ("getDefaultIceServers",)),
 )
 # (module, names it must define)
@@ -84,7 +91,9 @@ _MODULE_NAMES = (
     (aiortc.rtcrtpreceiver, ("StreamStatistics",)),
     (aiortc.codecs, ("is_rtx", "HEADER_EXTENSIONS", "CODECS")),
     (aiortc.sdp, ("SessionDescription", "candidate_from_sdp")),
-    (aiortc.rtcdtlstransport, ("State",)),
+    (aiortc.rtcdtlstransport, ("State", "RtpRouter")),
+    (pylibsrtp, ("Error",)),
+    (asyncio.selector_events, ("_SelectorDatagramTransport",)),
     (aiortc.rtcicetransport, ("parse_stun_turn_uri",)),
     (aioice.ice, ("StunProtocol", "CandidatePair", "TransportPolicy", "server_reflexive_candidate")),
     (aioice.candidate, ("candidate_foundation", "candidate_priority")),
@@ -94,6 +103,12 @@ _MODULE_NAMES = (
 _CALL_PATHS = (
     (aiortc.rtcdtlstransport.RTCDtlsTransport, "_handle_rtp_data", "_handle_rtp_packet"),
     (aiortc.rtcdtlstransport.RTCDtlsTransport, "_handle_rtcp_data", "_handle_rtcp_packet"),
+    # receiving.fast_receive takes over these steps for SRTP RTP:
+    (aiortc.rtcdtlstransport.RTCDtlsTransport, "_recv_next", "_rx_srtp"),
+    (aiortc.rtcdtlstransport.RTCDtlsTransport, "_recv_next", "_handle_rtp_data"),
+    (aiortc.rtcdtlstransport.RTCDtlsTransport, "_handle_rtp_data", "route_rtp"),
+    (aioice.ice.StunProtocol, "datagram_received", "data_received"),
+    (receiving.DATAGRAM_TRANSPORT, "_read_ready", "max_size"),
     (RTCRtpSender, "_run_rtcp", "_send_rtcp"),
     (RTCRtpSender, "_next_encoded_frame", "recv"),
     (RTCPeerConnection, "createOffer", "_codecs"),
@@ -128,6 +143,16 @@ _CONNECTION_FIELDS = (
     "_use_ipv6",
     "stun_server",
     "turn_server",
+)
+_DTLS_FIELDS = (
+    "_tx_srtp",
+    "_state",
+    "_transport",
+    "_rx_srtp",
+    "_rtp_router",
+    "_rtp_header_extensions_map",
+    "_RTCDtlsTransport__rx_bytes",
+    "_RTCDtlsTransport__rx_packets",
 )
 _GATHER_PARAMETERS = ["self", "component", "addresses", "timeout"]
 
@@ -199,7 +224,7 @@ def _peer_connection_fields() -> list[tuple[Any, Iterable[str]]]:
         (transceiver.receiver, _RECEIVER_FIELDS),
         (transceiver.sender, _SENDER_FIELDS),
         (transceiver, ("_offerDirection", "_codecs", "_headerExtensions")),
-        (dtls, ("_tx_srtp", "_state", "_transport")),
+        (dtls, _DTLS_FIELDS),
         (dtls.transport, ("_connection",)),
     ]
 

@@ -64,6 +64,8 @@ from aiortc import (
     RTCRtpTransceiver,
 )
 
+from meet.relay.compat import receiving
+
 _CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
 _PLI = struct.Struct("!BBHLL")
 _rtp = aiortc.rtp
@@ -146,7 +148,7 @@ def hook_receiver(receiver: RTCRtpReceiver, sink: PacketSink, counters: Counters
     def rtcp_ssrc() -> int | None:
         return receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined, no-any-return]
 
-    async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
+    def receive(packet: Any, arrival_time_ms: int) -> None:
         if not receiver._enabled:
             return
         if estimator is not None and packet.extensions.abs_send_time is not None:
@@ -192,12 +194,16 @@ def hook_receiver(receiver: RTCRtpReceiver, sink: PacketSink, counters: Counters
             None if level is None else (level[0] << 7) | level[1],
         )
 
+    async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
+        receive(packet, arrival_time_ms)
+
     async def handle_rtcp(packet: Any) -> None:
         if isinstance(packet, _rtp.RtcpSrPacket):
             sink.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
         await stock_rtcp(packet)
 
     receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+    setattr(receiver, receiving.RECEIVE, receive)  # the synchronous path (receiving.fast_receive)
     receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
 
 
