@@ -1,4 +1,4 @@
-"""Relay (SFU) benchmark: forwarding throughput, CPU per forwarded packet, added delay.
+"""Relay (SFU) benchmark: forwarding throughput, CPU per forwarded and per received packet, added delay.
 
 One publisher sends VP8 video (640x480, 30 fps, ~1.5 Mbps, pre-encoded once with libvpx and
 replayed by aiortc's sender through its ``pack`` path, so no encoder runs during the
@@ -544,6 +544,9 @@ class Bench:
             "others_cpu_pct": max(0.0, 100 * ((busy1 - busy0) / CLK_TCK - cpu - (own1 - own0)) / window),
             "steal_pct": 100 * (steal1 - steal0) / CLK_TCK / window,
             "us_per_packet": 1e6 * cpu / forwarded if forwarded else None,
+            # the receive cost: at k = 1 every received packet is forwarded once, so this is
+            # receiving one packet plus forwarding it once (plus the fixed costs of 2 connections)
+            "us_per_received": 1e6 * cpu / relayed if relayed and self.kind == "meet" else None,
             "cpu_pct_per_subscriber": 100 * cpu / window / k,
             "pps_per_core": forwarded / cpu if cpu else None,
             "delay_p50_ms": percentile(delays, 0.5),
@@ -717,6 +720,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     row("added delay p50", summary(light, "delay_p50_ms"), ".2f", "ms")
     row("added delay p99", summary(light, "delay_p99_ms"), ".2f", "ms")
     row("worker CPU per forwarded packet", summary(light, "us_per_packet"), ".1f", "us")
+    row("worker CPU per received packet (receive cost)", summary(light, "us_per_received"), ".1f", "us")
     if "mediarelay" in report:
         mr = report["mediarelay"]
         print(f"aiortc MediaRelay (decode once, re-encode per subscriber), k={args.mediarelay_subscribers}")
