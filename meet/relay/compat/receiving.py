@@ -11,7 +11,9 @@ the relay cost three to five times Janus's per packet at one subscriber.
 :func:`fast_receive` installs two per-instance hooks on one DTLS transport's ICE connection:
 
 - each host ``StunProtocol.datagram_received`` demultiplexes by the first byte (RFC 7983:
-  0–3 STUN, 20–63 DTLS, 128–191 RTP/RTCP) and only hands STUN to aioice's parser;
+  0–3 STUN, 20–63 DTLS, 128–191 RTP/RTCP) and only hands STUN to aioice's parser; it drops
+  empty datagrams, which stock aioice queues and on which ``_recv_next`` raises ``IndexError``,
+  ending that participant's connection: one empty UDP packet from anyone was enough;
 - each host socket's asyncio transport reads into 64 KiB buffers, not 256 KiB (:func:`small_reads`);
 - ``Connection.data_received`` handles SRTP **RTP** at once, in the datagram callback: the
   transport's receive counters, SRTP unprotect with its ``_rx_srtp`` session, ``RtpPacket.parse``
@@ -86,7 +88,9 @@ def _demultiplexer(protocol: Any, connection: Any) -> Callable[[bytes, Any], Non
     component = protocol.local_candidate.component
 
     def datagram_received(data: bytes, addr: Any) -> None:
-        if data and data[0] > 3:
+        if not data:
+            return  # stock would queue it, and aiortc's receive task dies reading its first byte
+        if data[0] > 3:
             connection.data_received(data, component)
         else:
             stock(data, addr)
@@ -101,6 +105,8 @@ def _srtp_receiver(dtls: Any, stock: Callable[[bytes, int], None]) -> Callable[[
     srtp_error = pylibsrtp.Error
 
     def data_received(data: bytes, component: int) -> None:
+        if not data:
+            return  # e.g. through a TURN allocation: see _demultiplexer
         srtp = dtls._rx_srtp
         if (
             srtp is None
