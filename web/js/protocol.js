@@ -11,12 +11,14 @@
  *   "disconnected"  detail {code, reason, attempt, delay}: the link dropped, retrying in `delay` ms
  *   "closed"        detail {code, reason, cause, error}: final, no more reconnects. `cause` is
  *                   "left" (close() was called), "ended", "kicked", "unauthorized", "forbidden",
- *                   "not_found", "policy", "denied" or "lobby_timeout"; `error` is the last
- *                   {code, message} error the server sent (e.g. room_locked), or null.
+ *                   "not_found", "policy", "denied", "lobby_timeout" or "too_many_connections";
+ *                   `error` is the last {code, message} error the server sent (e.g.
+ *                   room_locked), or null.
  * Closes not listed as final reconnect: 1001, 1006, 4408, 4429 with backoff; 1012 (the media relay
  * restarted: relay_restart) at once; 1013 (no relay available right now) with backoff. A close
  * after `error` `denied` (4403) or `lobby_timeout` (4408) is final: waiting in the lobby again is
- * the person's choice ("Ask again"), never an automatic reconnect.
+ * the person's choice ("Ask again"), never an automatic reconnect. So is one after `error`
+ * `too_many_connections` (4429): it would be refused again until a tab closes.
  *
  * Keep-alive: the server's {"type":"ping"} is answered with a pong, the client pings every 15 s,
  * and a link silent for 50 s (the server pings every 20 s) is treated as dropped.
@@ -59,6 +61,8 @@ export const BACKOFF_MAX_MS = 8000;
 const FINAL_ERRORS = new Map([
   ["denied", "denied"],
   ["lobby_timeout", "lobby_timeout"],
+  // Too many tabs open (4429): retrying cannot help until the person closes one; say so instead.
+  ["too_many_connections", "too_many_connections"],
 ]);
 
 /** ws(s)://host/path on the page's own origin. */

@@ -15,6 +15,7 @@ export const JOIN_ERRORS = {
   room_locked: ["This meeting is locked", "The host has locked this meeting, so no one else can join. Ask them to unlock it, then try again."],
   room_full: ["This meeting is full", "The meeting has reached its participant limit. Try again when someone leaves."],
   unauthorized: ["Please sign in again", "Your session has ended. Sign in to join the meeting."],
+  too_many_connections: ["Too many meetings open", "You have too many meeting or dashboard tabs open. Close one, then try again."],
 };
 
 export function showOnly(id) {
