@@ -40,8 +40,7 @@ class Hosting:
     def entered(self, live: LiveRoom, peer: Participant) -> None:
         """A connection is in (``welcome`` sent): hosts get the knocks waiting, waiters the news."""
         if peer.hosting:
-            for knock in live.knocks.values():
-                peer.conn.send(knock.message())
+            _hand_knocks(live, peer)
         self.lobby.refresh(live)
 
     def depart(self, live: LiveRoom, user: UserRef) -> None:
@@ -93,9 +92,14 @@ class Hosting:
             was_hosting, peer.role = peer.hosting, role
             live.broadcast(p.RoleChanged(peer_id=peer.peer_id, role=role))
             if peer.hosting and not was_hosting:
-                for knock in live.knocks.values():
-                    peer.conn.send(knock.message())
+                _hand_knocks(live, peer)
         self.lobby.refresh(live)
+
+
+def _hand_knocks(live: LiveRoom, peer: Participant) -> None:
+    """Someone who now has host powers gets every knock still waiting, to answer."""
+    for knock in live.knocks.values():
+        peer.conn.send(knock.message())
 
 
 def _successor(live: LiveRoom) -> int | None:

@@ -37,7 +37,7 @@ class Lobby:
         in time) or Gone (the meeting ended). Cancelled (the person left): the knock goes."""
         knock = Knock(conn, since=self.clock.now())
         live.knocks[conn.id] = knock
-        self._tell(live, knock)
+        self._tell(live, knock, bool(live.hosting()))
         live.tell_hosting(knock.message())
         unanswered = "left"  # unless the wait below ends on its own: then it timed out
         try:
@@ -81,11 +81,11 @@ class Lobby:
 
     def refresh(self, live: LiveRoom) -> None:
         """Tell the people waiting whether a host is there to answer, when that changed."""
-        for knock in live.knocks.values():
-            self._tell(live, knock)
-
-    def _tell(self, live: LiveRoom, knock: Knock) -> None:
         present = bool(live.hosting())
+        for knock in live.knocks.values():
+            self._tell(live, knock, present)
+
+    def _tell(self, live: LiveRoom, knock: Knock, present: bool) -> None:
         if knock.told_host_present is not present:
             knock.told_host_present = present
             left = max(0.0, round(knock.since + self.timeout - self.clock.now(), 1))

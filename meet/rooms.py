@@ -207,9 +207,7 @@ class Rooms:
     async def join(self, code: str, conn: Connection) -> Participant:
         """Admit a connection: stay opened, ``welcome`` queued, others told. Raises if refused."""
         room = await self.get(code)
-        facts = await self.facts(room, conn.user)
-        check(Action.JOIN, facts)
-        if not allowed(Action.SKIP_LOBBY, facts).allowed:
+        if await self.check_admission(room, conn.user):
             room = await self._through_lobby(room, conn)
         live = self._live_for(room)
         live.joining.add(conn.id)  # holds the seat across the awaits below
