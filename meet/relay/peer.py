@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
@@ -53,8 +54,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from meet.relay.allocate import AUDIO_RATE, Allocation, allocate, nominal
 from meet.relay.compat import forwarding, receiving
-from meet.relay.forward import Counters, OutStream, Source
+from meet.relay.forward import Counters, OutStream, Publication, Source
 
 log = logging.getLogger("meet.relay.peer")
 
@@ -71,13 +73,26 @@ class RequestError(Exception):
     """A request the relay refuses (reported to the server as ``ok: false``)."""
 
 
+class LinkControl(Protocol):
+    """A subscriber connection's bandwidth estimate (``meet.relay.bwe.Link``)."""
+
+    @property
+    def estimate(self) -> float: ...
+
+    def sent(self, size: int, now: float) -> int: ...
+
+    def probe(self, target_bps: float, now: float) -> None: ...
+
+    def padding(self, now: float) -> int: ...
+
+
 class RoomView(Protocol):
     """What a participant needs from its room."""
 
     name: str
     counters: Counters
 
-    def wanted_sources(self, peer: str) -> list[Source]: ...
+    def wanted_publications(self, peer: str) -> list[Publication]: ...
 
     def publications_changed(self, by: Participant) -> None: ...
 
@@ -100,14 +115,14 @@ class ForwardTrack(MediaStreamTrack):
 class Slot:
     """An m-line that can carry one other participant's track to this one."""
 
-    __slots__ = ("kind", "out", "refused", "server_made", "source", "transceiver")
+    __slots__ = ("kind", "out", "publication", "refused", "server_made", "transceiver")
 
     def __init__(self, transceiver: RTCRtpTransceiver, server_made: bool, counters: Counters) -> None:
         self.transceiver = transceiver
         self.kind = transceiver.kind
         self.server_made = server_made  # added by the relay (else offered recvonly by the client)
         self.out = OutStream(transceiver.kind, counters)
-        self.source: Source | None = None  # assigned (negotiated or being negotiated)
+        self.publication: Publication | None = None  # assigned (negotiated or being negotiated)
         self.refused = False
         forwarding.hook_sender(
             transceiver.sender, self.out.on_nack, self.out.on_keyframe_request, self.out.sender_info
@@ -130,13 +145,14 @@ class Participant:
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.lock = asyncio.Lock()  # one negotiation step at a time, in request order
         self.slots: dict[RTCRtpTransceiver, Slot] = {}
-        self.pubs: dict[RTCRtpTransceiver, Source] = {}
+        self.pubs: dict[RTCRtpTransceiver, Publication] = {}
         self.known: set[RTCRtpTransceiver] = set()
-        self.refused: set[Source] = set()
+        self.refused: set[Publication] = set()
         self.codec_book: dict[str, list[RTCRtpCodecParameters]] = {}
         self.payload_types: set[int] = set()  # used by the client in any description
         self.extension_ids: dict[str, int] = {}  # uri -> id, the client's first, then ours
         self.tracks_sent: list[dict[str, str]] = []
+        self.link: LinkControl | None = None  # the connection's bandwidth estimate, once negotiated
         self.closed = False
         self.started = False  # the client's first offer was answered: we may offer from now on
         self._update: asyncio.Task[None] | None = None
@@ -196,20 +212,89 @@ class Participant:
         if self.closed:
             return
         self.closed = True
-        for source in self.pubs.values():
-            source.close()
+        for publication in self.pubs.values():
+            publication.close()
         for slot in self.slots.values():
             slot.out.detach()
         if self._update is not None:
             self._update.cancel()
         await self.pc.close()
 
-    def publications(self) -> list[Source]:
+    def publications(self) -> list[Publication]:
         """This participant's live publications, in m-line order."""
-        return [source for source in self.pubs.values() if source.live]
+        return [publication for publication in self.pubs.values() if publication.live]
 
     def out_streams(self) -> list[OutStream]:
         return [slot.out for slot in self.slots.values()]
+
+    # --- layers and bandwidth (the worker's pacer calls these) ----------------------------------
+
+    def rebalance(self, now: float) -> None:
+        """Choose each video subscription's layer within the link's estimate; probe for more."""
+        slots = self._video_slots()
+        if not slots:
+            return
+        allocation = self._allocation(slots)
+        for slot, index in zip(slots, allocation.layers, strict=True):
+            assert slot.publication is not None  # _video_slots lists subscribed slots only
+            layers = _selectable(slot.publication)
+            slot.out.switch(None if index is None else layers[index])
+        if self.link is not None and allocation.probe is not None:
+            self.link.probe(allocation.probe, now)
+
+    def pace(self, now: float) -> None:
+        """Send the padding a probe of the link's estimate asks for now, on video with RTX."""
+        if self.link is None:
+            return
+        wanted = self.link.padding(now)
+        for slot in self._video_slots():
+            if wanted <= 0:
+                break
+            wanted -= slot.out.pad(wanted, now)
+
+    def _video_slots(self) -> list[Slot]:
+        return [
+            slot
+            for slot in self.slots.values()
+            if slot.kind == "video"
+            and slot.publication is not None
+            and slot.publication.live
+            and slot.out.publication is slot.publication
+        ]
+
+    def _allocation(self, slots: list[Slot]) -> Allocation:
+        videos: list[list[float]] = []
+        current: list[int | None] = []
+        for slot in slots:
+            assert slot.publication is not None
+            layers = _selectable(slot.publication)
+            videos.append([layer.rate or nominal(len(layers), i) for i, layer in enumerate(layers)])
+            held = slot.out.target or slot.out.source
+            current.append(layers.index(held) if held in layers else None)
+        return allocate(self._video_budget(), videos, current)
+
+    def _video_budget(self) -> float:
+        """The link's estimate less what audio subscriptions take (audio is never chosen away)."""
+        if self.link is None:
+            return math.inf  # no estimate negotiated: every video at its best layer, as before
+        audio = sum(
+            (slot.out.source.rate if slot.out.source is not None else 0.0) or AUDIO_RATE
+            for slot in self.slots.values()
+            if slot.kind == "audio" and slot.out.publication is not None
+        )
+        return self.link.estimate - audio
+
+    def _first_layer(self, publication: Publication) -> Source | None:
+        """The layer a new subscription starts on: what the estimate allows next to the others."""
+        layers = _selectable(publication)
+        if publication.kind != "video" or len(layers) == 1:
+            return layers[-1]
+        slots = self._video_slots()
+        allocation = self._allocation(slots)
+        budget = self._video_budget() - allocation.used
+        rates = [layer.rate or nominal(len(layers), i) for i, layer in enumerate(layers)]
+        fitting = [i for i, rate in enumerate(rates) if rate <= budget]
+        return layers[fitting[-1]] if fitting else layers[0]
 
     # --- renegotiation --------------------------------------------------------------------------
 
@@ -249,36 +334,36 @@ class Participant:
 
     def _plan(self, answering: bool) -> bool:
         """Match slots to the wanted publications; set directions; whether SDP must change."""
-        offered = self.room.wanted_sources(self.peer)
+        offered = self.room.wanted_publications(self.peer)
         self.refused.intersection_update(offered)  # forget the refusals of tracks that went away
-        wanted = [s for s in offered if s not in self.refused]
+        wanted = [p for p in offered if p not in self.refused]
         for slot in self.slots.values():
-            if slot.source is not None and slot.source not in wanted:
+            if slot.publication is not None and slot.publication not in wanted:
                 self._unassign(slot)
-        assigned = {slot.source for slot in self.slots.values()}
-        for source in wanted:
-            if source in assigned:
+        assigned = {slot.publication for slot in self.slots.values()}
+        for publication in wanted:
+            if publication in assigned:
                 continue
-            free = self._free_slot(source.kind, answering)
+            free = self._free_slot(publication.kind, answering)
             if free is None and not answering:  # an answer cannot add m-lines: offer after it
-                free = self._new_slot(source.kind)
+                free = self._new_slot(publication.kind)
             if free is not None:
-                free.source = source
-                forwarding.set_stream_id(free.transceiver.sender, source.publisher)
+                free.publication = publication
+                forwarding.set_stream_id(free.transceiver.sender, publication.publisher)
         changed = False
         for transceiver in self.pc.getTransceivers():
             found = self.slots.get(transceiver)
-            send = found is not None and found.source is not None
+            send = found is not None and found.publication is not None
             transceiver.direction = "sendrecv" if send else "recvonly"
             if transceiver.mid is None or (transceiver.currentDirection in SENDING) != send:
                 changed = True
-            elif send and found is not None and found.out.source is not found.source:
+            elif send and found is not None and found.out.publication is not found.publication:
                 changed = True  # reused for another publisher: its msid changes
         return changed
 
     def _free_slot(self, kind: str, answering: bool) -> Slot | None:
         for slot in self.slots.values():
-            if slot.kind != kind or slot.source is not None or slot.refused:
+            if slot.kind != kind or slot.publication is not None or slot.refused:
                 continue
             allowed = forwarding.offer_direction(slot.transceiver) in SENDING
             if allowed or (not answering and slot.server_made):
@@ -294,8 +379,8 @@ class Participant:
         return slot
 
     def _unassign(self, slot: Slot) -> None:
-        slot.source = None
-        slot.out.detach()
+        slot.publication = None
+        slot.out.unsubscribe()
 
     # --- after setRemoteDescription / a completed negotiation ----------------------------------
 
@@ -320,9 +405,9 @@ class Participant:
 
     def _add_publication(self, transceiver: RTCRtpTransceiver) -> None:
         receiver = transceiver.receiver
-        source = Source(self.peer, transceiver.kind, forwarding.pli_sender(receiver), self.counters)
-        forwarding.hook_receiver(receiver, source, self.counters)
-        self.pubs[transceiver] = source
+        publication = Publication(self.peer, transceiver.kind, forwarding.pli_sender(receiver), self.counters)
+        forwarding.hook_receiver(receiver, publication.layers[0], self.counters)
+        self.pubs[transceiver] = publication
 
     def _restrict_codecs(self) -> None:
         for transceiver in self.pc.getTransceivers():
@@ -340,16 +425,16 @@ class Participant:
         for transceiver in self.pc.getTransceivers():  # transports are final now (BUNDLE)
             receiving.fast_receive(transceiver.receiver.transport)
         published = False
-        for transceiver, source in self.pubs.items():
+        for transceiver, publication in self.pubs.items():
             live = transceiver.currentDirection in RECEIVING
-            if live and source.label is None:
-                source.label = self._label(transceiver.kind)
-            if live != source.live:
+            if live and publication.label is None:
+                publication.label = self._label(transceiver.kind)
+            if live != publication.live:
                 published = True
                 if live:
-                    source.live = True
+                    publication.live = True
                 else:
-                    source.close()
+                    publication.close()
         for slot in self.slots.values():
             self._settle(slot)
         self._emit_tracks()
@@ -358,25 +443,25 @@ class Participant:
 
     def _settle(self, slot: Slot) -> None:
         """Start or stop forwarding on a slot as just negotiated."""
-        source = slot.source
-        if source is None:
+        publication = slot.publication
+        if publication is None:
             return
         if slot.transceiver.currentDirection not in SENDING:
             log.info(
                 "%s refused %s's %s on mid %s",
                 self.peer,
-                source.publisher,
-                source.label,
+                publication.publisher,
+                publication.label,
                 slot.transceiver.mid,
             )
             slot.refused = True
-            self.refused.add(source)
+            self.refused.add(publication)
             self._unassign(slot)
             self._again = True
             return
         self._configure(slot)
-        if source.live:
-            slot.out.attach(source)
+        if publication.live and slot.out.publication is not publication:
+            slot.out.subscribe(publication, self._first_layer(publication))
 
     def _configure(self, slot: Slot) -> None:
         transceiver = slot.transceiver
@@ -403,13 +488,17 @@ class Participant:
     def _label(self, kind: str) -> str:
         if kind == "audio":
             return "audio"
-        return "screen" if any(s.label == "camera" for s in self.pubs.values()) else "camera"
+        return "screen" if any(p.label == "camera" for p in self.pubs.values()) else "camera"
 
     def _emit_tracks(self) -> None:
         tracks = [
-            {"mid": str(t.mid), "publisher": slot.source.publisher, "source": str(slot.source.label)}
+            {
+                "mid": str(t.mid),
+                "publisher": slot.publication.publisher,
+                "source": str(slot.publication.label),
+            }
             for t, slot in self.slots.items()
-            if slot.source is not None and slot.out.source is slot.source
+            if slot.publication is not None and slot.out.publication is slot.publication
         ]
         if tracks != self.tracks_sent:
             self.tracks_sent = tracks
@@ -470,3 +559,9 @@ class Participant:
             return
         reason = "ICE or DTLS failed" if state == "failed" else "the connection was closed"
         self.emit({"event": "failed", "room": self.room.name, "peer": self.peer, "reason": reason})
+
+
+def _selectable(publication: Publication) -> list[Source]:
+    """The layers a subscriber may be given, low → high: those sending (all before measuring)."""
+    active = [layer for layer in publication.layers if publication.active(layer)]
+    return active or list(publication.layers)

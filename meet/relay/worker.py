@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,13 +36,15 @@ from aiortc.exceptions import InvalidStateError
 
 from meet.relay import compat, ice
 from meet.relay.channel import ChannelError, Decoder, encode
-from meet.relay.forward import Counters, Source
+from meet.relay.forward import Counters, Publication
 from meet.relay.peer import Participant, RequestError
 
 log = logging.getLogger("meet.relay.worker")
 
 EventSink = Callable[[dict[str, Any]], None]
 CLOSE_TIMEOUT = 5.0
+PACE_INTERVAL = 0.02  # seconds between two rounds of probe padding (see Relay.pace)
+REBALANCE_INTERVAL = 0.25  # seconds between two measurements of layers and choices of layers
 
 
 class Room:
@@ -52,7 +55,7 @@ class Room:
         self.counters = counters
         self.participants: dict[str, Participant] = {}
 
-    def wanted_sources(self, peer: str) -> list[Source]:
+    def wanted_publications(self, peer: str) -> list[Publication]:
         """Every live publication of the others, in join then m-line order."""
         return [s for pid, p in self.participants.items() if pid != peer for s in p.publications()]
 
@@ -73,6 +76,8 @@ class Relay:
         self.ice_servers: list[dict[str, Any]] = []
         self.configured = False
         self._retired = [0, 0]  # packets, octets of closed subscriptions
+        self._pacer: asyncio.Task[None] | None = None
+        self._next_rebalance = 0.0
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "configure": self._configure,
             "open": self._open,
@@ -102,8 +107,33 @@ class Relay:
             return {"id": reply_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return {"id": reply_id, "ok": True, **result}
 
+    def pace(self, now: float) -> None:
+        """One round of the pacer: probe padding now; layers measured and chosen every 250 ms."""
+        participants = [p for room in self.rooms.values() for p in room.participants.values()]
+        for participant in participants:
+            participant.pace(now)
+        if now < self._next_rebalance:
+            return
+        self._next_rebalance = now + REBALANCE_INTERVAL
+        for participant in participants:
+            for publication in participant.publications():
+                publication.measure(now)
+        for participant in participants:
+            participant.rebalance(now)
+
+    async def _run_pacer(self) -> None:
+        while self.rooms:
+            await asyncio.sleep(PACE_INTERVAL)
+            try:
+                self.pace(time.time())
+            except Exception:  # one participant's surprise must not stop everyone's pacing
+                log.exception("pacing failed")
+        self._pacer = None
+
     async def close(self) -> None:
         """Close every participant at once (process shutdown)."""
+        if self._pacer is not None:
+            self._pacer.cancel()
         removals = [
             self._remove(room, peer) for room in list(self.rooms.values()) for peer in list(room.participants)
         ]
@@ -134,6 +164,8 @@ class Relay:
             await self._remove(room, peer)  # a reconnect: start afresh
             self.rooms[name] = room
         room.participants[peer] = Participant(room, peer, self._configuration(), self.on_event)
+        if self._pacer is None:  # runs while any room is open
+            self._pacer = asyncio.ensure_future(self._run_pacer())
         return {}
 
     async def _offer(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +194,7 @@ class Relay:
             "rooms": len(self.rooms),
             "participants": len(participants),
             "publications": sum(1 for s in sources if s.live),
-            "subscriptions": sum(1 for out in outs if out.source is not None),
+            "subscriptions": sum(1 for out in outs if out.publication is not None),
             "packets_received": sum(s.packets for s in sources),
             "packets_forwarded": self._retired[0] + sum(out.packets for out in outs),
             "bytes_forwarded": self._retired[1] + sum(out.octets for out in outs),

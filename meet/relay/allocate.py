@@ -1,0 +1,87 @@
+"""Which layer of each video a subscriber receives, from its bandwidth estimate.
+
+A subscriber's connection has one estimate of what it can receive (``bwe.Link``). Audio is
+never chosen away: its rate comes off the top. What remains is shared among the videos it
+subscribes to, as Jitsi and LiveKit do:
+
+1. every video gets its lowest layer, in order, while the budget allows; a video that does not
+   fit is paused (nothing sent) — a video goes before any audio suffers;
+2. then the videos move up one layer at a time, round robin, while the budget allows.
+
+Until views report their sizes (a later issue), every tile counts the same and the order is the
+subscription order. Two margins keep a choice from flapping: a layer the subscriber already
+receives (or a lower one) needs only its rate, a higher one :data:`UP_MARGIN` times its rate.
+When a video could move up if only the estimate were higher, :func:`allocate` names the rate
+to probe for, so the estimate can grow past what is being sent (``bwe.Link.probe``).
+
+A layer's rate is measured by its source (``Publication.measure``); a layer with no measurement
+yet counts at a nominal rate for its rank (:func:`nominal`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+UP_MARGIN = 1.2  # a higher layer is chosen only with this much headroom over its rate
+AUDIO_RATE = 48_000.0  # bps an audio subscription is assumed to take when not measured yet
+NOMINAL = {1: (800_000.0,), 2: (250_000.0, 1_000_000.0), 3: (150_000.0, 500_000.0, 1_500_000.0)}
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The layer index chosen for each video (None: paused) and the rate worth probing for."""
+
+    layers: tuple[int | None, ...]
+    used: float  # bps the chosen layers take
+    probe: float | None  # bps the estimate would need for the next step up (None: nothing to gain)
+
+
+def nominal(count: int, index: int) -> float:
+    """The rate assumed for layer ``index`` of ``count`` before it has been measured."""
+    rates = NOMINAL.get(count, NOMINAL[3])
+    return rates[min(index, len(rates) - 1)]
+
+
+def allocate(budget: float, videos: Sequence[Sequence[float]], current: Sequence[int | None]) -> Allocation:
+    """Choose one layer per video (rates low → high per video) within ``budget`` bps.
+
+    ``current`` is what each video receives now (index, or None when paused or new): staying
+    or going down needs the layer's rate, going up needs :data:`UP_MARGIN` times it.
+    """
+    chosen: list[int | None] = [None] * len(videos)
+    used = 0.0
+
+    def cost(i: int, layer: int) -> float:
+        held = current[i]
+        return videos[i][layer] * (1.0 if held is not None and layer <= held else UP_MARGIN)
+
+    for i, rates in enumerate(videos):
+        if rates and used + cost(i, 0) <= budget:
+            chosen[i] = 0
+            used += rates[0]
+    moved = True
+    while moved:  # round robin, one layer per video per round
+        moved = False
+        for i, rates in enumerate(videos):
+            layer = chosen[i]
+            if layer is None or layer + 1 >= len(rates):
+                continue
+            if used - rates[layer] + cost(i, layer + 1) <= budget:
+                chosen[i] = layer + 1
+                used += rates[layer + 1] - rates[layer]
+                moved = True
+    return Allocation(tuple(chosen), used, _probe(videos, chosen, used))
+
+
+def _probe(videos: Sequence[Sequence[float]], chosen: Sequence[int | None], used: float) -> float | None:
+    """The smallest budget that would allow one more step (a paused video's first layer included)."""
+    steps = []
+    for rates, layer in zip(videos, chosen, strict=True):
+        if not rates:
+            continue
+        if layer is None:
+            steps.append(rates[0] * UP_MARGIN)
+        elif layer + 1 < len(rates):
+            steps.append(rates[layer + 1] * UP_MARGIN - rates[layer])
+    return used + min(steps) if steps else None
