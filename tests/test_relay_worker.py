@@ -155,6 +155,10 @@ def test_three_publishers_receive_each_other_untranscoded() -> None:
         stats = await hub.stats()
         assert stats["participants"] == 3 and stats["publications"] == 7 and stats["subscriptions"] == 14
         assert stats["packets_forwarded"] > stats["packets_received"]
+        subscriptions = [sub for link in stats["subscribers"] for sub in link["subscriptions"]]
+        assert len(subscriptions) == 14 and {link["peer"] for link in stats["subscribers"]} == set(by_name)
+        assert {(sub["layer"], sub["paused"]) for sub in subscriptions} == {("single", False)}
+        assert all(sub["packets"] > 0 for sub in subscriptions)
 
     run(scenario)
 

@@ -85,6 +85,8 @@ class LinkControl(Protocol):
 
     def padding(self, now: float) -> int: ...
 
+    def stats(self) -> dict[str, Any]: ...
+
 
 class RoomView(Protocol):
     """What a participant needs from its room."""
@@ -151,7 +153,7 @@ class Participant:
         self.codec_book: dict[str, list[RTCRtpCodecParameters]] = {}
         self.payload_types: set[int] = set()  # used by the client in any description
         self.extension_ids: dict[str, int] = {}  # uri -> id, the client's first, then ours
-        self.tracks_sent: list[dict[str, str]] = []
+        self.tracks_sent: list[dict[str, Any]] = []
         self.link: LinkControl | None = None  # the connection's bandwidth estimate, once negotiated
         self.closed = False
         self.started = False  # the client's first offer was answered: we may offer from now on
@@ -227,6 +229,20 @@ class Participant:
     def out_streams(self) -> list[OutStream]:
         return [slot.out for slot in self.slots.values()]
 
+    def link_stats(self) -> dict[str, Any]:
+        """This subscriber's estimate and, per subscription, the layer it receives (``stats`` op)."""
+        link = self.link
+        return {
+            "peer": self.peer,
+            "estimate": None if link is None else round(link.estimate),
+            "link": None if link is None else link.stats(),
+            "subscriptions": [
+                _subscription_stats(str(transceiver.mid), slot.publication, slot.out)
+                for transceiver, slot in self.slots.items()
+                if slot.publication is not None and slot.out.publication is slot.publication
+            ],
+        }
+
     # --- layers and bandwidth (the worker's pacer calls these) ----------------------------------
 
     def rebalance(self, now: float) -> None:
@@ -241,6 +257,7 @@ class Participant:
             slot.out.switch(None if index is None else layers[index])
         if self.link is not None and allocation.probe is not None:
             self.link.probe(allocation.probe, now)
+        self._emit_tracks()  # a video paused or resumed for this link: the client shows it
 
     def pace(self, now: float) -> None:
         """Send the padding a probe of the link's estimate asks for now, on video with RTX."""
@@ -496,6 +513,7 @@ class Participant:
                 "mid": str(t.mid),
                 "publisher": slot.publication.publisher,
                 "source": str(slot.publication.label),
+                "paused": slot.out.paused,
             }
             for t, slot in self.slots.items()
             if slot.publication is not None and slot.out.publication is slot.publication
@@ -565,3 +583,29 @@ def _selectable(publication: Publication) -> list[Source]:
     """The layers a subscriber may be given, low → high: those sending (all before measuring)."""
     active = [layer for layer in publication.layers if publication.active(layer)]
     return active or list(publication.layers)
+
+
+def _subscription_stats(mid: str, publication: Publication, out: OutStream) -> dict[str, Any]:
+    """One subscription's part of ``stats``: the layer carried, the one switched to, the choice."""
+
+    def name(layer: Source | None) -> str | None:
+        if layer is None:
+            return None
+        return layer.rid or "single"
+
+    return {
+        "mid": mid,
+        "publisher": publication.publisher,
+        "source": publication.label,
+        "kind": publication.kind,
+        "layer": name(out.source),
+        "target": name(out.target),
+        "paused": out.paused,
+        "layers": [
+            {"rid": name(layer), "rate": round(layer.rate), "active": publication.active(layer)}
+            for layer in publication.layers
+        ],
+        "switches": out.switches,
+        "packets": out.packets,
+        "padding": out.padding,
+    }

@@ -198,6 +198,11 @@ class Relay:
             "packets_received": sum(s.packets for s in sources),
             "packets_forwarded": self._retired[0] + sum(out.packets for out in outs),
             "bytes_forwarded": self._retired[1] + sum(out.octets for out in outs),
+            "subscribers": [
+                {"room": name, **participant.link_stats()}
+                for name, room in self.rooms.items()
+                for participant in room.participants.values()
+            ],
             **self.counters.as_dict(),
         }
 
