@@ -169,13 +169,15 @@ class Participant:
             if self.pc.signalingState == "have-local-offer":
                 return {"ignored": True}
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            forwarding.accept_extensions(self.pc, sdp)  # at once: aiortc reads them in a task
             self._learn(sdp)
             self._discover()
+            forwarding.receive_simulcast(self.pc, self.pubs, sdp)
             self._restrict_codecs()
             self._plan(answering=True)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             self._negotiated()
-            answer = self.pc.localDescription.sdp
+            answer = forwarding.local_description(self.pc)  # with the simulcast it receives
             # Also as an event, emitted under the lock: it precedes any offer of ours that
             # follows, on the one ordered stream of events the server forwards to the client.
             self.emit({"event": "answer", "room": self.room.name, "peer": self.peer, "sdp": answer})
@@ -190,6 +192,7 @@ class Participant:
             if self.pc.signalingState != "have-local-offer":
                 raise RequestError("the relay has no offer waiting for an answer")
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            forwarding.accept_extensions(self.pc, sdp)
             self._restrict_codecs()
             self._negotiated()
         self.schedule_update()
@@ -345,9 +348,8 @@ class Participant:
         offer = await forwarding.create_offer(self.pc)
         sdp = forwarding.rewrite_offer(offer, self._codec_plan(), self._extension_plan())
         await self.pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        self.emit(
-            {"event": "offer", "room": self.room.name, "peer": self.peer, "sdp": self.pc.localDescription.sdp}
-        )
+        sdp = forwarding.local_description(self.pc)  # with the simulcast it receives
+        self.emit({"event": "offer", "room": self.room.name, "peer": self.peer, "sdp": sdp})
 
     def _plan(self, answering: bool) -> bool:
         """Match slots to the wanted publications; set directions; whether SDP must change."""
@@ -423,7 +425,7 @@ class Participant:
     def _add_publication(self, transceiver: RTCRtpTransceiver) -> None:
         receiver = transceiver.receiver
         publication = Publication(self.peer, transceiver.kind, forwarding.pli_sender(receiver), self.counters)
-        forwarding.hook_receiver(receiver, publication.layers[0], self.counters)
+        forwarding.hook_receiver(receiver, publication, self.counters)
         self.pubs[transceiver] = publication
 
     def _restrict_codecs(self) -> None:

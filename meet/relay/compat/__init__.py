@@ -8,6 +8,8 @@ place that does; the rest of the relay sees plain functions and plain values:
   negotiation details (codecs and header extension ids kept stable), candidate parsing.
 - :mod:`.receiving`: incoming RTP handled in the socket callback (no STUN parse attempt, queue
   or task wake-up per packet) and smaller datagram reads.
+- :mod:`.simulcast`: ``a=rid``/``a=simulcast`` read from offers and written into the relay's
+  answers and offers; the simulcast stream-id header extensions parsed by aiortc.
 - :mod:`.gathering`: host candidates on sockets the relay binds itself (addresses, port range),
   no default public STUN server, STUN/TURN URL validation.
 
@@ -43,6 +45,7 @@ import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 
 from meet.relay.compat import gathering, receiving
+from meet.relay.compat.simulcast import problems as simulcast_problems
 
 T = TypeVar("T")
 
@@ -64,6 +67,7 @@ _CLASS_ATTRIBUTES: tuple[tuple[type, tuple[str, ...]], ...] = (
         ("_handle_rtp_data", "_handle_rtcp_data", "_recv_next", "_send_rtp", "transport"),
     ),
     (aiortc.rtcdtlstransport.RtpRouter, ("route_rtp",)),
+    (aiortc.rtp.HeaderExtensions, ("mid", "rtp_stream_id", "repaired_rtp_stream_id")),
     (aioice.ice.Connection, ("data_received", "get_component_candidates", "gather_candidates", "sendto")),
     (aioice.ice.StunProtocol, ("datagram_received",)),
     (receiving.DATAGRAM_TRANSPORT, ("max_size", "_read_ready")),
@@ -88,7 +92,7 @@ _MODULE_NAMES = (
             "RTCP_PSFB",
         ),
     ),
-    (aiortc.rtcrtpreceiver, ("StreamStatistics",)),
+    (aiortc.rtcrtpreceiver, ("StreamStatistics", "NackGenerator")),
     (aiortc.codecs, ("is_rtx", "HEADER_EXTENSIONS", "CODECS")),
     (aiortc.sdp, ("SessionDescription", "candidate_from_sdp")),
     (aiortc.rtcdtlstransport, ("State", "RtpRouter")),
@@ -112,6 +116,8 @@ _CALL_PATHS = (
     (RTCRtpSender, "_run_rtcp", "_send_rtcp"),
     (RTCRtpSender, "_next_encoded_frame", "recv"),
     (RTCPeerConnection, "createOffer", "_codecs"),
+    # forwarding.accept_extensions: the transport's extension map is configured later, in a task
+    (RTCPeerConnection, "setRemoteDescription", "ensure_future"),
     (aioice.ice.Connection, "sendto", "_nominated"),
     (aioice.ice.Connection, "gather_candidates", "get_component_candidates"),
     (aiortc.rtcicetransport.RTCIceGatherer, "__init__", gathering.CONNECTION),
@@ -188,7 +194,7 @@ def problems() -> list[str]:
         found.append("aioice.ice.Connection.get_component_candidates has a new signature")
     if vars(aiortc.rtcicetransport).get(gathering.CONNECTION) not in gathering.CONNECTION_CLASSES:
         found.append("aiortc.rtcicetransport.Connection is not aioice's Connection")
-    return found + _instance_problems()
+    return found + _instance_problems() + simulcast_problems()
 
 
 def _instance_problems() -> list[str]:
@@ -226,6 +232,7 @@ def _peer_connection_fields() -> list[tuple[Any, Iterable[str]]]:
         (transceiver, ("_offerDirection", "_codecs", "_headerExtensions")),
         (dtls, _DTLS_FIELDS),
         (dtls.transport, ("_connection",)),
+        (dtls._rtp_router, ("mid_table", "ssrc_table", "payload_type_table")),  # receiving.route_by_mid
     ]
 
 

@@ -13,7 +13,10 @@ What is touched, and why:
   receive statistics for RTCP RR (``__remote_streams``, ``StreamStatistics``), RTX unwrapping
   (``__codecs``, ``__rtx_ssrc``, ``unwrap_rtx``) and NACK generation (``__nack_generator``) —
   and then hands the packet's fields to the forwarder instead of depayloading, jitter-buffering
-  and decoding it. ``_handle_rtcp_packet`` is wrapped to read the publisher's sender reports.
+  and decoding it: to one layer of the publication (simulcast: by SSRC once learned, else by
+  the rtp-stream-id / repaired-rtp-stream-id extensions), with a NACK generator per layer
+  (``NackGenerator``) instead of the receiver's one. ``_handle_rtcp_packet`` is wrapped to
+  read the publisher's sender reports.
   Upstream RTCP (NACK, PLI, REMB) is sent with the receiver's RTCP SSRC (``__rtcp_ssrc``).
 - Outbound, per ``RTCRtpSender`` instance: ``_handle_rtcp_packet`` is wrapped so subscriber
   NACKs and PLI/FIR reach the forwarder (stock aiortc would look in its own RTP history and flag
@@ -33,7 +36,10 @@ What is touched, and why:
   first handshake would otherwise register aiortc's payload types and extension ids for a
   browser's streams (its packets then fail to parse, which closes the transport). The offer
   text is rewritten with ``aiortc.sdp`` to keep the client's payload types and extension ids,
-  which browsers require to stay stable within a BUNDLE group.
+  which browsers require to stay stable within a BUNDLE group. aiortc negotiates only the
+  header extensions it knows: :func:`accept_extensions` adds :data:`EXTRA_EXTENSIONS` (the
+  simulcast stream ids) to ``_headerExtensions`` after each ``setRemoteDescription``, and
+  :func:`local_description` adds the ``a=rid``/``a=simulcast`` lines aiortc drops.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import aioice
@@ -64,26 +70,50 @@ from aiortc import (
     RTCRtpTransceiver,
 )
 
-from meet.relay.compat import receiving
+from meet.relay.compat import receiving, simulcast
 
 _CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
 _PLI = struct.Struct("!BBHLL")
 _rtp = aiortc.rtp
+_ROUTES = "_meet_routes"  # a hooked receiver's learned SSRC tables (see set_layers)
+_RIDS = "_meet_rids"  # the RIDs a receiver's m-line receives, in the client's order
 
-#: Header extensions aiortc can negotiate, by media kind (``aiortc.codecs.HEADER_EXTENSIONS``).
+#: Header extensions the relay negotiates beyond aiortc's own (``accept_extensions``), by kind,
+#: with the id it offers when the client never used one (Chrome's ids).
+EXTRA_EXTENSIONS: dict[str, list[tuple[int, str]]] = {
+    "audio": [],
+    "video": [(10, simulcast.RID_URI), (11, simulcast.REPAIRED_RID_URI)],
+}
+#: Header extensions the relay negotiates, by media kind: ``aiortc.codecs.HEADER_EXTENSIONS``
+#: and :data:`EXTRA_EXTENSIONS`.
 SUPPORTED_EXTENSIONS = {
-    kind: [(ext.id, ext.uri) for ext in exts] for kind, exts in aiortc.codecs.HEADER_EXTENSIONS.items()
+    kind: [(ext.id, ext.uri) for ext in exts] + EXTRA_EXTENSIONS[kind]
+    for kind, exts in aiortc.codecs.HEADER_EXTENSIONS.items()
 }
 
 
 class PacketSink(Protocol):
-    """Where a hooked receiver delivers packets (``forward.Source``)."""
+    """Where a hooked receiver delivers one RTP stream's packets (``forward.Source``: a layer)."""
+
+    @property
+    def ssrc(self) -> int | None: ...
 
     def on_rtp(
         self, ssrc: int, seq: int, ts: int, marker: int, payload: bytes, level: int | None
     ) -> None: ...
 
     def on_sender_report(self, ntp: int, rtp_timestamp: int) -> None: ...
+
+
+class Layered(Protocol):
+    """What a hooked receiver feeds (``forward.Publication``): one or several layers."""
+
+    @property
+    def layers(self) -> Sequence[PacketSink]: ...
+
+    def layer_for_rid(self, rid: str | None) -> PacketSink | None: ...
+
+    def set_rids(self, rids: Sequence[str]) -> None: ...
 
 
 class Counters(Protocol):
@@ -129,24 +159,63 @@ def is_connected(dtls: Any) -> bool:
 # --- inbound: the publisher's receiver ---------------------------------------------------------
 
 
-def hook_receiver(receiver: RTCRtpReceiver, sink: PacketSink, counters: Counters) -> None:
-    """Forward ``receiver``'s packets to ``sink`` after RTX unwrap and NACK generation.
+def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Counters) -> None:
+    """Forward ``receiver``'s packets to ``publication``'s layers after RTX unwrap and NACKs.
 
-    Depayloading, the jitter buffer and the decoder are skipped: nothing is decoded.
+    Depayloading, the jitter buffer and the decoder are skipped: nothing is decoded. Each
+    packet goes to one layer (a :class:`PacketSink`): by its SSRC once learned, else by the
+    rtp-stream-id extension (RTX: by a=ssrc-group FID, else by repaired-rtp-stream-id, to the
+    media SSRC of that layer); a single-encoding publication's one layer takes any SSRC. Each
+    layer's media SSRC has its own NACK generator (aiortc's one per receiver would mix the
+    sequence numbers of several SSRCs) and sender reports reach the layer of their SSRC.
     """
     codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
-    rtx_ssrcs: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    fid: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
     streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
-    nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    nacking = receiver._RTCRtpReceiver__nack_generator is not None  # type: ignore[attr-defined]
     estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
     stock_rtcp = receiver._handle_rtcp_packet
     is_rtx = aiortc.codecs.is_rtx
+    new_nacks = aiortc.rtcrtpreceiver.NackGenerator
+    routes: dict[int, tuple[PacketSink, Any]] = {}  # media SSRC -> (layer, its NACK generator)
+    repairs: dict[int, int] = {}  # RTX SSRC -> media SSRC, learned from repaired-rtp-stream-id
+    setattr(receiver, _ROUTES, (routes, repairs))  # forgotten when the layers change (set_layers)
 
     def send_rtcp(packet: Any) -> None:
         transport_sender(receiver.transport, rtcp=True)(bytes(packet))
 
     def rtcp_ssrc() -> int | None:
         return receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined, no-any-return]
+
+    def learn(packet: Any) -> tuple[PacketSink, Any] | None:
+        """The layer of a media SSRC seen for the first time (or again after set_layers)."""
+        ext = packet.extensions
+        rid = ext.rtp_stream_id or ext.repaired_rtp_stream_id
+        ssrc = packet.ssrc
+        if rid:
+            layer = publication.layer_for_rid(rid)
+        else:  # no rid (a single encoding, or a browser that stopped sending it)
+            layer = _layer_with_ssrc(publication, ssrc) or publication.layer_for_rid(None)
+        if layer is None:
+            return None  # an encoding the negotiation did not accept: not forwarded
+        for known, (sink, _nacks) in list(routes.items()):
+            if sink is layer:
+                del routes[known]  # the layer restarted with a new SSRC
+        route = routes[ssrc] = (layer, new_nacks() if nacking else None)
+        return route
+
+    def repaired_ssrc(packet: Any) -> int | None:
+        """The media SSRC an RTX packet repairs (None: unknown yet)."""
+        ssrc = fid.get(packet.ssrc)
+        if ssrc is None:
+            ssrc = repairs.get(packet.ssrc)
+        if ssrc is None:
+            rid = packet.extensions.repaired_rtp_stream_id
+            layer = publication.layer_for_rid(rid) if rid else None
+            if layer is None or layer.ssrc is None:
+                return None
+            ssrc = repairs[packet.ssrc] = layer.ssrc
+        return ssrc
 
     def receive(packet: Any, arrival_time_ms: int) -> None:
         if not receiver._enabled:
@@ -174,11 +243,17 @@ def hook_receiver(receiver: RTCRtpReceiver, sink: PacketSink, counters: Counters
             stats = streams[packet.ssrc] = aiortc.rtcrtpreceiver.StreamStatistics(codec.clockRate)
         stats.add(packet)
         if is_rtx(codec):
-            original_ssrc = rtx_ssrcs.get(packet.ssrc)
             apt = codec.parameters.get("apt")
-            if original_ssrc is None or len(packet.payload) < 2 or apt not in codecs:
-                return  # unknown RTX stream, or padding-only probe: nothing to forward
+            if len(packet.payload) < 2 or apt not in codecs:
+                return  # padding-only probe: nothing to forward
+            original_ssrc = repaired_ssrc(packet)
+            if original_ssrc is None:
+                return  # a repair of a stream not seen yet
             packet = _rtp.unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+        route = routes.get(packet.ssrc) or learn(packet)
+        if route is None:
+            return
+        sink, nacks = route
         if nacks is not None and nacks.add(packet) and (sender_ssrc := rtcp_ssrc()) is not None:
             counters.upstream_nacks += 1
             nack = _rtp.RtcpRtpfbPacket(fmt=_rtp.RTCP_RTPFB_NACK, ssrc=sender_ssrc, media_ssrc=packet.ssrc)
@@ -199,12 +274,52 @@ def hook_receiver(receiver: RTCRtpReceiver, sink: PacketSink, counters: Counters
 
     async def handle_rtcp(packet: Any) -> None:
         if isinstance(packet, _rtp.RtcpSrPacket):
-            sink.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
+            route = routes.get(packet.ssrc)
+            layer = route[0] if route is not None else _layer_with_ssrc(publication, packet.ssrc)
+            if layer is not None:
+                layer.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
         await stock_rtcp(packet)
 
     receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
     setattr(receiver, receiving.RECEIVE, receive)  # the synchronous path (receiving.fast_receive)
     receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def set_layers(receiver: RTCRtpReceiver, publication: Layered, rids: Sequence[str]) -> None:
+    """``publication.set_rids(rids)`` for a hooked receiver: its packets are routed anew."""
+    setattr(receiver, _RIDS, tuple(rids))
+    before = list(publication.layers)
+    publication.set_rids(rids)
+    if publication.layers != before:
+        for table in getattr(receiver, _ROUTES, ()):
+            table.clear()
+
+
+def receive_simulcast(
+    pc: RTCPeerConnection, publications: Mapping[RTCRtpTransceiver, Layered], sdp: str
+) -> None:
+    """After the client's offer ``sdp``: each publication gets a layer per RID it announced."""
+    offered = simulcast.offered_rids(sdp)
+    for transceiver in pc.getTransceivers():
+        publication = publications.get(transceiver)
+        if publication is not None and transceiver.mid is not None:
+            set_layers(transceiver.receiver, publication, offered.get(transceiver.mid, ()))
+
+
+def local_description(pc: RTCPeerConnection) -> str:
+    """``pc.localDescription.sdp`` as the relay sends it: receiving the simulcast it accepted.
+
+    aiortc drops ``a=rid``/``a=simulcast`` when it serializes a description, so they are added
+    to the text of every answer and offer the relay emits (see :mod:`.simulcast`).
+    """
+    rids = {
+        str(t.mid): getattr(t.receiver, _RIDS) for t in pc.getTransceivers() if getattr(t.receiver, _RIDS, ())
+    }
+    return simulcast.with_simulcast(pc.localDescription.sdp, rids)
+
+
+def _layer_with_ssrc(publication: Layered, ssrc: int) -> PacketSink | None:
+    return next((layer for layer in publication.layers if layer.ssrc == ssrc), None)
 
 
 def pli_sender(receiver: RTCRtpReceiver) -> Callable[[int], bool]:
@@ -290,6 +405,27 @@ async def create_offer(pc: RTCPeerConnection) -> str:
     for transceiver, (codecs, extensions) in settled.items():
         transceiver._codecs, transceiver._headerExtensions = codecs, extensions
     return str(offer.sdp)
+
+
+def accept_extensions(pc: RTCPeerConnection, sdp: str) -> None:
+    """Right after ``pc.setRemoteDescription(sdp)``: also negotiate :data:`EXTRA_EXTENSIONS`.
+
+    aiortc keeps only the header extensions it knows (``aiortc.codecs.HEADER_EXTENSIONS``) of a
+    remote description. Those the relay needs besides (the simulcast stream ids) are added to
+    each m-line that ``sdp`` lists them on, with the remote's ids, before anything reads them:
+    the answer, and the receive parameters that configure the transport's extension map when
+    DTLS connects (a task that runs only at the caller's next suspension).
+    """
+    by_mid = {media.rtp.muxId: media for media in aiortc.sdp.SessionDescription.parse(sdp).media}
+    for transceiver in pc.getTransceivers():
+        media = by_mid.get(transceiver.mid) if transceiver.mid is not None else None
+        if media is None:
+            continue
+        wanted = {uri for _id, uri in EXTRA_EXTENSIONS.get(transceiver.kind, [])}
+        have = {ext.uri for ext in transceiver._headerExtensions}
+        transceiver._headerExtensions = transceiver._headerExtensions + [
+            ext for ext in media.rtp.headerExtensions if ext.uri in wanted and ext.uri not in have
+        ]
 
 
 def offer_direction(transceiver: RTCRtpTransceiver) -> str | None:

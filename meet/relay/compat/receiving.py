@@ -17,7 +17,8 @@ the relay cost three to five times Janus's per packet at one subscriber.
 - each host socket's asyncio transport reads into 64 KiB buffers, not 256 KiB (:func:`small_reads`);
 - ``Connection.data_received`` handles SRTP **RTP** at once, in the datagram callback: the
   transport's receive counters, SRTP unprotect with its ``_rx_srtp`` session, ``RtpPacket.parse``
-  with its header extension map, ``route_rtp``, then the hooked receiver's synchronous
+  with its header extension map, ``route_rtp`` (then :func:`route_by_mid` for what it cannot
+  place), then the hooked receiver's synchronous
   handler (:data:`RECEIVE`, set by ``forwarding.hook_receiver``). Everything else — DTLS, SRTCP,
   RTP before the DTLS handshake gave an SRTP session, other components — takes the stock queue,
   so the stock task still owns the handshake, RTCP and the end of the connection.
@@ -82,6 +83,22 @@ def small_reads(transport: Any) -> None:
         transport.max_size = MAX_DATAGRAM
 
 
+def route_by_mid(router: Any, packet: Any) -> Any:
+    """The receiver of a packet that ``RtpRouter.route_rtp`` could not place, by its mid extension.
+
+    Stock aiortc routes by SSRC, else by payload type when exactly one receiver has it. A
+    browser's simulcast layers are announced without ``a=ssrc`` lines, and with BUNDLE every
+    video m-line shares VP8's payload type: stock drops them all. Their packets carry the
+    m-line's mid (RFC 8843) until the sender knows the SSRC is established; the SSRC learned
+    here routes the later ones, and their sender reports (``route_rtcp`` reads the same table).
+    """
+    receiver = router.mid_table.get(packet.extensions.mid)
+    if receiver is None or receiver not in router.payload_type_table.get(packet.payload_type, ()):
+        return None
+    router.ssrc_table[packet.ssrc] = receiver
+    return receiver
+
+
 def _demultiplexer(protocol: Any, connection: Any) -> Callable[[bytes, Any], None]:
     """``datagram_received`` that gives aioice's STUN parser only STUN (RFC 7983: 0–3)."""
     stock = protocol.datagram_received
@@ -126,7 +143,9 @@ def _srtp_receiver(dtls: Any, stock: Callable[[bytes, int], None]) -> Callable[[
             return  # stock drops these too (after a debug log line)
         receiver = router.route_rtp(packet)
         if receiver is None:
-            return
+            receiver = route_by_mid(router, packet)
+            if receiver is None:
+                return
         receive = getattr(receiver, RECEIVE, None)
         if receive is not None:
             receive(packet, arrival_ms)
