@@ -9,7 +9,7 @@ that m-line never sends (its track yields nothing); the layers are pre-encoded V
 encoder, a keyframe every :data:`KEYFRAME_EVERY` frames), replayed at :data:`FPS` on three
 SSRCs straight through the client's DTLS transport, each packet with the mid and rid header
 extensions while :attr:`SimulcastPublisher.send_rids` is true (Chrome stops sending them once
-the SSRCs are established). NACKs are answered with RTX carrying the repaired-rid extension;
+the SSRCs are established), and a sender report per layer every second. NACKs are answered with RTX carrying the repaired-rid extension;
 the RTCP the relay sends is recorded (NACKs, PLIs).
 
 Optionally a second video m-line (``screen``) publishes aiortc-encoded video the usual way
@@ -25,6 +25,7 @@ import functools
 import random
 import re
 import struct
+import time
 from typing import Any
 
 import numpy
@@ -37,7 +38,15 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket
+from aiortc.rtp import (
+    HeaderExtensionsMap,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 from av import VideoFrame
 from relay_peers import Hub, SineAudio, SyntheticVideo, until
 
@@ -52,6 +61,7 @@ FRAMES = 60  # replayed in a loop (3 s)
 RID_ID, REPAIRED_RID_ID = 10, 11  # Chrome's extmap ids
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+NTP_EPOCH = 2208988800
 
 
 def _frame(n: int, width: int, height: int) -> VideoFrame:
@@ -141,6 +151,8 @@ class Layer:
         self.rid, self.frames = rid, frames
         self.ssrc, self.rtx_ssrc = random.getrandbits(32), random.getrandbits(32)
         self.seq, self.rtx_seq = random.randrange(0x8000), random.randrange(0x8000)
+        self.ts_offset = random.getrandbits(32)  # each SSRC has its own RTP timestamp origin
+        self.reports: list[tuple[int, int]] = []  # (NTP, RTP timestamp) of each sender report sent
         self.sent: dict[int, tuple[int, int, bytes]] = {}  # seq -> (timestamp, marker, payload)
         self.dropped: list[int] = []  # sequence numbers "lost" on the way (never sent)
         self.drop_next = False  # lose the next packet that does not start a keyframe
@@ -165,6 +177,7 @@ class SimulcastPublisher:
         self._frame = 0
         self._ids = HeaderExtensionsMap()
         self._send: Any = None
+        self._send_rtcp: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -191,6 +204,7 @@ class SimulcastPublisher:
         await until(lambda: dtls.state == "connected", 10, "the publisher's DTLS connected")
         self._configure(camera)
         self._send = forwarding.transport_sender(dtls)
+        self._send_rtcp = forwarding.transport_sender(dtls, rtcp=True)
         self._task = asyncio.ensure_future(self._run())
 
     def on_event(self, message: dict[str, Any]) -> None:
@@ -245,18 +259,28 @@ class SimulcastPublisher:
             await asyncio.sleep(max(0.0, start + self._frame / FPS - loop.time()))
 
     def _send_frame(self, layer: Layer, payloads: list[bytes]) -> None:
+        timestamp = (self._timestamp + layer.ts_offset) & 0xFFFFFFFF
+        if self._frame % FPS == 0:  # a sender report per layer every second, as browsers do
+            self._send_report(layer, timestamp)
         for i, payload in enumerate(payloads):
             marker = int(i == len(payloads) - 1)
             seq = layer.seq
             layer.seq = (layer.seq + 1) & 0xFFFF
-            layer.sent[seq] = (self._timestamp, marker, payload)
+            layer.sent[seq] = (timestamp, marker, payload)
             if layer.drop_next and not vp8_keyframe_start(payload):
                 layer.drop_next = False
                 layer.dropped.append(seq)
                 continue
-            packet = RtpPacket(self.pt, marker, seq, self._timestamp, layer.ssrc, payload)
+            packet = RtpPacket(self.pt, marker, seq, timestamp, layer.ssrc, payload)
             self._extensions(packet, rid=layer.rid)
             self._send(packet.serialize(self._ids))
+
+    def _send_report(self, layer: Layer, timestamp: int) -> None:
+        seconds = time.time() + NTP_EPOCH
+        ntp = (int(seconds) << 32) | int((seconds % 1) * 2**32)
+        info = RtcpSenderInfo(ntp_timestamp=ntp, rtp_timestamp=timestamp, packet_count=0, octet_count=0)
+        layer.reports.append((ntp, timestamp))
+        self._send_rtcp(bytes(RtcpSrPacket(ssrc=layer.ssrc, sender_info=info)))
 
     def _retransmit(self, layer: Layer, seq: int) -> None:
         found = layer.sent.get(seq)

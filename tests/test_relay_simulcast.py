@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import aiortc.rtcrtpreceiver
@@ -71,6 +72,11 @@ async def packets_later(pub: Publication, count: int, what: str) -> None:
     await until(lambda: all(layer.packets >= n for layer, n in targets.items()), 15, what)
 
 
+def reported(publisher: SimulcastPublisher, layer: Source) -> bool:
+    """Whether ``layer``'s last sender report is one the publisher sent for that layer."""
+    return layer.sr is not None and layer.sr[:2] in publisher.layer(str(layer.rid)).reports
+
+
 def check_identical(publisher: SimulcastPublisher, pub: Publication) -> int:
     """Every packet in each layer's history is the one the publisher sent on that layer; their count."""
     compared = 0
@@ -102,6 +108,8 @@ def test_three_layers_answered_received_and_kept_in_later_offers() -> None:
         assert list(layers_by_rid(pub)) == ["q", "h", "f"]
         await packets_later(pub, 60, "60 packets on each layer")
         assert check_identical(alice, pub) >= 180
+        for layer in pub.layers:  # each layer's sender reports reached that layer (lip sync)
+            await until(partial(reported, alice, layer), 5, f"a sender report of layer {layer.rid}")
 
         # Chrome stops sending the mid/rid extensions once the SSRCs are established.
         alice.send_rids = False
