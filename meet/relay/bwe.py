@@ -1,0 +1,500 @@
+"""Send-side bandwidth estimation for one subscriber connection, from transport-wide cc feedback.
+
+Google Congestion Control (draft-ietf-rmcat-gcc-02, as libwebrtc implements it), compact. The
+relay numbers every packet it sends a subscriber with a transport-wide sequence number
+(:meth:`Link.sent`); the subscriber's browser reports, in TWCC feedback (:mod:`.twcc`), when
+each arrived. From those pairs of (send time, arrival time) the link derives:
+
+- **Delay-based estimate.** Packets are grouped in 5 ms bursts (:data:`GROUP`); between two
+  groups, *d = Δarrival − Δsend* is how much the path's queue grew. A trendline filter
+  (:class:`_Trendline`: the accumulated delay smoothed with :data:`SMOOTHING` 0.9, a linear
+  regression over the last :data:`WINDOW` 20 groups) gives the queue's growth rate; its slope
+  × min(groups, 60) × :data:`THRESHOLD_GAIN` 4 is compared to an adaptive threshold (starts at
+  12.5 ms, follows the signal slowly upwards (k = 0.0087) and faster downwards (k = 0.039),
+  within 6–600 ms, so a competing TCP flow does not starve us). Above it for more than 10 ms
+  and two groups: *overuse*; below its negative: *underuse*; else *normal*.
+- **AIMD rate control** (:class:`_Aimd`). Overuse: decrease to :data:`BETA` 0.85 × the
+  acknowledged throughput (what the subscriber received over the last 500 ms), at most once
+  per 200 ms. Normal: increase, multiplicatively (+8 %/s) while far from the last link
+  capacity measured at a decrease, additively (about one packet per response time) near it.
+  Underuse: hold (the queue drains). The estimate never grows past 1.5 × the acknowledged
+  throughput + 10 kbps: sending less than the estimate cannot prove the link carries more.
+- **Loss-based cap** (:class:`_LossCap`), over intervals of at least 20 packets or 1 s: loss
+  above 10 % cuts the cap to estimate × (1 − 0.5 × loss); below 2 % the cap grows 8 %/s
+  until it no longer binds. Probe packets are left out (they are meant to overfill queues).
+- **Probing** (:class:`_Prober`). Since the estimate cannot grow much past what is sent, the
+  allocator asks :meth:`Link.probe` whether a higher rate fits; the link sends
+  :data:`CLUSTERS` clusters, each ≥ :data:`PROBE_DURATION` and ≥ :data:`PROBE_PACKETS` packets at
+  that rate (media plus the padding :meth:`Link.padding` asks for). A cluster's result is
+  min(send rate, receive rate); above the estimate it is adopted at once, so a recovered link
+  gets its top layer back in a few seconds rather than by +8 %/s. A probe never exceeds 2 ×
+  the estimate; a probe that fails (no cluster reached :data:`PROBE_SUCCESS` of its target)
+  delays the next one, 1 s → 2 s → 4 s → 8 s (:data:`MAX_BACKOFF`: the wait after the link
+  recovers), so a capped link is not hammered.
+
+The estimate is min(delay-based, loss cap), clamped to [:data:`MIN_RATE`, :data:`MAX_RATE`],
+and starts at :data:`INITIAL`. Everything is pure (no I/O, no clock): times come in as
+``now`` (seconds, the caller's clock); arrival times are the receiver's clock, only ever
+compared with each other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from meet.relay.probe import PROBE_SUCCESS, Cluster, Prober
+from meet.relay.twcc import REFERENCE_UNIT, Feedback, build_feedback, parse_feedback, rtcp_packet
+
+__all__ = ["INITIAL", "MAX_RATE", "MIN_RATE", "Link", "build_feedback", "parse_feedback", "rtcp_packet"]
+
+MIN_RATE = 30_000.0  # bps: below this not even audio fits; the estimate never goes lower
+MAX_RATE = 20_000_000.0  # bps: more than any room sends one subscriber
+INITIAL = 1_000_000.0  # bps before feedback: a middle layer, then probes find the rest
+
+HISTORY = 4096  # packets remembered for feedback (≈ 4 s at 8 Mbps of 1 kB packets)
+GROUP = 0.005  # s: packets sent within this of a group's first are one group
+BURST = 0.100  # s: the longest a burst of back-to-back arrivals stays one group
+WINDOW = 20  # groups in the trendline regression
+SMOOTHING = 0.9  # of the accumulated delay, before the regression
+THRESHOLD_GAIN = 4.0  # the slope's weight against the threshold
+OVERUSE_TIME = 0.010  # s above the threshold before calling it overuse
+BETA = 0.85  # decrease to this × acknowledged throughput
+DECREASE_INTERVAL = 0.200  # s between two decreases
+MEASURED_FOR = 2.0  # s a probe's capacity measurement stays the floor of a decrease
+THROUGHPUT_WINDOW = 0.5  # s of arrivals the acknowledged throughput is measured over
+LOSS_PACKETS, LOSS_PERIOD = 20, 1.0  # a loss interval: this many packets, or this long
+LOSS_HIGH, LOSS_LOW = 0.10, 0.02  # loss fractions: cut above, grow below
+
+
+class _History:
+    """A ring of the last :data:`HISTORY` packets sent, by unwrapped transport sequence number."""
+
+    def __init__(self) -> None:
+        self.seq = [-1] * HISTORY
+        self.size = [0] * HISTORY
+        self.time = [0.0] * HISTORY
+        self.cluster: list[Cluster | None] = [None] * HISTORY
+        self.state = [0] * HISTORY  # 0 unreported, 1 reported lost, 2 received
+        self.last = -1  # the last sequence number handed out, unwrapped
+
+    def add(self, size: int, now: float, cluster: Cluster | None) -> int:
+        self.last += 1
+        i = self.last % HISTORY
+        self.seq[i], self.size[i], self.time[i] = self.last, size, now
+        self.cluster[i], self.state[i] = cluster, 0
+        return self.last
+
+    def unwrap(self, seq16: int) -> int:
+        """The unwrapped number of a 16-bit one at most 2^16 behind the last sent."""
+        return self.last - ((self.last - seq16) & 0xFFFF)
+
+    def slot(self, seq: int) -> int | None:
+        """Where ``seq`` is kept (None: never sent, or too old)."""
+        i = seq % HISTORY
+        return i if seq >= 0 and self.seq[i] == seq else None
+
+
+class _Throughput:
+    """Bytes the receiver acknowledged per second, over the last :data:`THROUGHPUT_WINDOW`."""
+
+    def __init__(self) -> None:
+        self.packets: deque[tuple[float, int]] = deque()
+        self.bytes = 0
+        self.first = math.inf  # the earliest arrival ever
+        self.latest = -math.inf  # the latest arrival
+
+    def add(self, arrival: float, size: int) -> None:
+        if arrival <= self.latest - THROUGHPUT_WINDOW:
+            return  # reported late, and already out of the window
+        self.first, self.latest = min(self.first, arrival), max(self.latest, arrival)
+        self.packets.append((arrival, size))
+        self.bytes += size
+
+    def rate(self) -> float | None:
+        """bps, or None until 100 ms of arrivals are known."""
+        while self.packets and self.packets[0][0] <= self.latest - THROUGHPUT_WINDOW:
+            self.bytes -= self.packets.popleft()[1]
+        span = min(THROUGHPUT_WINDOW, self.latest - self.first)
+        return self.bytes * 8 / span if span >= 0.1 else None
+
+
+class _Trendline:
+    """Whether the path's queue grows: the slope of the smoothed accumulated delay (ms/ms)."""
+
+    def __init__(self) -> None:
+        self.points: deque[tuple[float, float]] = deque(maxlen=WINDOW)
+        self.accumulated = self.smoothed = 0.0
+        self.first: float | None = None
+        self.groups = 0
+
+    def update(self, delay_ms: float, arrival: float) -> float | None:
+        """Add one group's delay variation; the slope once the window is full."""
+        if self.first is None:
+            self.first = arrival
+        self.groups += 1
+        self.accumulated += delay_ms
+        self.smoothed = SMOOTHING * self.smoothed + (1 - SMOOTHING) * self.accumulated
+        self.points.append(((arrival - self.first) * 1000, self.smoothed))
+        return _slope(self.points) if len(self.points) == WINDOW else None
+
+
+def _slope(points: deque[tuple[float, float]]) -> float | None:
+    """Least-squares slope of ``points`` (None when all x are equal)."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    numerator = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    denominator = sum((x - mean_x) ** 2 for x, _ in points)
+    return numerator / denominator if denominator else None
+
+
+class _Detector:
+    """Overuse, normal or underuse, from the trend against an adaptive threshold."""
+
+    def __init__(self) -> None:
+        self.threshold = 12.5
+        self.signal = "normal"
+        self.over_time = -1.0  # s above the threshold (−1: not above)
+        self.over_count = 0
+        self.previous_trend = 0.0
+        self.last: float | None = None  # arrival time of the last update
+
+    def update(self, trend: float, groups: int, send_delta: float, arrival: float) -> str:
+        modified = min(groups, 60) * trend * THRESHOLD_GAIN
+        if modified > self.threshold:
+            self.over_time = send_delta / 2 if self.over_time < 0 else self.over_time + send_delta
+            self.over_count += 1
+            if self.over_time > OVERUSE_TIME and self.over_count > 1 and trend >= self.previous_trend:
+                self.over_time, self.over_count, self.signal = 0.0, 0, "overuse"
+        elif modified < -self.threshold:
+            self.over_time, self.over_count, self.signal = -1.0, 0, "underuse"
+        else:
+            self.over_time, self.over_count, self.signal = -1.0, 0, "normal"
+        self.previous_trend = trend
+        self._adapt(modified, arrival)
+        return self.signal
+
+    def _adapt(self, modified: float, arrival: float) -> None:
+        """Follow |modified| slowly up, faster down; ignore spikes far above (a sudden queue)."""
+        elapsed_ms = 0.0 if self.last is None else min((arrival - self.last) * 1000, 100.0)
+        self.last = arrival
+        if abs(modified) > self.threshold + 15:
+            return
+        k = 0.039 if abs(modified) < self.threshold else 0.0087
+        self.threshold = min(
+            max(self.threshold + k * (abs(modified) - self.threshold) * elapsed_ms, 6.0), 600.0
+        )
+
+
+class _Groups:
+    """Packet groups (5 ms send bursts) and the delay variation between consecutive ones."""
+
+    def __init__(self) -> None:
+        # first send, last send, first arrival, last arrival
+        self.current: list[float] | None = None
+        self.previous: list[float] | None = None
+
+    def add(self, send: float, arrival: float) -> tuple[float, float] | None:
+        """(send delta, arrival delta) in seconds when ``send`` closes a group, else None."""
+        current = self.current
+        if current is None:
+            self.current = [send, send, arrival, arrival]
+            return None
+        if send < current[0]:
+            return None  # reordered behind a newer group: no information for the trend
+        if send - current[0] <= GROUP or _burst(current, send, arrival):
+            current[1], current[3] = max(current[1], send), max(current[3], arrival)
+            return None
+        previous, self.previous, self.current = self.previous, current, [send, send, arrival, arrival]
+        if previous is None:
+            return None
+        return current[1] - previous[1], current[3] - previous[3]
+
+
+def _burst(group: list[float], send: float, arrival: float) -> bool:
+    """Back-to-back arrivals (a queue releasing them) belong to the group they queued with."""
+    arrival_delta = arrival - group[3]
+    return arrival_delta < GROUP and arrival_delta - (send - group[1]) < 0 and arrival - group[2] < BURST
+
+
+class _Aimd:
+    """The delay-based rate: additive/multiplicative increase, multiplicative decrease."""
+
+    def __init__(self, initial: float) -> None:
+        self.rate = initial
+        self.state = "hold"
+        self.capacity: float | None = None  # kbps: the link capacity seen at decreases (average)
+        self.variance = 0.4  # of that average, normalized by it
+        self.last_update: float | None = None
+        self.last_decrease = -math.inf
+        self.measured: tuple[float, float] | None = None  # (bps, when) a probe saturated the path
+
+    def update(
+        self, signal: str, acked: float | None, now: float, rtt: float | None, may_increase: bool
+    ) -> None:
+        """Apply one feedback's detector ``signal`` (acked: the receive rate in bps, if known)."""
+        elapsed = 0.0 if self.last_update is None else min(max(now - self.last_update, 0.0), 1.0)
+        self.last_update = now
+        self.state = _NEXT_STATE.get((self.state, signal), self.state)
+        if self.state == "increase" and may_increase:
+            self.rate = self._increased(acked, elapsed, rtt)
+        elif self.state == "decrease":
+            self.rate = self._decreased(acked, now)
+            self.state = "hold"  # one decrease per overuse; the detector says when to go on
+
+    def adopt(self, rate: float) -> None:
+        """A probe measured ``rate``: start from there, far from any old capacity."""
+        self.rate = max(self.rate, rate)
+        self.capacity = None
+
+    def cut(self, rate: float, now: float) -> None:
+        """Heavy loss: down to ``rate`` at once (counts as a decrease)."""
+        self.rate = min(self.rate, rate)
+        self.last_decrease = now
+
+    def saturated(self, rate: float, now: float) -> None:
+        """A probe found the path delivers no more than ``rate``: a capacity measurement."""
+        self.rate = min(self.rate, rate)
+        self.measured = (rate, now)
+
+    def _increased(self, acked: float | None, elapsed: float, rtt: float | None) -> float:
+        if (
+            acked is not None
+            and self.capacity is not None
+            and acked / 1000 > self.capacity + 3 * self._deviation()
+        ):
+            self.capacity = None  # the link grew past what it used to carry: explore again
+        if self.capacity is None:
+            rate = self.rate * math.pow(1.08, elapsed)
+        else:
+            rate = self.rate + _near_capacity_increase(self.rate, rtt) * elapsed
+        if acked is not None:  # sending less than the estimate proves nothing beyond it
+            rate = max(self.rate, min(rate, 1.5 * acked + 10_000))
+        return rate
+
+    def _decreased(self, acked: float | None, now: float) -> float:
+        if acked is None or now - self.last_decrease < DECREASE_INTERVAL:
+            return self.rate
+        self.last_decrease = now
+        if self.measured is not None and now - self.measured[1] < MEASURED_FOR:
+            # Most likely the probe's own queue: the measured capacity is a better base than
+            # the acknowledged throughput of a sender that sends far less than the estimate.
+            acked = max(acked, self.measured[0])
+        sample = acked / 1000
+        if self.capacity is not None and sample < self.capacity - 3 * self._deviation():
+            self.capacity = None  # the link shrank: forget what it used to carry
+        if self.capacity is None:
+            self.capacity = sample
+        else:
+            self.capacity = 0.95 * self.capacity + 0.05 * sample
+        self.variance = 0.95 * self.variance + 0.05 * (self.capacity - sample) ** 2 / max(self.capacity, 1.0)
+        self.variance = min(max(self.variance, 0.4), 2.5)
+        return min(self.rate, BETA * acked)
+
+    def _deviation(self) -> float:
+        """kbps: one standard deviation of the capacity average."""
+        return math.sqrt(self.variance * (self.capacity or 0.0))
+
+
+# (state, detector signal) → next state; overuse always decreases, underuse holds (queues drain)
+_NEXT_STATE = {
+    **{(state, "overuse"): "decrease" for state in ("hold", "increase", "decrease")},
+    **{(state, "underuse"): "hold" for state in ("hold", "increase", "decrease")},
+    ("hold", "normal"): "increase",
+    ("decrease", "normal"): "hold",
+}
+
+
+def _near_capacity_increase(rate: float, rtt: float | None) -> float:
+    """bps per second near the link capacity: about one packet per response time."""
+    bits_per_frame = rate / 30
+    packets_per_frame = max(1, math.ceil(bits_per_frame / (1200 * 8)))
+    response = (rtt if rtt is not None else 0.1) + 0.1
+    return max(4000.0, bits_per_frame / packets_per_frame / response)
+
+
+class _Loss:
+    """The loss fraction over intervals of :data:`LOSS_PACKETS` packets or :data:`LOSS_PERIOD`."""
+
+    def __init__(self) -> None:
+        self.lost = self.total = 0
+        self.started: float | None = None  # the current interval's start
+        self.loss = 0.0  # the last interval's loss fraction
+
+    def count(self, lost: int, total: int, now: float) -> None:
+        if self.started is None:
+            self.started = now
+        self.lost += lost
+        self.total += total
+
+    def interval(self, now: float) -> float | None:
+        """The loss fraction of the interval, when it closes now (else None)."""
+        if self.started is None or (self.total < LOSS_PACKETS and now - self.started < LOSS_PERIOD):
+            return None
+        self.loss = self.lost / self.total if self.total else 0.0
+        self.lost = self.total = 0
+        self.started = None
+        return self.loss
+
+
+class Link:
+    """One subscriber connection's send-side congestion control (transport-wide cc).
+
+    The caller numbers each packet it sends with :meth:`sent`, hands each feedback's FCI to
+    :meth:`on_feedback`, reads :attr:`estimate`, and carries out probes: :meth:`probe` when a
+    higher rate would be worth having, :meth:`padding` every ~10 ms (send that many bytes of
+    padding now, each packet through :meth:`sent` like any other).
+    """
+
+    def __init__(
+        self, initial: float = INITIAL, minimum: float = MIN_RATE, maximum: float = MAX_RATE
+    ) -> None:
+        self.minimum, self.maximum = minimum, maximum
+        self._history = _History()
+        self._throughput = _Throughput()
+        self._groups = _Groups()
+        self._trend = _Trendline()
+        self._detector = _Detector()
+        self._aimd = _Aimd(min(max(initial, minimum), maximum))
+        self._loss = _Loss()
+        self._prober = Prober()
+        self._reference: tuple[int, int] | None = None  # last reference time: as sent, unwrapped
+        self._reported = -1  # the highest sequence number feedback reported
+        self.rtt: float | None = None  # s: feedback delay of the newest packet (an RTT bound)
+        self.feedbacks = self.malformed = 0
+
+    @property
+    def estimate(self) -> float:
+        """bps the subscriber can receive now (:data:`INITIAL` until feedback says otherwise)."""
+        return min(max(self._aimd.rate, self.minimum), self.maximum)
+
+    def sent(self, size: int, now: float) -> int:
+        """Record one packet of ``size`` bytes sent now; its 16-bit transport sequence number."""
+        cluster = self._prober.on_sent(size, now)
+        seq = self._history.add(size, now, cluster)
+        if cluster is not None:
+            cluster.last_seq = seq
+        return seq & 0xFFFF
+
+    def on_feedback(self, fci: bytes, now: float) -> bool:
+        """Apply one TWCC feedback (its FCI); False, and counted, when it is malformed."""
+        try:
+            feedback = parse_feedback(fci)
+        except ValueError:
+            self.malformed += 1
+            return False
+        self.feedbacks += 1
+        received = self._account(feedback, now)
+        signal = self._detect(received)
+        if received:
+            sample = now - max(send for send, _arrival, _size in received)
+            self.rtt = sample if self.rtt is None else 0.8 * self.rtt + 0.2 * sample
+        acked = self._throughput.rate()
+        loss = self._loss.interval(now)
+        if (
+            loss is not None
+            and loss > LOSS_HIGH
+            and now - self._aimd.last_decrease >= 0.3 + (self.rtt or 0.0)
+        ):
+            # What arrived under heavy loss is what the path carries: go below it, at once.
+            self._decreased(min(self.estimate * (1 - 0.5 * loss), BETA * acked if acked else math.inf), now)
+        rate = self._aimd.rate
+        self._aimd.update(signal, acked, now, self.rtt, self._loss.loss < LOSS_LOW)
+        if self._aimd.rate < rate:
+            self._prober.on_decrease(now)
+        self._settle(now)
+        return True
+
+    def probe(self, target_bps: float, now: float) -> None:
+        """Find out whether ``target_bps`` fits (ignored while a probe runs or backs off)."""
+        self._prober.probe(target_bps, self.estimate, self.maximum, now)
+
+    def padding(self, now: float) -> int:
+        """Bytes of padding to send now for the probe in progress (0: none)."""
+        self._settle(now)
+        return self._prober.padding(now)
+
+    def stats(self) -> dict[str, Any]:
+        """The estimate and what it is made of (plain JSON values; rates in bps)."""
+        acked = self._throughput.rate()
+        return {
+            "estimate": round(self.estimate),
+            "delay_based": round(self._aimd.rate),
+            "acknowledged": None if acked is None else round(acked),
+            "loss": round(self._loss.loss, 4),
+            "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
+            "signal": self._detector.signal,
+            "threshold": round(self._detector.threshold, 2),
+            "feedbacks": self.feedbacks,
+            "malformed": self.malformed,
+            **self._prober.stats(),
+        }
+
+    # --- feedback ---------------------------------------------------------------------------
+
+    def _account(self, feedback: Feedback, now: float) -> list[tuple[float, float, int]]:
+        """Mark the reported packets; (send, arrival, size) of those newly received, by arrival."""
+        history, base = self._history, self._history.unwrap(feedback.base_seq)
+        offset = self._arrival_offset(feedback.reference)
+        received: list[tuple[float, float, int]] = []
+        lost = total = 0
+        for seq, arrival in enumerate(feedback.arrivals, base):
+            i = history.slot(seq)
+            if i is None or history.state[i] == 2:
+                continue  # too old, never sent, or a duplicate report
+            cluster, was = history.cluster[i], history.state[i]
+            self._reported = max(self._reported, seq)
+            if arrival is None:
+                history.state[i] = 1
+                lost += cluster is None and was == 0
+                total += cluster is None and was == 0
+                continue
+            history.state[i] = 2
+            lost -= cluster is None and was == 1  # reported lost before, received after all
+            total += cluster is None and was == 0
+            if cluster is not None:
+                cluster.on_arrival(arrival + offset, history.size[i])
+            received.append((history.time[i], arrival + offset, history.size[i]))
+        self._loss.count(lost, total, now)
+        received.sort(key=lambda packet: packet[1])
+        for _send, arrival, size in received:
+            self._throughput.add(arrival, size)
+        return received
+
+    def _arrival_offset(self, reference: int) -> float:
+        """Seconds to add to this feedback's arrival times: its 24-bit reference time unwrapped."""
+        if self._reference is None:
+            self._reference = (reference, reference)
+        else:
+            raw, unwrapped = self._reference
+            delta = ((reference - raw + 0x800000) & 0xFFFFFF) - 0x800000
+            self._reference = (reference, unwrapped + delta)
+        return (self._reference[1] - reference) * REFERENCE_UNIT
+
+    def _detect(self, received: list[tuple[float, float, int]]) -> str:
+        """The detector's signal after these packets (overuse if any group signalled it)."""
+        overuse = False
+        for send, arrival, _size in received:
+            deltas = self._groups.add(send, arrival)
+            if deltas is None or deltas[1] - deltas[0] > 3.0:
+                continue  # no group closed, or a gap that says nothing about queues
+            trend = self._trend.update((deltas[1] - deltas[0]) * 1000, arrival)
+            if trend is not None:
+                signal = self._detector.update(trend, self._trend.groups, deltas[0], arrival)
+                overuse = overuse or signal == "overuse"
+        return "overuse" if overuse else self._detector.signal
+
+    def _settle(self, now: float) -> None:
+        """Apply the results of probe clusters the feedback has covered (or timed out)."""
+        for target, send, receive in self._prober.settle(self._reported, now):
+            result = min(send, receive)
+            if result > self.estimate:
+                self._aimd.adopt(min(result, self.maximum))
+            elif send >= PROBE_SUCCESS * target and receive < 0.9 * send:
+                self._aimd.saturated(receive, now)  # sent as planned, the path delivered less
+
+    def _decreased(self, rate: float, now: float) -> None:
+        self._aimd.cut(rate, now)
+        self._prober.on_decrease(now)

@@ -1,0 +1,187 @@
+"""Probe clusters for the bandwidth estimate (:mod:`meet.relay.bwe`): does a higher rate fit?
+
+A probe is :data:`CLUSTERS` clusters sent one after the other at the target rate, each lasting
+at least :data:`PROBE_DURATION` and :data:`PROBE_PACKETS` packets. Every packet sent while a
+cluster is open belongs to it, media and padding alike; :meth:`Prober.padding` tops the media
+up to the target rate. A cluster's result, once feedback covers its packets, is
+min(send rate, receive rate): the receive rate is what the path delivered, the send rate
+bounds it when the path is faster than the probe. A packet is sent at an instant but arrives
+when its last bit does: the send rate leaves out the last group sent, the receive rate the
+first packet received (their bytes are not inside the span measured). Pure: no I/O, times passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+CLUSTERS = 2  # per probe
+PROBE_DURATION = 0.040  # s a cluster lasts at least: several of the caller's 10 ms ticks
+PROBE_PACKETS = 5  # packets a cluster holds at least
+PROBE_GIVE_UP = 4 * PROBE_DURATION  # s after which a cluster closes even if short of packets
+PROBE_TIMEOUT = 1.0  # s after a cluster closed without feedback covering it: failed
+PROBE_SUCCESS = 0.8  # a probe succeeds when a cluster measured this fraction of its target
+MAX_FACTOR = 2.0  # a probe never aims above this × the estimate
+FIRST_BACKOFF, MAX_BACKOFF = 1.0, 8.0  # s before the next probe after failures, doubling
+FALSE_SUCCESS = 2.0  # s: a decrease this soon after a successful probe fails it
+PACE = 0.010  # s between the caller's padding() calls: each sends what is due by the next
+
+
+class Cluster:
+    """One cluster's packets: bytes and times on both sides."""
+
+    __slots__ = (
+        "arrived", "closed", "first_arrival", "first_send", "head_received", "last_arrival", "last_send",
+        "last_seq", "packets", "rate", "received", "sent_bytes", "start", "tail_sent",
+    )  # fmt: skip
+
+    def __init__(self, rate: float, start: float) -> None:
+        self.rate, self.start = rate, start
+        self.closed: float | None = None  # when it stopped taking packets
+        self.last_seq = -1  # the last transport sequence number it holds (set by the link)
+        self.packets = self.sent_bytes = self.tail_sent = 0
+        self.first_send = self.last_send = start
+        self.arrived = self.received = self.head_received = 0
+        self.first_arrival, self.last_arrival = math.inf, -math.inf
+
+    def on_sent(self, size: int, now: float) -> None:
+        if self.packets == 0:
+            self.first_send = self.last_send = now
+        if now > self.last_send:
+            self.last_send, self.tail_sent = now, 0
+        self.tail_sent += size
+        self.sent_bytes += size
+        self.packets += 1
+
+    def on_arrival(self, arrival: float, size: int) -> None:
+        self.arrived += 1
+        self.received += size
+        if arrival < self.first_arrival:
+            self.first_arrival, self.head_received = arrival, size
+        self.last_arrival = max(self.last_arrival, arrival)
+
+    def due(self, now: float) -> int:
+        """Bytes to send now so the cluster keeps to its rate until the next tick."""
+        return max(0, int(self.rate / 8 * (now - self.start + PACE)) - self.sent_bytes)
+
+    def complete(self, now: float) -> bool:
+        elapsed = now - self.start
+        return (elapsed >= PROBE_DURATION and self.packets >= PROBE_PACKETS) or elapsed >= PROBE_GIVE_UP
+
+    def rates(self) -> tuple[float, float]:
+        """bps (send rate, receive rate); 0 for one that cannot be measured."""
+        send_span, receive_span = self.last_send - self.first_send, self.last_arrival - self.first_arrival
+        send = (self.sent_bytes - self.tail_sent) * 8 / send_span if send_span > 0.001 else 0.0
+        receive = (
+            (self.received - self.head_received) * 8 / receive_span
+            if self.arrived >= 2 and receive_span > 0
+            else 0.0
+        )
+        return send, receive
+
+
+class Prober:
+    """Runs one probe at a time, and backs off after probes that failed."""
+
+    def __init__(self) -> None:
+        self.target: float | None = None  # bps of the probe in progress
+        self.queued = 0  # its clusters still to start
+        self.active: Cluster | None = None
+        self.waiting: list[Cluster] = []  # closed, their results not known yet
+        self.best = 0.0  # the best result of the probe in progress
+        self.next_allowed = -math.inf
+        self.backoff = FIRST_BACKOFF
+        self.probes = self.failed = 0
+        self.last_result: float | None = None
+        self.succeeded = -math.inf  # when the last successful probe concluded
+
+    def probe(self, target: float, estimate: float, maximum: float, now: float) -> bool:
+        """Start probing for ``target`` bps unless busy, backing off or pointless."""
+        if self.target is not None or now < self.next_allowed:
+            return False
+        target = min(target, MAX_FACTOR * estimate, maximum)
+        if target <= estimate * 1.05:
+            return False  # nothing the estimate does not already allow
+        self.target, self.queued, self.best = target, CLUSTERS, 0.0
+        self.probes += 1
+        return True
+
+    def padding(self, now: float) -> int:
+        """Bytes of padding the open cluster wants now (opening the next one when due)."""
+        cluster = self.active
+        if cluster is not None and cluster.complete(now):
+            self._close(cluster, now)
+            cluster = None
+        if cluster is None:
+            if not self.queued or self.target is None:
+                return 0
+            self.queued -= 1
+            cluster = self.active = Cluster(self.target, now)
+        return cluster.due(now)
+
+    def on_sent(self, size: int, now: float) -> Cluster | None:
+        """The open cluster a packet sent now belongs to, if any."""
+        cluster = self.active
+        if cluster is None:
+            return None
+        if cluster.complete(now):
+            self._close(cluster, now)
+            return None
+        cluster.on_sent(size, now)
+        return cluster
+
+    def settle(self, reported: int, now: float) -> list[tuple[float, float, float]]:
+        """(target, send rate, receive rate) of clusters feedback now covers (up to ``reported``).
+
+        A cluster feedback has not covered :data:`PROBE_TIMEOUT` after it closed counts as
+        nothing received.
+        """
+        measured: list[tuple[float, float, float]] = []
+        for cluster in list(self.waiting):
+            covered = cluster.last_seq <= reported
+            if covered or (cluster.closed is not None and now - cluster.closed > PROBE_TIMEOUT):
+                self.waiting.remove(cluster)
+                send, receive = cluster.rates() if covered else (0.0, 0.0)
+                self.last_result = min(send, receive)
+                self.best = max(self.best, self.last_result)
+                measured.append((cluster.rate, send, receive))
+        if self.target is not None and not self.queued and self.active is None and not self.waiting:
+            self._conclude(now)
+        return measured
+
+    def on_decrease(self, now: float) -> None:
+        """The estimate went down: soon after a successful probe, that probe misled (a burst
+        the path absorbed, e.g. a token bucket's): treat it as failed."""
+        if now - self.succeeded < FALSE_SUCCESS:
+            self.succeeded = -math.inf
+            self._back_off(now)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "probing": self.target is not None,
+            "probe_target": None if self.target is None else round(self.target),
+            "probes": self.probes,
+            "probes_failed": self.failed,
+            "last_probe_result": None if self.last_result is None else round(self.last_result),
+            "probe_backoff_s": self.backoff,
+        }
+
+    def _close(self, cluster: Cluster, now: float) -> None:
+        cluster.closed = now
+        self.active = None
+        if cluster.packets:
+            self.waiting.append(cluster)
+
+    def _conclude(self, now: float) -> None:
+        """The probe is over: allow the next at once after success, later after failure."""
+        assert self.target is not None
+        if self.best >= PROBE_SUCCESS * self.target:
+            self.backoff, self.next_allowed, self.succeeded = FIRST_BACKOFF, now, now
+        else:
+            self._back_off(now)
+        self.target = None
+
+    def _back_off(self, now: float) -> None:
+        self.failed += 1
+        self.next_allowed = now + self.backoff
+        self.backoff = min(2 * self.backoff, MAX_BACKOFF)

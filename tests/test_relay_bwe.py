@@ -1,0 +1,383 @@
+"""The relay's bandwidth estimate (meet/relay/bwe.py) against a simulated bottleneck, and TWCC.
+
+The simulation is deterministic, on a fake clock stepped by 1 ms: a sender paces one of three
+video layers (chosen from the estimate as the relay's allocator does, probing for the next one
+every 250 ms) plus the padding the link asks for; every packet crosses a FIFO bottleneck of
+capacity C with a tbf-like queue limit (50 ms of C: arriving packets that would wait longer are
+dropped) and 20 ms of propagation each way; the receiver reports arrivals every 50 ms in real
+TWCC feedback built by ``build_feedback``, on its own clock (1000 s ahead of the sender's).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from meet.relay import bwe, probe
+from meet.relay.bwe import Link
+from meet.relay.twcc import build_feedback, parse_feedback, rtcp_packet
+
+LAYERS = (150_000.0, 500_000.0, 1_500_000.0)
+PACKET = 1000  # bytes of a media packet
+PADDING = 600  # bytes of a padding packet at most
+DELAY = 0.020  # s one way
+RECEIVER_CLOCK = 1000.0  # the receiver's clock runs this far ahead of the sender's
+
+
+@dataclass
+class Bottleneck:
+    """A FIFO served at ``capacity`` bps that drops what would queue longer than ``limit`` s."""
+
+    capacity: float
+    limit: float = 0.050
+    free_at: float = 0.0  # when the link finishes what it holds
+    sent: int = 0
+    dropped: int = 0
+
+    def enter(self, size: int, now: float) -> float | None:
+        """When the packet arrives at the receiver (None: dropped)."""
+        self.sent += 1
+        start = max(now, self.free_at)
+        if start - now > self.limit:
+            self.dropped += 1
+            return None
+        self.free_at = start + size * 8 / self.capacity
+        return self.free_at + DELAY
+
+
+@dataclass
+class Simulation:
+    link: Link
+    bottleneck: Bottleneck
+    probing: bool = True
+    now: float = 0.0
+    layer: int = 0
+    credit: float = 0.0
+    arrivals: dict[int, float] = field(default_factory=dict)  # seq → receiver time
+    in_flight: list[tuple[float, int]] = field(default_factory=list)  # (arrival, seq), sorted
+    feedback: deque[tuple[float, bytes]] = field(default_factory=deque)  # (delivery, fci)
+    next_base: int | None = None
+    count: int = 0
+    probes: list[tuple[float, float, float]] = field(default_factory=list)  # (time, target, estimate)
+
+    def send(self, size: int) -> None:
+        seq = self.link.sent(size, self.now)
+        arrival = self.bottleneck.enter(size, self.now)
+        if arrival is not None:
+            self.in_flight.append((arrival, seq))
+
+    def choose_layer(self) -> None:
+        """The allocator's rule: a higher layer needs 1.2 × its rate, keeping one needs its rate."""
+        estimate = self.link.estimate
+        fits = [i for i, rate in enumerate(LAYERS) if rate * (1.2 if i > self.layer else 1.0) <= estimate]
+        self.layer = fits[-1] if fits else 0
+
+    def tick(self) -> None:
+        """Every 10 ms: layer choice and probes (every 250 ms), padding."""
+        step = round(self.now * 1000)
+        if step % 250 == 0:
+            self.choose_layer()
+            if self.probing and self.layer + 1 < len(LAYERS):
+                before = self.link.stats()["probes"]
+                self.link.probe(LAYERS[self.layer + 1] * 1.2, self.now)
+                if self.link.stats()["probes"] > before:
+                    self.probes.append((self.now, self.link.stats()["probe_target"], self.link.estimate))
+        wanted = self.link.padding(self.now)
+        while wanted > 0:
+            size = min(PADDING, max(wanted, 100))
+            self.send(size)
+            wanted -= size
+
+    def receive(self) -> None:
+        """The receiver's side: arrivals so far, and a feedback every 50 ms."""
+        self.in_flight.sort()
+        while self.in_flight and self.in_flight[0][0] <= self.now:
+            arrival, seq = self.in_flight.pop(0)
+            self.arrivals[seq] = arrival + RECEIVER_CLOCK
+        if round(self.now * 1000) % 50 or not self.arrivals:
+            return
+        highest = max(self.arrivals, key=lambda s: (s - (self.next_base or 0)) & 0xFFFF)
+        base = min(self.arrivals) if self.next_base is None else self.next_base
+        span = ((highest - base) & 0xFFFF) + 1
+        report = [self.arrivals.pop((base + i) & 0xFFFF, None) for i in range(span)]
+        self.feedback.append((self.now + DELAY, build_feedback(base, report, self.count)))
+        self.count += 1
+        self.next_base = (highest + 1) & 0xFFFF
+
+    def run(self, seconds: float, every: Callable[[Simulation], None] | None = None) -> None:
+        """Advance the clock by ``seconds``, 1 ms at a time; ``every`` is called each 100 ms."""
+        for _ in range(round(seconds * 1000)):
+            self.now = round(self.now + 0.001, 6)
+            self.credit += LAYERS[self.layer] / 8 * 0.001
+            while self.credit >= PACKET:
+                self.credit -= PACKET
+                self.send(PACKET)
+            if round(self.now * 1000) % 10 == 0:
+                self.tick()
+            self.receive()
+            while self.feedback and self.feedback[0][0] <= self.now:
+                self.link.on_feedback(self.feedback.popleft()[1], self.now)
+            if every is not None and round(self.now * 1000) % 100 == 0:
+                every(self)
+
+
+def estimates(sim: Simulation, seconds: float) -> list[tuple[float, float]]:
+    """(time, estimate) every 100 ms while running ``seconds``."""
+    seen: list[tuple[float, float]] = []
+    sim.run(seconds, lambda s: seen.append((s.now, s.link.estimate)))
+    return seen
+
+
+def warmed_up(probing: bool = True) -> Simulation:
+    sim = Simulation(Link(), Bottleneck(5_000_000.0), probing=probing)
+    sim.run(10.0)
+    return sim
+
+
+# --- the estimate against a bottleneck -----------------------------------------------------------
+
+
+def test_probes_reach_the_top_layer_on_a_fast_link() -> None:
+    sim = warmed_up()
+    assert sim.link.estimate >= 1.6e6, sim.link.stats()
+    assert sim.layer == 2
+    assert sim.bottleneck.dropped == 0
+
+
+def test_capacity_drop_then_steady_under_the_cap_then_recovery() -> None:
+    sim = warmed_up()
+    capacity = 400_000.0
+    sim.bottleneck.capacity = capacity
+    drop = estimates(sim, 3.0)
+    below = [t for t, estimate in drop if estimate < capacity]
+    assert below and below[0] - 10.0 <= 2.5, drop
+
+    capped = estimates(sim, 17.0)
+    low, high = min(e for _, e in capped), max(e for _, e in capped)
+    assert 0.6 * capacity <= low and high <= 1.1 * capacity, (low, high, sim.link.stats())
+    assert sim.layer == 0  # 500 kbps does not fit 400 kbps
+
+    sim.bottleneck.capacity = 5_000_000.0
+    lifted = estimates(sim, 10.0)
+    reached = [t for t, estimate in lifted if estimate >= 1.6e6]
+    assert reached, (lifted[-1], sim.link.stats())
+    assert reached[0] - 30.0 <= 10.0
+
+
+def test_without_probes_the_estimate_stays_near_what_is_sent() -> None:
+    """The control for the recovery above: the estimate cannot climb past 1.5 × the media."""
+    sim = warmed_up(probing=False)
+    assert sim.link.estimate < 1.6e6
+    assert sim.layer < 2
+
+
+def test_failed_probes_back_off_and_stay_within_twice_the_estimate() -> None:
+    sim = warmed_up()
+    sim.bottleneck.capacity = 400_000.0
+    start = len(sim.probes)
+    sim.run(30.0)
+    capped = [t for t, _target, _estimate in sim.probes[start:] if t > 13.0]
+    gaps = [b - a for a, b in itertools.pairwise(capped)]
+    assert len(capped) >= 3, sim.probes
+    assert all(later >= earlier - 0.3 for earlier, later in itertools.pairwise(gaps)), gaps
+    assert gaps[-1] >= probe.MAX_BACKOFF - 0.3, gaps
+    assert gaps[-1] <= probe.MAX_BACKOFF + 1.0, gaps
+    for _t, target, estimate in sim.probes:
+        assert target <= probe.MAX_FACTOR * estimate + 1
+
+
+def test_delay_detects_a_deep_queue_before_any_loss() -> None:
+    """A bufferbloated link (5 s of queue, no drops): only the delay trend can tell."""
+    sim = warmed_up()
+    sim.bottleneck.limit = 5.0
+    sim.bottleneck.capacity = 1_000_000.0
+    drop = estimates(sim, 3.0)
+    below = [t for t, estimate in drop if estimate < 1_000_000.0]
+    assert below and below[0] - 10.0 <= 1.5, drop
+    assert sim.bottleneck.dropped == 0
+    sim.run(5.0)
+    assert sim.bottleneck.free_at - sim.now < 0.2  # the queue drained: we send less than C
+
+
+def test_a_probe_aims_at_most_twice_the_estimate() -> None:
+    link = Link(initial=300_000.0)
+    link.probe(5_000_000.0, 0.0)
+    assert link.stats()["probe_target"] == 600_000
+    assert link.padding(0.0) == 600_000 // 8 // 100  # 10 ms of it at once
+    link.probe(100_000.0, 5.0)  # already allowed: nothing to learn, and one probe at a time
+    assert link.stats()["probes"] == 1
+
+
+def test_loss_cuts_the_estimate_when_delay_says_nothing() -> None:
+    """Random loss of 30 % with no queue at all: the loss-based cap takes the estimate down."""
+    link = Link(initial=2_000_000.0)
+    rng = random.Random(7)
+    now, seq0 = 0.0, None
+    for _ in range(40):  # 2 s of 100 ms feedback intervals, 40 packets each
+        arrivals: list[float | None] = []
+        for i in range(40):
+            seq = link.sent(1000, now + i * 0.0025)
+            seq0 = seq if seq0 is None else seq0
+            arrivals.append(None if rng.random() < 0.3 else RECEIVER_CLOCK + now + i * 0.0025 + DELAY)
+        now += 0.1
+        link.on_feedback(build_feedback((seq - 39) & 0xFFFF, arrivals, 0), now)
+    assert link.estimate < 1_000_000.0, link.stats()
+    assert link.stats()["loss"] > 0.2
+
+
+# --- feedback bookkeeping ------------------------------------------------------------------------
+
+
+def fed_link(packets: int, spacing: float = 0.002) -> tuple[Link, list[tuple[int, float]]]:
+    """A link that sent ``packets`` packets; (seq, arrival) for each."""
+    link = Link()
+    sent = [(link.sent(1000, i * spacing), RECEIVER_CLOCK + i * spacing + DELAY) for i in range(packets)]
+    return link, sent
+
+
+def test_duplicated_and_reordered_feedback_count_once() -> None:
+    link, sent = fed_link(200)
+    first = build_feedback(sent[0][0], [a for _, a in sent[:100]], 0)
+    second = build_feedback(sent[100][0], [a for _, a in sent[100:]], 1)
+    link.on_feedback(second, 0.45)  # the later one first
+    link.on_feedback(first, 0.46)
+    once = link.stats()["acknowledged"]
+    link.on_feedback(first, 0.47)
+    link.on_feedback(second, 0.48)
+    assert link.stats()["acknowledged"] == once == pytest.approx(4_000_000, rel=0.05)
+    assert link.feedbacks == 4 and link.malformed == 0
+
+
+def test_transport_sequence_numbers_wrap() -> None:
+    link = Link()
+    seqs = [link.sent(100, i * 0.0001) for i in range(70_000)]
+    assert seqs[65_535] == 0xFFFF and seqs[65_536] == 0 and seqs[-1] == 70_000 - 65_536 - 1
+    base = 65_530
+    arrivals = [RECEIVER_CLOCK + (65_536 + i) * 0.0001 for i in range(-6, 4464)]
+    assert link.on_feedback(build_feedback(base, arrivals, 0), 7.1)
+    assert link.stats()["acknowledged"] == pytest.approx(8_000_000, rel=0.05)
+
+
+def test_malformed_feedback_is_counted_and_ignored() -> None:
+    link = Link()
+    link.sent(1000, 0.0)
+    assert not link.on_feedback(b"\x00\x01", 0.1)
+    assert link.malformed == 1 and link.feedbacks == 0
+    assert link.estimate == bwe.INITIAL
+
+
+# --- the TWCC format -----------------------------------------------------------------------------
+
+
+def chunk_kinds(fci: bytes) -> set[str]:
+    """The chunk kinds of an FCI (read independently of the parser)."""
+    count = struct.unpack_from("!H", fci, 2)[0]
+    kinds, offset, covered = set(), 8, 0
+    while covered < count:
+        (chunk,) = struct.unpack_from("!H", fci, offset)
+        offset += 2
+        if not chunk & 0x8000:
+            kinds.add("run")
+            covered += chunk & 0x1FFF
+        elif not chunk & 0x4000:
+            kinds.add("1-bit")
+            covered += 14
+        else:
+            kinds.add("2-bit")
+            covered += 7
+    return kinds
+
+
+def quantized(arrivals: list[float | None]) -> list[float | None]:
+    return [None if a is None else round(a / 0.00025) * 0.00025 for a in arrivals]
+
+
+@pytest.mark.parametrize(
+    ("name", "arrivals", "kinds"),
+    [
+        ("run of receptions", [10.0 + i * 0.001 for i in range(40)], {"run"}),
+        (
+            "losses among them",
+            [None if i % 3 == 0 else 10.0 + i * 0.001 for i in range(30)],
+            {"1-bit", "run"},
+        ),
+        ("large and negative deltas", [10.0, 10.2, 10.1, None, 10.15, 18.0, 10.3], {"2-bit"}),
+        ("a long run of losses", [10.0] + [None] * 9000 + [10.5], {"run"}),
+    ],
+)
+def test_build_then_parse_round_trips(name: str, arrivals: list[float | None], kinds: set[str]) -> None:
+    fci = build_feedback(65_530, arrivals, 300)
+    assert len(fci) % 4 == 0
+    assert kinds <= chunk_kinds(fci), name
+    parsed = parse_feedback(fci)
+    assert parsed.base_seq == 65_530 and parsed.count == 300 % 256
+    assert len(parsed.arrivals) == len(arrivals)
+    for got, want in zip(parsed.arrivals, quantized(arrivals), strict=True):
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert got == pytest.approx(want, abs=1e-9)
+
+
+def test_parse_a_hand_made_feedback() -> None:
+    """Bytes written out by hand from the draft's layout, independent of the builder."""
+    fci = bytes.fromhex(
+        "fffe 0004"  # base 65534, 4 packets
+        "000010 07"  # reference 16 × 64 ms, feedback count 7
+        "d240"  # 2-bit vector: received small, not received, received large, received small
+        "04"  # small delta: 4 × 250 µs
+        "fff8"  # large delta: −8 × 250 µs
+        "08"  # small delta: 8 × 250 µs
+        "0000".replace(" ", "")
+    )
+    parsed = parse_feedback(fci)
+    assert (parsed.base_seq, parsed.reference, parsed.count) == (65534, 16, 7)
+    base = 16 * 0.064
+    assert parsed.arrivals == pytest.approx([base + 0.001, None, base - 0.001, base + 0.001])
+
+
+@pytest.mark.parametrize(
+    ("name", "fci"),
+    [
+        ("short header", b"\x00\x01\x00\x01"),
+        ("no packets", bytes.fromhex("0001 0000 00000001 2001 0000".replace(" ", ""))),
+        ("no chunks", bytes.fromhex("0001 0001 00000001".replace(" ", ""))),
+        ("missing delta", bytes.fromhex("0001 0002 00000001 2002".replace(" ", ""))),
+        ("half a large delta", bytes.fromhex("0001 0001 00000001 4001 00".replace(" ", ""))),
+        ("reserved run status", bytes.fromhex("0001 0001 00000001 6001 0000".replace(" ", ""))),
+        ("reserved vector status", bytes.fromhex("0001 0001 00000001 f000 0000".replace(" ", ""))),
+        ("trailing bytes", bytes.fromhex("0001 0001 00000001 2001 01 00000000 00".replace(" ", ""))),
+    ],
+)
+def test_malformed_feedback_raises_value_error(name: str, fci: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_feedback(fci)
+
+
+def test_random_bytes_never_crash_nor_take_long() -> None:
+    rng = random.Random(11)
+    started = time.perf_counter()
+    for _ in range(3000):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+        try:
+            parse_feedback(data)
+        except ValueError:
+            pass
+    worst = bytes.fromhex("0000 ffff 00000000".replace(" ", "")) + b"\x9f\xff" * 8000
+    with pytest.raises(ValueError):
+        parse_feedback(worst)  # 65535 packets claimed: the deltas are missing
+    assert time.perf_counter() - started < 5.0
+
+
+def test_rtcp_packet_header() -> None:
+    fci = build_feedback(1, [1.0, None, 1.01], 0)
+    packet = rtcp_packet(fci, 0x11223344, 0x55667788)
+    assert packet[0] == 0x80 | 15 and packet[1] == 205
+    assert (struct.unpack_from("!H", packet, 2)[0] + 1) * 4 == len(packet)
+    assert packet[12:] == fci
