@@ -77,6 +77,12 @@ def reported(publisher: SimulcastPublisher, layer: Source) -> bool:
     return layer.sr is not None and layer.sr[:2] in publisher.layer(str(layer.rid)).reports
 
 
+def recovered(layer: Source, seq: int) -> bool:
+    """Whether packet ``seq`` is in ``layer``'s history."""
+    entry = layer.history[seq % len(layer.history)] if layer.history else None
+    return entry is not None and entry[0] == seq
+
+
 def check_identical(publisher: SimulcastPublisher, pub: Publication) -> int:
     """Every packet in each layer's history is the one the publisher sent on that layer; their count."""
     compared = 0
@@ -147,13 +153,15 @@ def test_nack_names_the_layer_and_its_rtx_is_routed_by_repaired_rid() -> None:
         assert all(ssrc == h.ssrc for ssrc, _lost in alice.nacks), "NACKs name the layer that lost"
         assert any(lost in seqs for _ssrc, seqs in alice.nacks)
         layer = layers_by_rid(pub)["h"]
-        assert layer.history is not None
+        await until(partial(recovered, layer, lost), 10, "the retransmission in layer h's history")
+        check_identical(alice, pub)
 
-        def recovered() -> bool:
-            entry = layer.history[lost % len(layer.history)] if layer.history else None
-            return entry is not None and entry[0] == lost
-
-        await until(recovered, 10, "the retransmission in layer h's history")
+        # Without the mid/rid extensions (established SSRCs): the RTX SSRC is known by now.
+        alice.send_rids = False
+        h.drop_next = True
+        await until(lambda: len(h.dropped) == 2, 5, "another packet of layer h lost")
+        await until(partial(recovered, layer, h.dropped[1]), 10, "its retransmission, without a rid")
+        assert all(ssrc == h.ssrc for ssrc, _lost in alice.nacks)
         check_identical(alice, pub)
 
     run(scenario)

@@ -207,15 +207,14 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
     def repaired_ssrc(packet: Any) -> int | None:
         """The media SSRC an RTX packet repairs (None: unknown yet)."""
         ssrc = fid.get(packet.ssrc)
-        if ssrc is None:
-            ssrc = repairs.get(packet.ssrc)
-        if ssrc is None:
-            rid = packet.extensions.repaired_rtp_stream_id
-            layer = publication.layer_for_rid(rid) if rid else None
-            if layer is None or layer.ssrc is None:
-                return None
-            ssrc = repairs[packet.ssrc] = layer.ssrc
-        return ssrc
+        if ssrc is not None:
+            return ssrc
+        rid = packet.extensions.repaired_rtp_stream_id
+        layer = publication.layer_for_rid(rid) if rid else None
+        if layer is not None and layer.ssrc is not None:  # the layer's current SSRC (RTX is rare)
+            repairs[packet.ssrc] = layer.ssrc
+            return layer.ssrc
+        return repairs.get(packet.ssrc)  # browsers stop sending the rid once it is established
 
     def receive(packet: Any, arrival_time_ms: int) -> None:
         if not receiver._enabled:
