@@ -12,7 +12,8 @@
  * Negotiation (docs/protocol.md, "Relay negotiation contract"):
  * - I make the first offer: my microphone, then my camera, then (while sharing) my screen, each
  *   on its own "sendonly" transceiver, so my first audio m-line is the microphone, my first video
- *   m-line the camera and a further video m-line the screen.
+ *   m-line the camera and a further video m-line the screen. The camera goes out as three
+ *   simulcast layers (RIDs l, m, h), the screen as one layer (encodings.js).
  * - The relay renegotiates with its own offers when tracks come and go, never before it answered
  *   my first offer, and its answers and offers reach me in the order it made them. It never
  *   rolls back: I am always the polite side (perfect negotiation with polite = true). On a
@@ -31,6 +32,7 @@
  *   changes, the relay forgets me); the next welcome in relay mode starts a new one.
  */
 
+import { addScreenTransceiver, cameraInit } from "./encodings.js";
 import { attributeStreams, isLive, parseTracks, sameTracks, sdpSections } from "./relay-tracks.js";
 
 export const RELAY_PEER = "relay";
@@ -73,7 +75,9 @@ class Link {
     const relay = this.relay;
     const { audio, video } = relay.tracks;
     this.micTx = this.pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: [relay.msid] });
-    this.camTx = this.pc.addTransceiver(video || "video", { direction: "sendonly", streams: [relay.msid] });
+    // Simulcast (encodings.js): the encodings belong to the transceiver, so camera toggles and
+    // device switches (replaceTrack) keep them, and a reconnect's new Link sets them again.
+    this.camTx = this.pc.addTransceiver(video || "video", cameraInit([relay.msid]));
     if (relay.screen) this.updateScreen().catch((err) => relay.warn("screen share failed", err));
   }
 
@@ -250,7 +254,7 @@ class Link {
       return;
     }
     if (!tx) {
-      this.screenTx = this.pc.addTransceiver(want.track, { direction: "sendonly", streams: [want.stream] });
+      this.screenTx = addScreenTransceiver(this.pc, want.track, want.stream);
       return;
     }
     if (tx.sender.setStreams) tx.sender.setStreams(want.stream);
