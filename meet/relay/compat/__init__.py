@@ -45,6 +45,7 @@ import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 
 from meet.relay.compat import gathering, receiving
+from meet.relay.compat.feedback import problems as feedback_problems
 from meet.relay.compat.simulcast import problems as simulcast_problems
 
 T = TypeVar("T")
@@ -114,6 +115,8 @@ _CALL_PATHS = (
     (aioice.ice.StunProtocol, "datagram_received", "data_received"),
     (receiving.DATAGRAM_TRANSPORT, "_read_ready", "max_size"),
     (RTCRtpSender, "_run_rtcp", "_send_rtcp"),
+    # feedback.on_transport_feedback wraps the transport's _handle_rtcp_data per instance
+    (aiortc.rtcdtlstransport.RTCDtlsTransport, "_recv_next", "_handle_rtcp_data"),
     (RTCRtpSender, "_next_encoded_frame", "recv"),
     (RTCPeerConnection, "createOffer", "_codecs"),
     # forwarding.accept_extensions: the transport's extension map is configured later, in a task
@@ -194,7 +197,7 @@ def problems() -> list[str]:
         found.append("aioice.ice.Connection.get_component_candidates has a new signature")
     if vars(aiortc.rtcicetransport).get(gathering.CONNECTION) not in gathering.CONNECTION_CLASSES:
         found.append("aiortc.rtcicetransport.Connection is not aioice's Connection")
-    return found + _instance_problems() + simulcast_problems()
+    return found + _instance_problems() + simulcast_problems() + feedback_problems()
 
 
 def _instance_problems() -> list[str]:
