@@ -270,7 +270,12 @@ def test_malformed_feedback_is_counted_and_ignored() -> None:
     link.sent(1000, 0.0)
     assert not link.on_feedback(b"\x00\x01", 0.1)
     assert link.malformed == 1 and link.feedbacks == 0
-    assert link.estimate == bwe.INITIAL
+    rng = random.Random(5)
+    for _ in range(500):  # garbage, and well-formed feedback about packets never sent
+        link.on_feedback(bytes(rng.randrange(256) for _ in range(rng.randrange(4, 40))), 0.2)
+    link.on_feedback(build_feedback(30_000, [RECEIVER_CLOCK] * 50, 1), 0.3)
+    assert link.malformed > 400
+    assert link.estimate == bwe.INITIAL and link.stats()["acknowledged"] is None
 
 
 # --- the TWCC format -----------------------------------------------------------------------------

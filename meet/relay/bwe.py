@@ -5,11 +5,11 @@ relay numbers every packet it sends a subscriber with a transport-wide sequence 
 (:meth:`Link.sent`); the subscriber's browser reports, in TWCC feedback (:mod:`.twcc`), when
 each arrived. From those pairs of (send time, arrival time) the link derives:
 
-- **Delay-based estimate.** Packets are grouped in 5 ms bursts (:data:`GROUP`); between two
+- **Delay-based estimate.** Packets are grouped in 5 ms bursts (:mod:`.delay`); between two
   groups, *d = Δarrival − Δsend* is how much the path's queue grew. A trendline filter
-  (:class:`_Trendline`: the accumulated delay smoothed with :data:`SMOOTHING` 0.9, a linear
-  regression over the last :data:`WINDOW` 20 groups) gives the queue's growth rate; its slope
-  × min(groups, 60) × :data:`THRESHOLD_GAIN` 4 is compared to an adaptive threshold (starts at
+  (:class:`.delay.Trendline`: the accumulated delay smoothed with 0.9, a linear
+  regression over the last 20 groups) gives the queue's growth rate; its slope
+  × min(groups, 60) × 4 is compared to an adaptive threshold (starts at
   12.5 ms, follows the signal slowly upwards (k = 0.0087) and faster downwards (k = 0.039),
   within 6–600 ms, so a competing TCP flow does not starve us). Above it for more than 10 ms
   and two groups: *overuse*; below its negative: *underuse*; else *normal*.
@@ -19,23 +19,30 @@ each arrived. From those pairs of (send time, arrival time) the link derives:
   capacity measured at a decrease, additively (about one packet per response time) near it.
   Underuse: hold (the queue drains). The estimate never grows past 1.5 × the acknowledged
   throughput + 10 kbps: sending less than the estimate cannot prove the link carries more.
-- **Loss-based cap** (:class:`_LossCap`), over intervals of at least 20 packets or 1 s: loss
-  above 10 % cuts the cap to estimate × (1 − 0.5 × loss); below 2 % the cap grows 8 %/s
-  until it no longer binds. Probe packets are left out (they are meant to overfill queues).
-- **Probing** (:class:`_Prober`). Since the estimate cannot grow much past what is sent, the
-  allocator asks :meth:`Link.probe` whether a higher rate fits; the link sends
-  :data:`CLUSTERS` clusters, each ≥ :data:`PROBE_DURATION` and ≥ :data:`PROBE_PACKETS` packets at
-  that rate (media plus the padding :meth:`Link.padding` asks for). A cluster's result is
-  min(send rate, receive rate); above the estimate it is adopted at once, so a recovered link
-  gets its top layer back in a few seconds rather than by +8 %/s. A probe never exceeds 2 ×
-  the estimate; a probe that fails (no cluster reached :data:`PROBE_SUCCESS` of its target)
-  delays the next one, 1 s → 2 s → 4 s → 8 s (:data:`MAX_BACKOFF`: the wait after the link
-  recovers), so a capped link is not hammered.
+- **Loss** (:class:`_Loss`), over intervals of at least :data:`LOSS_PACKETS` 20 packets or
+  :data:`LOSS_PERIOD` 1 s (fewer would make one lost packet look like 20 %): above 10 % the
+  rate is cut at once to min(rate × (1 − 0.5 × loss), :data:`BETA` × acknowledged
+  throughput) — under heavy loss what arrives is what the path carries, and a full
+  drop-tail queue (a tbf) shows no delay *trend* to react to; between 2 and 10 % it holds;
+  below 2 % it may increase. Probe packets are left out (they are meant to fill queues).
+- **Probing** (:mod:`.probe`). Since the estimate cannot grow much past what is sent, the
+  allocator asks :meth:`Link.probe` whether a higher rate fits; the link sends clusters of
+  at least 40 ms and 5 packets at that rate (media plus the padding :meth:`Link.padding`
+  asks for). A cluster's result is min(send rate, receive rate); above the estimate it is
+  adopted at once, so a recovered link gets its top layer back in a few seconds instead of
+  at +8 %/s. A cluster sent as planned but delivered slower is a capacity measurement: the
+  rate goes down to it, and for :data:`MEASURED_FOR` 2 s it is the floor a decrease starts
+  from (the probe's own queue triggers one, and 0.85 × a sender's far lower media rate would
+  be a needless fall). A probe never aims above 2 × the estimate; one that fails — or that
+  succeeded and was followed by a decrease within 2 s (a token bucket's burst fooled it) —
+  delays the next, 1 s → 2 s → 4 s → 8 s at most, so a capped link is probed rarely and a
+  recovered one is found within about 8 s.
 
-The estimate is min(delay-based, loss cap), clamped to [:data:`MIN_RATE`, :data:`MAX_RATE`],
-and starts at :data:`INITIAL`. Everything is pure (no I/O, no clock): times come in as
-``now`` (seconds, the caller's clock); arrival times are the receiver's clock, only ever
-compared with each other.
+The estimate is that one rate, clamped to [:data:`MIN_RATE`, :data:`MAX_RATE`], starting at
+:data:`INITIAL`. Everything is pure (no I/O, no clock): times come in as ``now`` (seconds,
+the caller's clock); arrival times are the receiver's clock, only ever compared with each
+other. Feedback that repeats or reorders earlier reports counts once (per-packet state in
+the history); malformed feedback is counted (``stats()["malformed"]``) and ignored.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import math
 from collections import deque
 from typing import Any
 
+from meet.relay.delay import Detector, Groups, Trendline
 from meet.relay.probe import PROBE_SUCCESS, Cluster, Prober
 from meet.relay.twcc import REFERENCE_UNIT, Feedback, build_feedback, parse_feedback, rtcp_packet
 
@@ -54,12 +62,6 @@ MAX_RATE = 20_000_000.0  # bps: more than any room sends one subscriber
 INITIAL = 1_000_000.0  # bps before feedback: a middle layer, then probes find the rest
 
 HISTORY = 4096  # packets remembered for feedback (≈ 4 s at 8 Mbps of 1 kB packets)
-GROUP = 0.005  # s: packets sent within this of a group's first are one group
-BURST = 0.100  # s: the longest a burst of back-to-back arrivals stays one group
-WINDOW = 20  # groups in the trendline regression
-SMOOTHING = 0.9  # of the accumulated delay, before the regression
-THRESHOLD_GAIN = 4.0  # the slope's weight against the threshold
-OVERUSE_TIME = 0.010  # s above the threshold before calling it overuse
 BETA = 0.85  # decrease to this × acknowledged throughput
 DECREASE_INTERVAL = 0.200  # s between two decreases
 MEASURED_FOR = 2.0  # s a probe's capacity measurement stays the floor of a decrease
@@ -118,105 +120,6 @@ class _Throughput:
             self.bytes -= self.packets.popleft()[1]
         span = min(THROUGHPUT_WINDOW, self.latest - self.first)
         return self.bytes * 8 / span if span >= 0.1 else None
-
-
-class _Trendline:
-    """Whether the path's queue grows: the slope of the smoothed accumulated delay (ms/ms)."""
-
-    def __init__(self) -> None:
-        self.points: deque[tuple[float, float]] = deque(maxlen=WINDOW)
-        self.accumulated = self.smoothed = 0.0
-        self.first: float | None = None
-        self.groups = 0
-
-    def update(self, delay_ms: float, arrival: float) -> float | None:
-        """Add one group's delay variation; the slope once the window is full."""
-        if self.first is None:
-            self.first = arrival
-        self.groups += 1
-        self.accumulated += delay_ms
-        self.smoothed = SMOOTHING * self.smoothed + (1 - SMOOTHING) * self.accumulated
-        self.points.append(((arrival - self.first) * 1000, self.smoothed))
-        return _slope(self.points) if len(self.points) == WINDOW else None
-
-
-def _slope(points: deque[tuple[float, float]]) -> float | None:
-    """Least-squares slope of ``points`` (None when all x are equal)."""
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    numerator = sum((x - mean_x) * (y - mean_y) for x, y in points)
-    denominator = sum((x - mean_x) ** 2 for x, _ in points)
-    return numerator / denominator if denominator else None
-
-
-class _Detector:
-    """Overuse, normal or underuse, from the trend against an adaptive threshold."""
-
-    def __init__(self) -> None:
-        self.threshold = 12.5
-        self.signal = "normal"
-        self.over_time = -1.0  # s above the threshold (−1: not above)
-        self.over_count = 0
-        self.previous_trend = 0.0
-        self.last: float | None = None  # arrival time of the last update
-
-    def update(self, trend: float, groups: int, send_delta: float, arrival: float) -> str:
-        modified = min(groups, 60) * trend * THRESHOLD_GAIN
-        if modified > self.threshold:
-            self.over_time = send_delta / 2 if self.over_time < 0 else self.over_time + send_delta
-            self.over_count += 1
-            if self.over_time > OVERUSE_TIME and self.over_count > 1 and trend >= self.previous_trend:
-                self.over_time, self.over_count, self.signal = 0.0, 0, "overuse"
-        elif modified < -self.threshold:
-            self.over_time, self.over_count, self.signal = -1.0, 0, "underuse"
-        else:
-            self.over_time, self.over_count, self.signal = -1.0, 0, "normal"
-        self.previous_trend = trend
-        self._adapt(modified, arrival)
-        return self.signal
-
-    def _adapt(self, modified: float, arrival: float) -> None:
-        """Follow |modified| slowly up, faster down; ignore spikes far above (a sudden queue)."""
-        elapsed_ms = 0.0 if self.last is None else min((arrival - self.last) * 1000, 100.0)
-        self.last = arrival
-        if abs(modified) > self.threshold + 15:
-            return
-        k = 0.039 if abs(modified) < self.threshold else 0.0087
-        self.threshold = min(
-            max(self.threshold + k * (abs(modified) - self.threshold) * elapsed_ms, 6.0), 600.0
-        )
-
-
-class _Groups:
-    """Packet groups (5 ms send bursts) and the delay variation between consecutive ones."""
-
-    def __init__(self) -> None:
-        # first send, last send, first arrival, last arrival
-        self.current: list[float] | None = None
-        self.previous: list[float] | None = None
-
-    def add(self, send: float, arrival: float) -> tuple[float, float] | None:
-        """(send delta, arrival delta) in seconds when ``send`` closes a group, else None."""
-        current = self.current
-        if current is None:
-            self.current = [send, send, arrival, arrival]
-            return None
-        if send < current[0]:
-            return None  # reordered behind a newer group: no information for the trend
-        if send - current[0] <= GROUP or _burst(current, send, arrival):
-            current[1], current[3] = max(current[1], send), max(current[3], arrival)
-            return None
-        previous, self.previous, self.current = self.previous, current, [send, send, arrival, arrival]
-        if previous is None:
-            return None
-        return current[1] - previous[1], current[3] - previous[3]
-
-
-def _burst(group: list[float], send: float, arrival: float) -> bool:
-    """Back-to-back arrivals (a queue releasing them) belong to the group they queued with."""
-    arrival_delta = arrival - group[3]
-    return arrival_delta < GROUP and arrival_delta - (send - group[1]) < 0 and arrival - group[2] < BURST
 
 
 class _Aimd:
@@ -354,9 +257,9 @@ class Link:
         self.minimum, self.maximum = minimum, maximum
         self._history = _History()
         self._throughput = _Throughput()
-        self._groups = _Groups()
-        self._trend = _Trendline()
-        self._detector = _Detector()
+        self._groups = Groups()
+        self._trend = Trendline()
+        self._detector = Detector()
         self._aimd = _Aimd(min(max(initial, minimum), maximum))
         self._loss = _Loss()
         self._prober = Prober()
