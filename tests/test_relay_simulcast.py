@@ -191,9 +191,10 @@ def test_keyframe_request_of_one_layer_names_its_ssrc() -> None:
         (["q", "h", "f", "z"], "a=simulcast:send q;h;f;z", ["q", "h", "f"]),  # too many: the first three
         (["q", "h"], "a=simulcast:send q;x;h;q", ["q", "h"]),  # undeclared x, duplicate q
         (["q", "h"], "a=simulcast:send ~q;h,x", ["q", "h"]),  # paused, alternatives
+        (["q", "h"], "a=simulcast:send q;h recv", ["q", "h"]),  # a direction without its list
         (["q", "h"], "a=simulcast:garbage", []),  # no send list: a single encoding
     ],
-    ids=["too-many", "unknown-and-duplicate", "paused-and-alternatives", "unparsable"],
+    ids=["too-many", "unknown-and-duplicate", "paused-and-alternatives", "dangling", "unparsable"],
 )
 def test_malformed_simulcast_is_answered_with_what_is_usable(
     rids: list[str], line: str, expected: list[str]
@@ -230,6 +231,8 @@ def test_offered_rids_parsing() -> None:
     assert simulcast.offered_rids(offer(*declared, "a=simulcast:send r;q")) == {"1": ("q",)}  # r: recv
     assert simulcast.offered_rids(offer("a=rid:a*b send", "a=simulcast:send a*b")) == {}  # not a RID
     assert simulcast.offered_rids(offer(*declared)) == {}  # rids without simulcast
+    assert simulcast.offered_rids(offer(*declared, "a=simulcast:")) == {}
+    assert simulcast.offered_rids(offer(*declared, "a=simulcast:send ;;,~")) == {}
     assert simulcast.offered_rids(offer(*declared, "a=simulcast:send q;h", kind="audio")) == {}
     assert simulcast.offered_rids(offer(*declared, "a=simulcast:send q;h", direction="recvonly")) == {}
     munged = simulcast.with_simulcast(offer("a=rid:x send", "a=simulcast:send x"), {"1": ("q", "h")})
