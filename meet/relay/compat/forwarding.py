@@ -275,6 +275,8 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
         if isinstance(packet, _rtp.RtcpSrPacket):
             route = routes.get(packet.ssrc)
             layer = route[0] if route is not None else _layer_with_ssrc(publication, packet.ssrc)
+            if layer is None:  # no media yet: a single encoding's layer takes it (as before simulcast)
+                layer = publication.layer_for_rid(None)
             if layer is not None:
                 layer.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
         await stock_rtcp(packet)
