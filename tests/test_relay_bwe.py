@@ -33,10 +33,14 @@ RECEIVER_CLOCK = 1000.0  # the receiver's clock runs this far ahead of the sende
 
 @dataclass
 class Bottleneck:
-    """A FIFO served at ``capacity`` bps that drops what would queue longer than ``limit`` s."""
+    """A link of ``capacity`` bps behind a token bucket of ``burst`` bytes (0: a plain FIFO),
+    that drops what would wait longer than ``limit`` s, as ``tc qdisc … tbf`` does."""
 
     capacity: float
     limit: float = 0.050
+    burst: float = 0.0
+    tokens: float = 0.0
+    refilled: float = 0.0  # when the tokens were counted
     free_at: float = 0.0  # when the link finishes what it holds
     sent: int = 0
     dropped: int = 0
@@ -45,10 +49,13 @@ class Bottleneck:
         """When the packet arrives at the receiver (None: dropped)."""
         self.sent += 1
         start = max(now, self.free_at)
-        if start - now > self.limit:
+        tokens = min(self.burst, self.tokens + (start - self.refilled) * self.capacity / 8)
+        wait = max(0.0, (size - tokens) * 8 / self.capacity)
+        if start + wait - now > self.limit:
             self.dropped += 1
             return None
-        self.free_at = start + size * 8 / self.capacity
+        self.tokens, self.refilled = tokens + wait * self.capacity / 8 - size, start + wait
+        self.free_at = start + wait
         return self.free_at + DELAY
 
 
@@ -57,6 +64,7 @@ class Simulation:
     link: Link
     bottleneck: Bottleneck
     probing: bool = True
+    frames: bool = False  # send media as 30 frames/s bursts (as forwarded), not paced evenly
     now: float = 0.0
     layer: int = 0
     credit: float = 0.0
@@ -116,7 +124,7 @@ class Simulation:
         for _ in range(round(seconds * 1000)):
             self.now = round(self.now + 0.001, 6)
             self.credit += LAYERS[self.layer] / 8 * 0.001
-            while self.credit >= PACKET:
+            while self.credit >= PACKET and (not self.frames or round(self.now * 1000) % 33 == 0):
                 self.credit -= PACKET
                 self.send(PACKET)
             if round(self.now * 1000) % 10 == 0:
@@ -169,6 +177,27 @@ def test_capacity_drop_then_steady_under_the_cap_then_recovery() -> None:
     reached = [t for t, estimate in lifted if estimate >= 1.6e6]
     assert reached, (lifted[-1], sim.link.stats())
     assert reached[0] - 30.0 <= 10.0
+
+
+def test_a_token_bucket_and_bursty_frames_keep_loss_low_and_the_low_layer() -> None:
+    """Closer to the browser test: tbf's 2000-byte burst fools some probes, frames come in bursts."""
+    sim = Simulation(Link(), Bottleneck(5_000_000.0, burst=2000.0), frames=True)
+    sim.run(10.0)
+    capacity = 400_000.0
+    sim.bottleneck.capacity = capacity
+    sim.run(3.0)
+    assert sim.layer == 0
+    sent, dropped = sim.bottleneck.sent, sim.bottleneck.dropped
+    layers: list[int] = []
+    capped: list[tuple[float, float]] = []
+    sim.run(30.0, lambda s: (capped.append((s.now, s.link.estimate)), layers.append(s.layer)))
+    assert (sim.bottleneck.dropped - dropped) / (sim.bottleneck.sent - sent) < 0.02
+    assert layers.count(0) >= 0.95 * len(layers), layers
+    inside = [e for _, e in capped if 0.6 * capacity <= e <= 1.1 * capacity]
+    assert len(inside) >= 0.9 * len(capped), [round(e) for _, e in capped]
+    sim.bottleneck.capacity = 5_000_000.0
+    lifted = estimates(sim, 10.0)
+    assert any(estimate >= 1.6e6 for _, estimate in lifted), sim.link.stats()
 
 
 def test_without_probes_the_estimate_stays_near_what_is_sent() -> None:

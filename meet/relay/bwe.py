@@ -21,22 +21,23 @@ each arrived. From those pairs of (send time, arrival time) the link derives:
   throughput + 10 kbps: sending less than the estimate cannot prove the link carries more.
 - **Loss** (:class:`_Loss`), over intervals of at least :data:`LOSS_PACKETS` 20 packets or
   :data:`LOSS_PERIOD` 1 s (fewer would make one lost packet look like 20 %): above 10 % the
-  rate is cut at once to min(rate × (1 − 0.5 × loss), :data:`BETA` × acknowledged
-  throughput) — under heavy loss what arrives is what the path carries, and a full
+  rate is cut at once to min(rate × (1 − 0.5 × loss), :data:`BETA` × the rate delivered
+  during the interval) — under heavy loss what arrives is what the path carries, and a full
   drop-tail queue (a tbf) shows no delay *trend* to react to; between 2 and 10 % it holds;
   below 2 % it may increase. Probe packets are left out (they are meant to fill queues).
 - **Probing** (:mod:`.probe`). Since the estimate cannot grow much past what is sent, the
-  allocator asks :meth:`Link.probe` whether a higher rate fits; the link sends clusters of
-  at least 40 ms and 5 packets at that rate (media plus the padding :meth:`Link.padding`
-  asks for). A cluster's result is min(send rate, receive rate); above the estimate it is
-  adopted at once, so a recovered link gets its top layer back in a few seconds instead of
-  at +8 %/s. A cluster sent as planned but delivered slower is a capacity measurement: the
-  rate goes down to it, and for :data:`MEASURED_FOR` 2 s it is the floor a decrease starts
-  from (the probe's own queue triggers one, and 0.85 × a sender's far lower media rate would
-  be a needless fall). A probe never aims above 2 × the estimate; one that fails — or that
-  succeeded and was followed by a decrease within 2 s (a token bucket's burst fooled it) —
-  delays the next, 1 s → 2 s → 4 s → 8 s at most, so a capped link is probed rarely and a
-  recovered one is found within about 8 s.
+  allocator asks :meth:`Link.probe` whether a higher rate fits; the link sends two clusters
+  back to back, each at least 40 ms and 5 packets, at 1.15 × that rate (a measurement comes
+  out a little low) but never above 2 × the estimate: media plus the padding
+  :meth:`Link.padding` asks for. A cluster measures min(send rate, receive rate); the probe's
+  result is the smaller of the two (a token bucket lets the first through on its saved
+  tokens) and, above the estimate, is adopted at once, so a recovered link gets its top layer
+  back in seconds instead of at +8 %/s. A cluster sent as planned but delivered slower is a
+  capacity measurement: the rate goes down to it, and for :data:`MEASURED_FOR` 2 s it is the
+  floor a decrease starts from (the probe's own queue triggers one, and 0.85 × a sender's
+  far lower media rate would be a needless fall). A probe that fails — or that succeeded and
+  was followed by a decrease within 2 s — delays the next, 1 s → 2 s → 4 s → 8 s at most, so
+  a capped link is probed rarely and a recovered one is found within about 8 s.
 
 The estimate is that one rate, clamped to [:data:`MIN_RATE`, :data:`MAX_RATE`], starting at
 :data:`INITIAL`. Everything is pure (no I/O, no clock): times come in as ``now`` (seconds,
@@ -52,7 +53,7 @@ from collections import deque
 from typing import Any
 
 from meet.relay.delay import Detector, Groups, Trendline
-from meet.relay.probe import PROBE_SUCCESS, Cluster, Prober
+from meet.relay.probe import Cluster, Prober
 from meet.relay.twcc import REFERENCE_UNIT, Feedback, build_feedback, parse_feedback, rtcp_packet
 
 __all__ = ["INITIAL", "MAX_RATE", "MIN_RATE", "Link", "build_feedback", "parse_feedback", "rtcp_packet"]
@@ -219,11 +220,12 @@ def _near_capacity_increase(rate: float, rtt: float | None) -> float:
 
 
 class _Loss:
-    """The loss fraction over intervals of :data:`LOSS_PACKETS` packets or :data:`LOSS_PERIOD`."""
+    """Loss and delivery over intervals of :data:`LOSS_PACKETS` packets or :data:`LOSS_PERIOD`."""
 
     def __init__(self) -> None:
-        self.lost = self.total = 0
+        self.lost = self.total = self.bytes = 0
         self.started: float | None = None  # the current interval's start
+        self.first, self.last = math.inf, -math.inf  # arrivals in the interval
         self.loss = 0.0  # the last interval's loss fraction
 
     def count(self, lost: int, total: int, now: float) -> None:
@@ -232,14 +234,20 @@ class _Loss:
         self.lost += lost
         self.total += total
 
-    def interval(self, now: float) -> float | None:
-        """The loss fraction of the interval, when it closes now (else None)."""
+    def delivered(self, arrival: float, size: int) -> None:
+        self.bytes += size
+        self.first, self.last = min(self.first, arrival), max(self.last, arrival)
+
+    def interval(self, now: float) -> tuple[float, float | None] | None:
+        """(loss fraction, bps delivered meanwhile) when the interval closes now, else None."""
         if self.started is None or (self.total < LOSS_PACKETS and now - self.started < LOSS_PERIOD):
             return None
         self.loss = self.lost / self.total if self.total else 0.0
-        self.lost = self.total = 0
-        self.started = None
-        return self.loss
+        span = self.last - self.first
+        rate = self.bytes * 8 / span if span >= 0.1 else None
+        self.lost = self.total = self.bytes = 0
+        self.started, self.first, self.last = None, math.inf, -math.inf
+        return self.loss, rate
 
 
 class Link:
@@ -294,21 +302,26 @@ class Link:
         if received:
             sample = now - max(send for send, _arrival, _size in received)
             self.rtt = sample if self.rtt is None else 0.8 * self.rtt + 0.2 * sample
-        acked = self._throughput.rate()
-        loss = self._loss.interval(now)
-        if (
-            loss is not None
-            and loss > LOSS_HIGH
-            and now - self._aimd.last_decrease >= 0.3 + (self.rtt or 0.0)
-        ):
-            # What arrived under heavy loss is what the path carries: go below it, at once.
-            self._decreased(min(self.estimate * (1 - 0.5 * loss), BETA * acked if acked else math.inf), now)
+        self._settle(now)  # first: a capacity a probe measured is the floor of a decrease below
         rate = self._aimd.rate
-        self._aimd.update(signal, acked, now, self.rtt, self._loss.loss < LOSS_LOW)
+        self._on_loss(now)
+        self._aimd.update(signal, self._throughput.rate(), now, self.rtt, self._loss.loss < LOSS_LOW)
         if self._aimd.rate < rate:
             self._prober.on_decrease(now)
-        self._settle(now)
         return True
+
+    def _on_loss(self, now: float) -> None:
+        """Heavy loss over an interval: cut at once, below what the path delivered meanwhile."""
+        interval = self._loss.interval(now)
+        if interval is None or interval[0] <= LOSS_HIGH:
+            return
+        if now - self._aimd.last_decrease < 0.3 + (self.rtt or 0.0):
+            return  # the last decrease has not had time to show yet
+        loss, delivered = interval
+        # A drop-tail queue that overflows shows no delay trend: what arrived is what it carries.
+        self._aimd.cut(
+            min(self.estimate * (1 - 0.5 * loss), BETA * delivered if delivered else math.inf), now
+        )
 
     def probe(self, target_bps: float, now: float) -> None:
         """Find out whether ``target_bps`` fits (ignored while a probe runs or backs off)."""
@@ -334,8 +347,6 @@ class Link:
             "malformed": self.malformed,
             **self._prober.stats(),
         }
-
-    # --- feedback ---------------------------------------------------------------------------
 
     def _account(self, feedback: Feedback, now: float) -> list[tuple[float, float, int]]:
         """Mark the reported packets; (send, arrival, size) of those newly received, by arrival."""
@@ -364,6 +375,7 @@ class Link:
         received.sort(key=lambda packet: packet[1])
         for _send, arrival, size in received:
             self._throughput.add(arrival, size)
+            self._loss.delivered(arrival, size)
         return received
 
     def _arrival_offset(self, reference: int) -> float:
@@ -390,14 +402,14 @@ class Link:
         return "overuse" if overuse else self._detector.signal
 
     def _settle(self, now: float) -> None:
-        """Apply the results of probe clusters the feedback has covered (or timed out)."""
-        for target, send, receive in self._prober.settle(self._reported, now):
-            result = min(send, receive)
-            if result > self.estimate:
-                self._aimd.adopt(min(result, self.maximum))
-            elif send >= PROBE_SUCCESS * target and receive < 0.9 * send:
-                self._aimd.saturated(receive, now)  # sent as planned, the path delivered less
-
-    def _decreased(self, rate: float, now: float) -> None:
-        self._aimd.cut(rate, now)
-        self._prober.on_decrease(now)
+        """Apply the outcome of a probe that feedback now covers (or that timed out)."""
+        capacities, outcome = self._prober.settle(self._reported, now)
+        for measured in capacities:  # a decrease the probe's own queue triggers starts from here
+            self._aimd.measured = (measured, now)
+        if outcome is None:
+            return
+        result, capacity = outcome
+        if result > self.estimate:
+            self._aimd.adopt(min(result, self.maximum))
+        elif capacity is not None:
+            self._aimd.saturated(capacity, now)  # sent as planned, the path delivered less

@@ -5,9 +5,11 @@ at least :data:`PROBE_DURATION` and :data:`PROBE_PACKETS` packets. Every packet 
 cluster is open belongs to it, media and padding alike; :meth:`Prober.padding` tops the media
 up to the target rate. A cluster's result, once feedback covers its packets, is
 min(send rate, receive rate): the receive rate is what the path delivered, the send rate
-bounds it when the path is faster than the probe. A packet is sent at an instant but arrives
-when its last bit does: the send rate leaves out the last group sent, the receive rate the
-first packet received (their bytes are not inside the span measured). Pure: no I/O, times passed in.
+bounds it when the path is faster than the probe; a probe's result is the smallest of its
+clusters' (a token bucket lets a first cluster through at line rate on its saved tokens,
+the next one shows the bucket's rate). A packet is sent at an instant but arrives when its
+last bit does: the send rate leaves out the last group sent, the receive rate the first
+packet counted (their bytes are not inside the span measured). Pure: no I/O, times passed in.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ PROBE_DURATION = 0.040  # s a cluster lasts at least: several of the caller's 10
 PROBE_PACKETS = 5  # packets a cluster holds at least
 PROBE_GIVE_UP = 4 * PROBE_DURATION  # s after which a cluster closes even if short of packets
 PROBE_TIMEOUT = 1.0  # s after a cluster closed without feedback covering it: failed
-PROBE_SUCCESS = 0.8  # a probe succeeds when a cluster measured this fraction of its target
+PROBE_SUCCESS = 0.9  # a probe succeeds when a cluster measured this fraction of its rate
+OVERSHOOT = 1.15  # clusters aim this far above the rate asked for: a measurement is a bit low
 MAX_FACTOR = 2.0  # a probe never aims above this × the estimate
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 8.0  # s before the next probe after failures, doubling
 FALSE_SUCCESS = 2.0  # s: a decrease this soon after a successful probe fails it
@@ -31,8 +34,8 @@ class Cluster:
     """One cluster's packets: bytes and times on both sides."""
 
     __slots__ = (
-        "arrived", "closed", "first_arrival", "first_send", "head_received", "last_arrival", "last_send",
-        "last_seq", "packets", "rate", "received", "sent_bytes", "start", "tail_sent",
+        "arrivals", "closed", "first_send", "last_send", "last_seq", "packets", "rate", "sent_bytes",
+        "start", "tail_sent",
     )  # fmt: skip
 
     def __init__(self, rate: float, start: float) -> None:
@@ -41,8 +44,7 @@ class Cluster:
         self.last_seq = -1  # the last transport sequence number it holds (set by the link)
         self.packets = self.sent_bytes = self.tail_sent = 0
         self.first_send = self.last_send = start
-        self.arrived = self.received = self.head_received = 0
-        self.first_arrival, self.last_arrival = math.inf, -math.inf
+        self.arrivals: list[tuple[float, int]] = []  # (arrival, size) as feedback reports them
 
     def on_sent(self, size: int, now: float) -> None:
         if self.packets == 0:
@@ -54,11 +56,7 @@ class Cluster:
         self.packets += 1
 
     def on_arrival(self, arrival: float, size: int) -> None:
-        self.arrived += 1
-        self.received += size
-        if arrival < self.first_arrival:
-            self.first_arrival, self.head_received = arrival, size
-        self.last_arrival = max(self.last_arrival, arrival)
+        self.arrivals.append((arrival, size))
 
     def due(self, now: float) -> int:
         """Bytes to send now so the cluster keeps to its rate until the next tick."""
@@ -70,14 +68,20 @@ class Cluster:
 
     def rates(self) -> tuple[float, float]:
         """bps (send rate, receive rate); 0 for one that cannot be measured."""
-        send_span, receive_span = self.last_send - self.first_send, self.last_arrival - self.first_arrival
+        send_span = self.last_send - self.first_send
         send = (self.sent_bytes - self.tail_sent) * 8 / send_span if send_span > 0.001 else 0.0
-        receive = (
-            (self.received - self.head_received) * 8 / receive_span
-            if self.arrived >= 2 and receive_span > 0
-            else 0.0
-        )
-        return send, receive
+        return send, _receive_rate(sorted(self.arrivals))
+
+
+def _saturated(rate: float, send: float, receive: float) -> bool:
+    """Sent as planned, delivered slower: the path's capacity is the receive rate."""
+    return send >= 0.8 * rate and receive < 0.9 * send
+
+
+def _receive_rate(arrivals: list[tuple[float, int]]) -> float:
+    """bps from the first arrival to the last (0: not measurable)."""
+    span = arrivals[-1][0] - arrivals[0][0] if len(arrivals) >= 2 else 0.0
+    return sum(size for _, size in arrivals[1:]) * 8 / span if span > 0 else 0.0
 
 
 class Prober:
@@ -88,7 +92,7 @@ class Prober:
         self.queued = 0  # its clusters still to start
         self.active: Cluster | None = None
         self.waiting: list[Cluster] = []  # closed, their results not known yet
-        self.best = 0.0  # the best result of the probe in progress
+        self.measured: list[tuple[float, float, float]] = []  # (rate, send, receive) per cluster
         self.next_allowed = -math.inf
         self.backoff = FIRST_BACKOFF
         self.probes = self.failed = 0
@@ -99,10 +103,10 @@ class Prober:
         """Start probing for ``target`` bps unless busy, backing off or pointless."""
         if self.target is not None or now < self.next_allowed:
             return False
-        target = min(target, MAX_FACTOR * estimate, maximum)
-        if target <= estimate * 1.05:
+        if min(target, maximum) <= estimate * 1.05:
             return False  # nothing the estimate does not already allow
-        self.target, self.queued, self.best = target, CLUSTERS, 0.0
+        target = min(target * OVERSHOOT, MAX_FACTOR * estimate, maximum)
+        self.target, self.queued, self.measured = target, CLUSTERS, []
         self.probes += 1
         return True
 
@@ -130,24 +134,30 @@ class Prober:
         cluster.on_sent(size, now)
         return cluster
 
-    def settle(self, reported: int, now: float) -> list[tuple[float, float, float]]:
-        """(target, send rate, receive rate) of clusters feedback now covers (up to ``reported``).
+    def settle(self, reported: int, now: float) -> tuple[list[float], tuple[float, float | None] | None]:
+        """Capacities measured now, and the probe's outcome once feedback covers all its clusters.
 
-        A cluster feedback has not covered :data:`PROBE_TIMEOUT` after it closed counts as
-        nothing received.
+        A capacity is the receive rate of a cluster sent as planned that the path delivered
+        slower, as soon as feedback covers it (up to seq ``reported``).
+
+        (result, capacity): the result is the smallest min(send, receive) among its clusters
+        — a token bucket lets the first cluster through at line rate, the next one shows its
+        real rate; the capacity, a receive rate below what a cluster sent as planned (None if
+        no cluster saturated the path). A cluster feedback has not covered
+        :data:`PROBE_TIMEOUT` after it closed counts as nothing received.
         """
-        measured: list[tuple[float, float, float]] = []
+        capacities: list[float] = []
         for cluster in list(self.waiting):
             covered = cluster.last_seq <= reported
             if covered or (cluster.closed is not None and now - cluster.closed > PROBE_TIMEOUT):
                 self.waiting.remove(cluster)
                 send, receive = cluster.rates() if covered else (0.0, 0.0)
-                self.last_result = min(send, receive)
-                self.best = max(self.best, self.last_result)
-                measured.append((cluster.rate, send, receive))
-        if self.target is not None and not self.queued and self.active is None and not self.waiting:
-            self._conclude(now)
-        return measured
+                self.measured.append((cluster.rate, send, receive))
+                if _saturated(cluster.rate, send, receive):
+                    capacities.append(receive)
+        if self.target is None or self.queued or self.active is not None or self.waiting:
+            return capacities, None
+        return capacities, self._conclude(now)
 
     def on_decrease(self, now: float) -> None:
         """The estimate went down: soon after a successful probe, that probe misled (a burst
@@ -172,14 +182,18 @@ class Prober:
         if cluster.packets:
             self.waiting.append(cluster)
 
-    def _conclude(self, now: float) -> None:
+    def _conclude(self, now: float) -> tuple[float, float | None]:
         """The probe is over: allow the next at once after success, later after failure."""
         assert self.target is not None
-        if self.best >= PROBE_SUCCESS * self.target:
+        result = min((min(send, receive) for _rate, send, receive in self.measured), default=0.0)
+        saturated = [receive for rate, send, receive in self.measured if _saturated(rate, send, receive)]
+        self.last_result = result
+        if result >= PROBE_SUCCESS * self.target:
             self.backoff, self.next_allowed, self.succeeded = FIRST_BACKOFF, now, now
         else:
             self._back_off(now)
-        self.target = None
+        self.target, self.measured = None, []
+        return result, min(saturated, default=None)
 
     def _back_off(self, now: float) -> None:
         self.failed += 1
