@@ -28,6 +28,8 @@ from meet.server import RunningServer
 
 pytestmark = pytest.mark.browser
 
+FRAMES = 10  # a layer "goes out" once it has encoded this many frames
+
 # My camera's encodings and what each sends now: the camera sender of every connection (the
 # relay's or each mesh peer's) → [{rid, width, frames, bytes, scalability}], plus its parameters.
 CAMERA_OUT_JS = """async () => {
@@ -99,30 +101,30 @@ def camera_out(page: Any) -> list[dict[str, Any]]:
     return page.evaluate(CAMERA_OUT_JS)  # type: ignore[no-any-return]
 
 
-def sending_layers(page: Any, window: float = 1.0) -> dict[str | None, int]:
-    """The camera layers that keep encoding over ``window`` seconds: rid → frame width (the
-    relay connection's camera sender only)."""
-    import time
-
-    def layers() -> dict[str | None, dict[str, Any]]:
-        (sender,) = [s for s in camera_out(page) if s["peer"] == "relay"]
-        return {layer["rid"]: layer for layer in sender["layers"]}
-
-    first = layers()
-    time.sleep(window)  # a rate needs two samples apart in time; nothing waits on state here
-    now = layers()
-    return {
-        rid: now[rid]["width"] for rid in now if rid in first and now[rid]["frames"] > first[rid]["frames"]
-    }
+def relay_camera_layers(page: Any) -> dict[str | None, dict[str, Any]]:
+    """The relay connection's camera sender now: rid → {width, frames, bytes}."""
+    (sender,) = [s for s in camera_out(page) if s["peer"] == "relay"]
+    return {layer["rid"]: layer for layer in sender["layers"]}
 
 
-def three_layers(page: Any, timeout: float = 25) -> dict[str | None, int]:
-    """Wait until l, m and h all go out at ¼, ½ and full width; returns rid → width."""
+def three_layers(
+    page: Any, since: dict[str | None, dict[str, Any]] | None = None, timeout: float = 60
+) -> dict[str | None, int]:
+    """Wait until l, m and h have each encoded FRAMES more frames than in ``since`` at ¼, ½
+    and full width; returns rid → width. (The top layer goes out only while the relay's
+    estimate of the publisher's uplink allows about 1 Mbit/s, which may come and go on a
+    loaded machine: count frames over the whole wait rather than in one window.)"""
+    before = since or {}
 
     def check() -> dict[str | None, int]:
-        layers = sending_layers(page)
-        ok = set(layers) == {"l", "m", "h"} and layers["h"] > 0
-        return layers if ok and layers["m"] * 2 == layers["h"] and layers["l"] * 4 == layers["h"] else {}
+        layers = relay_camera_layers(page)
+        grown = all(
+            rid in layers and layers[rid]["frames"] - before.get(rid, {}).get("frames", 0) >= FRAMES
+            for rid in ("l", "m", "h")
+        )
+        widths = {rid: int(layer["width"]) for rid, layer in layers.items()}
+        ok = grown and widths["h"] > 0 and widths["m"] * 2 == widths["h"] and widths["l"] * 4 == widths["h"]
+        return widths if ok else {}
 
     return poll(check, timeout, "three camera layers going out")
 
@@ -145,7 +147,7 @@ async def test_relay_room_camera_goes_out_as_three_layers_and_keeps_them(
         poll(lambda: alice.evaluate("window.meetCall.media.video") is None, what="the camera off")
         alice.click("#toggle-camera")  # … and on: a new track through replaceTrack
         poll(lambda: alice.evaluate("Boolean(window.meetCall.media.video)"), what="the camera on")
-        again = three_layers(alice)
+        again = three_layers(alice, since=relay_camera_layers(alice))
         encodings = camera_out(alice)[0]["encodings"]
         alice.evaluate("window.meetCall.relay.reconnect('a test reconnects')")  # a fresh peer and Link
         poll(lambda: alice.evaluate("window.meetCall.peerId()") not in (None, a), what="a new peer id")
