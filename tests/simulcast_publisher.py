@@ -58,6 +58,8 @@ LAYERS = (("q", 80, 60), ("h", 160, 120), ("f", 320, 240))  # rid, width, height
 FPS = 20
 KEYFRAME_EVERY = 20
 FRAMES = 60  # replayed in a loop (3 s)
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TRANSPORT_CC_ID = 5
 RID_ID, REPAIRED_RID_ID = 10, 11  # Chrome's extmap ids
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -116,6 +118,20 @@ def chrome_simulcast_offer(sdp: str, mid: str, rids: list[str], simulcast_line: 
     return "\r\n".join(out) + "\r\n"
 
 
+def with_transport_cc(sdp: str, mid: str) -> str:
+    """Transport-wide cc offered on the m-line ``mid``, as Chrome offers it."""
+    head, *sections = re.split(r"\r\n(?=m=)", sdp.rstrip("\r\n"))
+    out = [head]
+    for section in sections:
+        lines = section.split("\r\n")
+        if f"a=mid:{mid}" in lines:
+            types = [line.split()[0][9:] for line in lines if line.startswith("a=rtpmap:") and "VP8" in line]
+            lines += [f"a=extmap:{TRANSPORT_CC_ID} {TRANSPORT_CC_URI}"]
+            lines += [f"a=rtcp-fb:{pt} transport-cc" for pt in types]
+        out.append("\r\n".join(lines))
+    return "\r\n".join(out) + "\r\n"
+
+
 def chrome_simulcast_answer(sdp: str, relay_offer: str) -> str:
     """aiortc's answer to a relay offer, with the send side of the simulcast the offer receives."""
     wanted = {mid: rids for mid, rids in _received_rids(relay_offer).items()}
@@ -162,8 +178,15 @@ class Layer:
 class SimulcastPublisher:
     """A participant publishing audio and a three-layer simulcast camera (and maybe a screen)."""
 
-    def __init__(self, hub: Hub, peer: str, *, screen: bool = False) -> None:
+    def __init__(self, hub: Hub, peer: str, *, screen: bool = False, transport_cc: bool = False) -> None:
         self.hub, self.peer, self.screen = hub, peer, screen
+        # Number every camera packet for transport-wide cc, as browsers do when it is negotiated.
+        self.transport_cc = transport_cc
+        self.transport_seq = random.randrange(0x10000)
+        self.numbered: list[int] = []  # transport-wide sequence numbers sent (lost ones included)
+        self.lose_every = 0  # skip sending every n-th numbered packet (0: none)
+        self.feedback: list[bytes] = []  # the FCI of each transport-cc feedback from the relay
+        self.rembs = 0  # REMB packets from the relay
         hub.peers[peer] = self  # type: ignore[assignment]  # the hub routes events by peer
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.layers = [Layer(rid, frames) for (rid, _w, _h), frames in zip(LAYERS, encoded_layers().values())]
@@ -198,6 +221,8 @@ class SimulcastPublisher:
             self.camera_mid = str(camera.mid)
             rids = rids if rids is not None else [layer.rid for layer in self.layers]
             sdp = chrome_simulcast_offer(self.pc.localDescription.sdp, self.camera_mid, rids, simulcast_line)
+            if self.transport_cc:
+                sdp = with_transport_cc(sdp, self.camera_mid)
             reply = await self.hub.request("offer", peer=self.peer, sdp=sdp)
             self.answer_sdp = reply["sdp"]
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
@@ -243,6 +268,7 @@ class SimulcastPublisher:
                     RTCRtpHeaderExtensionParameters(id=ids[ABS_SEND_TIME_URI], uri=ABS_SEND_TIME_URI),
                     RTCRtpHeaderExtensionParameters(id=RID_ID, uri=simulcast.RID_URI),
                     RTCRtpHeaderExtensionParameters(id=REPAIRED_RID_ID, uri=simulcast.REPAIRED_RID_URI),
+                    RTCRtpHeaderExtensionParameters(id=TRANSPORT_CC_ID, uri=TRANSPORT_CC_URI),
                 ]
             )
         )
@@ -273,7 +299,18 @@ class SimulcastPublisher:
                 continue
             packet = RtpPacket(self.pt, marker, seq, timestamp, layer.ssrc, payload)
             self._extensions(packet, rid=layer.rid)
+            if self._numbered_and_lost(packet):
+                continue
             self._send(packet.serialize(self._ids))
+
+    def _numbered_and_lost(self, packet: RtpPacket) -> bool:
+        """Number a packet for transport-wide cc (when negotiated); whether to lose it."""
+        if not self.transport_cc:
+            return False
+        self.transport_seq = (self.transport_seq + 1) & 0xFFFF
+        packet.extensions.transport_sequence_number = self.transport_seq
+        self.numbered.append(self.transport_seq)
+        return bool(self.lose_every) and len(self.numbered) % self.lose_every == 0
 
     def _send_report(self, layer: Layer, timestamp: int) -> None:
         seconds = time.time() + NTP_EPOCH
@@ -308,6 +345,7 @@ class SimulcastPublisher:
         stock = dtls._handle_rtcp_data
 
         async def handle_rtcp_data(data: bytes) -> None:
+            self._take_transport_feedback(data)
             try:
                 packets = RtcpPacket.parse(data)
             except ValueError:
@@ -317,6 +355,18 @@ class SimulcastPublisher:
             await stock(data)
 
         dtls._handle_rtcp_data = handle_rtcp_data
+
+    def _take_transport_feedback(self, data: bytes) -> None:
+        """Keep the FCI of each transport-cc feedback (RTPFB FMT 15) of a compound packet."""
+        offset = 0
+        while offset + 4 <= len(data):
+            first, kind, length = struct.unpack_from("!BBH", data, offset)
+            end = offset + 4 * (length + 1)
+            if kind == 205 and first & 0x1F == 15:
+                self.feedback.append(data[offset + 12 : end])
+            elif kind == 206 and first & 0x1F == 15:
+                self.rembs += 1
+            offset = end
 
     def _on_rtcp(self, packet: Any) -> None:
         by_ssrc = {layer.ssrc: layer for layer in self.layers}

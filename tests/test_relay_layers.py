@@ -334,6 +334,9 @@ class FakeControl:
     def stats(self) -> dict[str, Any]:
         return {"estimate": self.estimate}
 
+    def on_feedback(self, fci: bytes, now: float) -> bool:
+        return True
+
 
 def test_the_relay_pauses_a_video_the_link_cannot_carry_and_resumes_it() -> None:
     """Through real aiortc peers: audio keeps flowing while the video is paused; tracks say so."""

@@ -55,8 +55,10 @@ from aiortc import (
 )
 
 from meet.relay.allocate import AUDIO_RATE, Allocation, allocate, nominal
-from meet.relay.compat import forwarding, receiving
+from meet.relay.bwe import Link
+from meet.relay.compat import feedback, forwarding, receiving
 from meet.relay.forward import Counters, OutStream, Publication, Source
+from meet.relay.uplink import Uplink
 
 log = logging.getLogger("meet.relay.peer")
 
@@ -86,6 +88,8 @@ class LinkControl(Protocol):
     def padding(self, now: float) -> int: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+    def on_feedback(self, fci: bytes, now: float) -> bool: ...
 
 
 class RoomView(Protocol):
@@ -155,6 +159,7 @@ class Participant:
         self.extension_ids: dict[str, int] = {}  # uri -> id, the client's first, then ours
         self.tracks_sent: list[dict[str, Any]] = []
         self.link: LinkControl | None = None  # the connection's bandwidth estimate, once negotiated
+        self.uplink = Uplink()  # what we tell the client about what it sends us
         self.closed = False
         self.started = False  # the client's first offer was answered: we may offer from now on
         self._update: asyncio.Task[None] | None = None
@@ -170,6 +175,7 @@ class Participant:
                 return {"ignored": True}
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             forwarding.accept_extensions(self.pc, sdp)  # at once: aiortc reads them in a task
+            feedback.accept_transport_cc(self.pc, sdp)
             self._learn(sdp)
             self._discover()
             forwarding.receive_simulcast(self.pc, self.pubs, sdp)
@@ -193,6 +199,7 @@ class Participant:
                 raise RequestError("the relay has no offer waiting for an answer")
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             forwarding.accept_extensions(self.pc, sdp)
+            feedback.accept_transport_cc(self.pc, sdp)
             self._restrict_codecs()
             self._negotiated()
         self.schedule_update()
@@ -263,7 +270,8 @@ class Participant:
         self._emit_tracks()  # a video paused or resumed for this link: the client shows it
 
     def pace(self, now: float) -> None:
-        """Send the padding a probe of the link's estimate asks for now, on video with RTX."""
+        """Report this publisher's arrivals; send the padding a probe of the estimate asks for."""
+        self._report_uplink(now)
         if self.link is None:
             return
         wanted = self.link.padding(now)
@@ -271,6 +279,19 @@ class Participant:
             if wanted <= 0:
                 break
             wanted -= slot.out.pad(wanted, now)
+
+    def _report_uplink(self, now: float) -> None:
+        """Transport-cc feedback on what this participant sent us (``uplink``), when due."""
+        reports = self.uplink.feedback(now)
+        if not reports:
+            return
+        transceiver = next(iter(self.pubs), None)
+        media_ssrc = next((p.layers[0].ssrc for p in self.pubs.values() if p.layers[0].ssrc), 0)
+        if transceiver is None:
+            return
+        send = forwarding.feedback_sender(transceiver.receiver)
+        for fci in reports:
+            send(fci, media_ssrc)
 
     def _video_slots(self) -> list[Slot]:
         return [
@@ -347,6 +368,7 @@ class Participant:
             return
         offer = await forwarding.create_offer(self.pc)
         sdp = forwarding.rewrite_offer(offer, self._codec_plan(), self._extension_plan())
+        sdp = feedback.offer_transport_cc(sdp, feedback.transport_cc_id(self.extension_ids))
         await self.pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         sdp = forwarding.local_description(self.pc)  # with the simulcast it receives
         self.emit({"event": "offer", "room": self.room.name, "peer": self.peer, "sdp": sdp})
@@ -442,7 +464,7 @@ class Participant:
     def _negotiated(self) -> None:
         """A negotiation completed: update publications, start/stop forwarding, emit tracks."""
         for transceiver in self.pc.getTransceivers():  # transports are final now (BUNDLE)
-            receiving.fast_receive(transceiver.receiver.transport)
+            receiving.fast_receive(transceiver.receiver.transport, self.uplink.arrived)
         published = False
         for transceiver, publication in self.pubs.items():
             live = transceiver.currentDirection in RECEIVING
@@ -492,17 +514,35 @@ class Participant:
         )
         ssrc, rtx_ssrc = forwarding.sender_ssrcs(transceiver.sender)
         dtls = transceiver.sender.transport
+        extensions = forwarding.negotiated_extensions(transceiver)
         slot.out.configure(
             pt=main.payloadType,
             rtx_pt=rtx.payloadType if rtx else None,
             ssrc=ssrc,
             rtx_ssrc=rtx_ssrc,
             clock_rate=main.clockRate,
-            extensions=forwarding.negotiated_extensions(transceiver),
+            extensions=extensions,
             mid=transceiver.mid,
             send=forwarding.transport_sender(dtls),
             ready=partial(forwarding.is_connected, dtls),
+            link=self._link_for(dtls) if feedback.URI in extensions else None,
         )
+
+    def _link_for(self, dtls: Any) -> LinkControl:
+        """The connection's estimate, made when transport-cc is first negotiated on it.
+
+        Only then: a client that never reports arrivals keeps every video at its best layer
+        (as before there were estimates) rather than at an estimate nothing can correct.
+        """
+        link = self.link
+        if link is None:
+            link = self.link = Link()
+
+        def on_feedback(fci: bytes, now: float) -> None:
+            link.on_feedback(fci, now)
+
+        feedback.on_transport_feedback(dtls, on_feedback)  # again after each negotiation: idempotent
+        return link
 
     def _label(self, kind: str) -> str:
         if kind == "audio":

@@ -2,20 +2,20 @@
 
 aiortc knows neither the transport-wide-cc header extension in negotiation nor the
 ``transport-cc`` RTCP feedback (it would parse a TWCC feedback, RTPFB FMT 15, as a NACK).
-The relay's bandwidth estimate (``meet.relay.bwe.Link``) needs both, on the connections where
-it SENDS video. Where the client sends (a publication), nothing changes: a browser that
-negotiated transport-cc for what it sends waits for TWCC feedback the relay does not send
-(yet), instead of the REMB it gets today.
+Both directions use them on video: the relay's bandwidth estimate of a subscriber
+(``meet.relay.bwe.Link``) comes from the feedback the browser sends about the relay's
+packets, and a publishing browser estimates its own uplink from the feedback the relay sends
+about its packets (``meet.relay.uplink``; this replaces the REMB aiortc would send).
 
 - :func:`accept_transport_cc`: right after ``setRemoteDescription`` of a client's offer or
-  answer, each video m-line the client only receives on (``recvonly``) and on which it lists
-  the extension keeps it, with the client's id, in the transceiver's ``_headerExtensions``
-  (what the answer and the forwarding code read), and each codec the client marked
+  answer, each video m-line on which the client lists the extension keeps it, with the
+  client's id, in the transceiver's ``_headerExtensions`` (what the answer, the transport's
+  extension map and the forwarding code read), and each codec the client marked
   ``transport-cc`` gets that ``rtcpFeedback`` back (aiortc's ``find_common_codecs`` drops
   what its own codec list lacks).
 - :func:`offer_transport_cc`: the relay's own offers (after ``forwarding.rewrite_offer``) list
   the extension, with the id of :func:`transport_cc_id` (the client's, when it ever used one),
-  and ``a=rtcp-fb:<pt> transport-cc`` on each video m-line the relay only sends on.
+  and ``a=rtcp-fb:<pt> transport-cc`` on every video m-line.
 - :func:`on_transport_feedback`: per ``RTCDtlsTransport`` instance, ``_handle_rtcp_data`` is
   wrapped; each TWCC packet of a compound RTCP packet goes to the callback (its FCI, the
   arrival time), the rest to the stock handler.
@@ -52,11 +52,11 @@ Callback = Callable[[bytes, float], None]
 
 
 def accept_transport_cc(pc: RTCPeerConnection, sdp: str) -> None:
-    """After ``pc.setRemoteDescription(sdp)``: keep transport-cc where the client receives video."""
+    """After ``pc.setRemoteDescription(sdp)``: keep transport-cc where the client offers it on video."""
     by_mid = {media.rtp.muxId: media for media in aiortc.sdp.SessionDescription.parse(sdp).media}
     for transceiver in pc.getTransceivers():
         media = by_mid.get(transceiver.mid) if transceiver.mid is not None else None
-        if media is None or media.kind != "video" or media.direction != "recvonly":
+        if media is None or media.kind != "video":
             continue
         extension = next((e for e in media.rtp.headerExtensions if e.uri == URI), None)
         if extension is None:
@@ -84,10 +84,10 @@ def transport_cc_id(extension_ids: dict[str, int]) -> int:
 
 
 def offer_transport_cc(sdp: str, extension_id: int) -> str:
-    """The relay's offer with transport-cc on every video m-line it only sends on."""
+    """The relay's offer with transport-cc on every video m-line."""
     description = aiortc.sdp.SessionDescription.parse(sdp)
     for media in description.media:
-        if media.kind != "video" or media.direction != "sendonly":
+        if media.kind != "video":
             continue
         if all(e.uri != URI for e in media.rtp.headerExtensions):
             media.rtp.headerExtensions.append(RTCRtpHeaderExtensionParameters(id=extension_id, uri=URI))

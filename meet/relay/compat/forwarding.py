@@ -74,6 +74,8 @@ from meet.relay.compat import receiving, simulcast
 
 _CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
 _PLI = struct.Struct("!BBHLL")
+_FEEDBACK = _PLI  # same header: V/P/FMT, type, length, sender SSRC, media SSRC
+_FMT_TWCC = 15
 _rtp = aiortc.rtp
 _ROUTES = "_meet_routes"  # a hooked receiver's learned SSRC tables (see set_layers)
 _RIDS = "_meet_rids"  # the RIDs a receiver's m-line receives, in the client's order
@@ -219,7 +221,13 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
     def receive(packet: Any, arrival_time_ms: int) -> None:
         if not receiver._enabled:
             return
-        if estimator is not None and packet.extensions.abs_send_time is not None:
+        if (
+            estimator is not None
+            and packet.extensions.abs_send_time is not None
+            # A packet numbered for transport-wide cc: the publisher estimates its own uplink
+            # from the relay's feedback (meet.relay.uplink); a REMB would only hold it back.
+            and packet.extensions.transport_sequence_number is None
+        ):
             remb = estimator.add(
                 abs_send_time=packet.extensions.abs_send_time,
                 arrival_time_ms=arrival_time_ms,
@@ -321,6 +329,22 @@ def local_description(pc: RTCPeerConnection) -> str:
 
 def _layer_with_ssrc(publication: Layered, ssrc: int) -> PacketSink | None:
     return next((layer for layer in publication.layers if layer.ssrc == ssrc), None)
+
+
+def feedback_sender(receiver: RTCRtpReceiver) -> Callable[[bytes, int], bool]:
+    """A function sending one transport-cc feedback (its FCI) upstream on ``receiver``'s transport.
+
+    Its second argument is a media SSRC of the publisher's (libwebrtc does not check it).
+    """
+
+    def send_feedback(fci: bytes, media_ssrc: int) -> bool:
+        ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if ssrc is None:
+            return False
+        header = _FEEDBACK.pack(0x80 | _FMT_TWCC, _rtp.RTCP_RTPFB, 2 + len(fci) // 4, ssrc, media_ssrc)
+        return transport_sender(receiver.transport, rtcp=True)(header + fci)
+
+    return send_feedback
 
 
 def pli_sender(receiver: RTCRtpReceiver) -> Callable[[int], bool]:

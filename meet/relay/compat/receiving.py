@@ -43,6 +43,7 @@ import pylibsrtp
 #: The attribute ``forwarding.hook_receiver`` sets on a receiver: ``receive(packet, arrival_ms)``.
 RECEIVE = "_meet_receive"
 _HOOKED = "_meet_fast_receive"  # marks a connection (with the DTLS transport it serves)
+_ARRIVALS = "_meet_arrivals"  # a DTLS transport's arrivals callback (fast_receive)
 NTP_EPOCH = 2208988800  # aiortc's arrival times are milliseconds since 1900 (``clock.current_ms``)
 
 MAX_DATAGRAM = 65536  # bytes read per datagram (see small_reads)
@@ -52,12 +53,16 @@ _parse = aiortc.rtp.RtpPacket.parse
 DATAGRAM_TRANSPORT: type[Any] = getattr(asyncio.selector_events, "_SelectorDatagramTransport", type(None))
 
 
-def fast_receive(dtls: Any) -> bool:
+def fast_receive(dtls: Any, arrivals: Callable[[int, float], None] | None = None) -> bool:
     """Deliver ``dtls``'s incoming RTP synchronously from the socket; False if already done.
 
     Call it once the transport is final (after a negotiation: with BUNDLE aiortc may replace
-    the transports an m-line was created with). Idempotent.
+    the transports an m-line was created with). Idempotent. ``arrivals(seq, now)`` is told
+    the transport-wide sequence number and arrival time (``time.time()``) of every RTP packet
+    that carries one — all of them, before routing: the publisher's congestion control needs
+    to hear about padding probes and packets the relay does not forward too.
     """
+    setattr(dtls, _ARRIVALS, arrivals)
     connection = dtls.transport._connection
     if getattr(connection, _HOOKED, None) is dtls:
         return False
@@ -136,11 +141,17 @@ def _srtp_receiver(dtls: Any, stock: Callable[[bytes, int], None]) -> Callable[[
             return
         dtls._RTCDtlsTransport__rx_bytes += len(data)
         dtls._RTCDtlsTransport__rx_packets += 1
-        arrival_ms = int((time.time() + NTP_EPOCH) * 1000)
+        now = time.time()
+        arrival_ms = int((now + NTP_EPOCH) * 1000)
         try:
             packet = _parse(srtp.unprotect(data), extensions)
         except (srtp_error, ValueError):
             return  # stock drops these too (after a debug log line)
+        transport_seq = packet.extensions.transport_sequence_number
+        if transport_seq is not None:
+            arrivals = getattr(dtls, _ARRIVALS, None)
+            if arrivals is not None:
+                arrivals(transport_seq, now)
         receiver = router.route_rtp(packet)
         if receiver is None:
             receiver = route_by_mid(router, packet)
