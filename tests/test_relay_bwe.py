@@ -296,6 +296,19 @@ def test_transport_sequence_numbers_wrap() -> None:
     assert link.stats()["acknowledged"] == pytest.approx(8_000_000, rel=0.05)
 
 
+def test_the_estimate_stays_within_its_bounds() -> None:
+    """A clean 8 Mbps flow against a 2 Mbps maximum: the rate underneath stops there too."""
+    link = Link(maximum=2_000_000.0)
+    for k in range(0, 20_000, 100):
+        first = link.sent(1000, k * 0.001)
+        for j in range(1, 100):
+            link.sent(1000, (k + j) * 0.001)
+        arrivals = [RECEIVER_CLOCK + (k + j) * 0.001 + DELAY for j in range(100)]
+        link.on_feedback(build_feedback(first, arrivals, k // 100), (k + 100) * 0.001 + 2 * DELAY)
+    assert link.estimate == 2_000_000.0
+    assert link.stats()["delay_based"] == 2_000_000  # so a fall starts from the bound at once
+
+
 def test_malformed_feedback_is_counted_and_ignored() -> None:
     link = Link()
     link.sent(1000, 0.0)

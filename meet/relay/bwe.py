@@ -108,17 +108,21 @@ class _Throughput:
         self.first = math.inf  # the earliest arrival ever
         self.latest = -math.inf  # the latest arrival
 
-    def add(self, arrival: float, size: int) -> None:
-        if arrival <= self.latest - THROUGHPUT_WINDOW:
-            return  # reported late, and already out of the window
-        self.first, self.latest = min(self.first, arrival), max(self.latest, arrival)
-        self.packets.append((arrival, size))
-        self.bytes += size
+    def add(self, packets: list[tuple[float, float, int]]) -> None:
+        """(send, arrival, size) of newly received packets, in order of arrival."""
+        horizon = self.latest - THROUGHPUT_WINDOW
+        fresh = [(arrival, size) for _send, arrival, size in packets if arrival > horizon]
+        if not fresh:
+            return  # none, or all reported late and already out of the window
+        self.first, self.latest = min(self.first, fresh[0][0]), max(self.latest, fresh[-1][0])
+        self.packets.extend(fresh)
+        self.bytes += sum(size for _, size in fresh)
 
     def rate(self) -> float | None:
         """bps, or None until 100 ms of arrivals are known."""
-        while self.packets and self.packets[0][0] <= self.latest - THROUGHPUT_WINDOW:
-            self.bytes -= self.packets.popleft()[1]
+        packets, horizon = self.packets, self.latest - THROUGHPUT_WINDOW
+        while packets and packets[0][0] <= horizon:
+            self.bytes -= packets.popleft()[1]
         span = min(THROUGHPUT_WINDOW, self.latest - self.first)
         return self.bytes * 8 / span if span >= 0.1 else None
 
@@ -234,9 +238,11 @@ class _Loss:
         self.lost += lost
         self.total += total
 
-    def delivered(self, arrival: float, size: int) -> None:
-        self.bytes += size
-        self.first, self.last = min(self.first, arrival), max(self.last, arrival)
+    def delivered(self, packets: list[tuple[float, float, int]]) -> None:
+        """(send, arrival, size) of newly received packets, in order of arrival."""
+        if packets:
+            self.bytes += sum(size for _send, _arrival, size in packets)
+            self.first, self.last = min(self.first, packets[0][1]), max(self.last, packets[-1][1])
 
     def interval(self, now: float) -> tuple[float, float | None] | None:
         """(loss fraction, bps delivered meanwhile) when the interval closes now, else None."""
@@ -306,6 +312,7 @@ class Link:
         rate = self._aimd.rate
         self._on_loss(now)
         self._aimd.update(signal, self._throughput.rate(), now, self.rtt, self._loss.loss < LOSS_LOW)
+        self._aimd.rate = min(max(self._aimd.rate, self.minimum), self.maximum)  # room to move at once
         if self._aimd.rate < rate:
             self._prober.on_decrease(now)
         return True
@@ -352,30 +359,32 @@ class Link:
         """Mark the reported packets; (send, arrival, size) of those newly received, by arrival."""
         history, base = self._history, self._history.unwrap(feedback.base_seq)
         offset = self._arrival_offset(feedback.reference)
+        state, clusters, slot = history.state, history.cluster, history.slot
         received: list[tuple[float, float, int]] = []
         lost = total = 0
+        reported = self._reported
         for seq, arrival in enumerate(feedback.arrivals, base):
-            i = history.slot(seq)
-            if i is None or history.state[i] == 2:
+            i = slot(seq)
+            if i is None or state[i] == 2:
                 continue  # too old, never sent, or a duplicate report
-            cluster, was = history.cluster[i], history.state[i]
-            self._reported = max(self._reported, seq)
+            cluster, was = clusters[i], state[i]
+            reported = seq  # the sequence numbers of one feedback only grow
             if arrival is None:
-                history.state[i] = 1
-                lost += cluster is None and was == 0
-                total += cluster is None and was == 0
+                state[i] = 1
+                if cluster is None and was == 0:
+                    lost, total = lost + 1, total + 1
                 continue
-            history.state[i] = 2
-            lost -= cluster is None and was == 1  # reported lost before, received after all
-            total += cluster is None and was == 0
-            if cluster is not None:
+            state[i] = 2
+            if cluster is None:  # probe packets are left out of the loss
+                lost, total = (lost - 1, total) if was == 1 else (lost, total + 1)
+            else:
                 cluster.on_arrival(arrival + offset, history.size[i])
             received.append((history.time[i], arrival + offset, history.size[i]))
+        self._reported = max(self._reported, reported)
         self._loss.count(lost, total, now)
         received.sort(key=lambda packet: packet[1])
-        for _send, arrival, size in received:
-            self._throughput.add(arrival, size)
-            self._loss.delivered(arrival, size)
+        self._throughput.add(received)
+        self._loss.delivered(received)
         return received
 
     def _arrival_offset(self, reference: int) -> float:

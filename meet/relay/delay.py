@@ -43,11 +43,14 @@ class Trendline:
 def _slope(points: deque[tuple[float, float]]) -> float | None:
     """Least-squares slope of ``points`` (None when all x are equal)."""
     n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    numerator = sum((x - mean_x) * (y - mean_y) for x, y in points)
-    denominator = sum((x - mean_x) ** 2 for x, _ in points)
-    return numerator / denominator if denominator else None
+    sum_x = sum_y = sum_xx = sum_xy = 0.0
+    for x, y in points:
+        sum_x += x
+        sum_y += y
+        sum_xx += x * x
+        sum_xy += x * y
+    denominator = n * sum_xx - sum_x * sum_x
+    return (n * sum_xy - sum_x * sum_y) / denominator if denominator > 1e-9 else None
 
 
 class Detector:
@@ -105,7 +108,10 @@ class Groups:
         if send < current[0]:
             return None  # reordered behind a newer group: no information for the trend
         if send - current[0] <= GROUP or _burst(current, send, arrival):
-            current[1], current[3] = max(current[1], send), max(current[3], arrival)
+            if send > current[1]:  # noqa: PLR1730 - per packet: a compare is cheaper than max()
+                current[1] = send
+            if arrival > current[3]:  # noqa: PLR1730 - the same
+                current[3] = arrival
             return None
         previous, self.previous, self.current = self.previous, current, [send, send, arrival, arrival]
         if previous is None:
