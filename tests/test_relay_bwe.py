@@ -11,6 +11,7 @@ TWCC feedback built by ``build_feedback``, on its own clock (1000 s ahead of the
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import struct
 import time
@@ -244,6 +245,9 @@ def test_a_probe_aims_at_most_twice_the_estimate() -> None:
     assert link.padding(0.0) == 600_000 // 8 // 100  # 10 ms of it at once
     link.probe(100_000.0, 5.0)  # already allowed: nothing to learn, and one probe at a time
     assert link.stats()["probes"] == 1
+    fresh = Link()
+    fresh.probe(math.nan, 0.0)  # whatever an allocator computes, no probe comes of nonsense
+    assert fresh.stats()["probes"] == 0 and fresh.padding(0.0) == 0
 
 
 def test_loss_cuts_the_estimate_when_delay_says_nothing() -> None:

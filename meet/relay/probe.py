@@ -103,7 +103,7 @@ class Prober:
         """Start probing for ``target`` bps unless busy, backing off or pointless."""
         if self.target is not None or now < self.next_allowed:
             return False
-        if min(target, maximum) <= estimate * 1.05:
+        if not min(target, maximum) > estimate * 1.05:  # (NaN included)
             return False  # nothing the estimate does not already allow
         target = min(target * OVERSHOOT, MAX_FACTOR * estimate, maximum)
         self.target, self.queued, self.measured = target, CLUSTERS, []
