@@ -238,15 +238,25 @@ def _serialize(packet: RtpPacket) -> bytes:
     return packet.serialize(extensions)
 
 
-def test_padding_needs_rtx_and_a_stream_in_progress() -> None:
+def test_padding_needs_rtx_and_is_padding_only_without_a_stream_in_progress() -> None:
     def scenario() -> None:
         plis: list[int] = []
         publication, (low, _mid, _high) = simulcast(plis)
         out, sent = subscriber(publication.counters, FakeLink(), rtx=False)
         out.subscribe(publication, low.source)
-        assert out.pad(1000, 1.0) == 0  # waiting for a keyframe
         low.send_frame(keyframe=True)
         assert out.pad(1000, 1.0) == 0 and len(sent) == 2  # no RTX negotiated: nothing to pad with
+
+        link = FakeLink()
+        out, sent = subscriber(publication.counters, link)
+        out.subscribe(publication, None)  # paused: no stream to resend from
+        padded = out.pad(600, 1.0)
+        assert padded >= 600 and len(sent) == 3
+        for packet in sent:
+            assert packet.ssrc == 2222 and packet.payload == b"" and packet.padding_size == 255
+        assert [p.extensions.transport_sequence_number for p in sent] == [65531, 65532, 65533]
+        assert [p.sequence_number for p in sent] == [(sent[0].sequence_number + i) & 0xFFFF for i in range(3)]
+        assert out.padding == 3
 
     run(scenario)
 

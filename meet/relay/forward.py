@@ -57,10 +57,12 @@ __all__ = [
 
 KEYFRAME_RETRY = 1.0  # seconds: a subscriber still waiting for a keyframe asks again
 MAX_PADDING_PACKETS = 8  # per call of OutStream.pad: probes are spread over several calls
+PADDING_SIZE = 255  # bytes of a padding-only packet's padding (the last one counts them)
 
 _HDR = struct.Struct("!BBHII")
 _SEQ = struct.Struct("!H")
 _LEVEL = [bytes([b]) for b in range(256)]
+_PADDING = bytes(PADDING_SIZE - 1) + bytes((PADDING_SIZE,))
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -362,27 +364,46 @@ class OutStream:
         """Send about ``size`` bytes of probing padding now; the bytes actually sent.
 
         Padding resends the newest packet forwarded, as RTX (the subscriber drops it as a
-        duplicate); it needs RTX and a stream in progress, so audio and waiting video send none.
+        duplicate); with no stream in progress (a paused video), padding-only RTX packets. It
+        needs RTX, so audio sends none.
         """
+        if self.rtx_pt is None or size <= 0 or not self._ready():
+            return 0
         source = self.source
-        history = source.history if source is not None else None
-        if history is None or self.waiting or self.rtx_pt is None or size <= 0:
-            return 0
-        entry = history[self.max_in & MASK]
-        if entry is None or entry[0] != self.max_in:
-            return 0
-        out_seq = (self.max_in + self.seq_off) & 0xFFFF
+        history = source.history if source is not None and not self.waiting else None
+        entry = history[self.max_in & MASK] if history is not None else None
         abs3 = abs_send_time(now)
         sent = 0
         for _ in range(MAX_PADDING_PACKETS):
             if sent >= size:
                 break
-            count = self._retransmit(out_seq, entry, abs3, now)
+            if entry is not None and entry[0] == self.max_in:
+                count = self._retransmit((self.max_in + self.seq_off) & 0xFFFF, entry, abs3, now)
+            elif self.video:
+                count = self._padding_only(abs3, now)
+            else:
+                count = 0
             if not count:
                 break
             sent += count
             self.padding += 1
         return sent
+
+    def _padding_only(self, abs3: bytes, now: float) -> int:
+        """One RTX packet of nothing but :data:`PADDING_SIZE` bytes of padding (RFC 3550 P bit)."""
+        ext = self._ext
+        if self._link is not None and len(ext) == 3:
+            size = 12 + self._ext_size + PADDING_SIZE
+            block = ext[0] + abs3 + ext[1] + _SEQ.pack(self._link.sent(size, now)) + ext[2]
+        elif len(ext) == 2:
+            block = ext[0] + abs3 + ext[1]
+        else:
+            block = b"".join(ext)
+        first = 0xB0 if block else 0xA0  # version 2, padding, extension
+        header = _HDR.pack(first, self.rtx_pt or 0, self.rtx_seq, self.last_ts_out, self.rtx_ssrc)
+        self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+        data = header + block + _PADDING
+        return len(data) if self._send(data) else 0
 
     def on_keyframe_request(self) -> None:
         """The subscriber sent PLI or FIR."""
