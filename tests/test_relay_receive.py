@@ -17,6 +17,7 @@ import aioice.ice
 import aiortc.rtcdtlstransport
 import pytest
 from relay_peers import ROOM, Hub, TestPeer, until
+from simulcast_publisher import LAYERS, SimulcastPublisher
 
 from meet.relay import compat, ice
 from meet.relay.compat import receiving
@@ -168,6 +169,43 @@ def test_guard_names_the_receive_internals(
         compat.check()
 
 
+def test_stats_count_each_received_layer() -> None:
+    """``stats`` lists every received layer with its own packet count (bench/relay.py's accounting)."""
+
+    async def scenario(hub: Hub) -> None:
+        alice = SimulcastPublisher(hub, "alice")
+        await alice.join()
+
+        def camera(stats: dict[str, Any]) -> dict[str | None, int]:
+            return {
+                entry["rid"]: entry["packets"]
+                for entry in stats["layers"]
+                if entry["publisher"] == "alice" and entry["source"] == "camera"
+            }
+
+        first: dict[str | None, int] = {}
+
+        async def counted() -> bool:
+            first.update(camera(await hub.stats()))
+            return all(first.get(rid, 0) >= 30 for rid, _w, _h in LAYERS)  # 1.5 s of each
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while not await counted():
+            assert asyncio.get_running_loop().time() < deadline, f"layers never all counted: {first}"
+            await asyncio.sleep(0.05)
+        stats = await hub.stats()
+        assert set(first) == {rid for rid, _w, _h in LAYERS}
+        audio = [e for e in stats["layers"] if e["publisher"] == "alice" and e["source"] == "audio"]
+        assert [e["rid"] for e in audio] == [None] and audio[0]["packets"] > 0
+        # every layer counts only its own packets: together they make packets_received
+        assert sum(e["packets"] for e in stats["layers"]) == stats["packets_received"]
+        # no layer is credited with another's packets: never more than its SSRC sent
+        for rid, count in camera(stats).items():
+            assert rid is not None and 30 <= count <= len(alice.layer(rid).sent)
+
+    run(scenario)
+
+
 def run(scenario: Callable[[Hub], Any], timeout: float = 60) -> None:
     async def main() -> None:
         hub = Hub()
@@ -175,6 +213,9 @@ def run(scenario: Callable[[Hub], Any], timeout: float = 60) -> None:
         try:
             await asyncio.wait_for(scenario(hub), timeout)
         finally:
+            for peer in hub.peers.values():
+                if isinstance(peer, SimulcastPublisher):
+                    await peer.stop()
             await hub.close()
 
     asyncio.run(main())

@@ -203,6 +203,19 @@ class Relay:
                 for name, room in self.rooms.items()
                 for participant in room.participants.values()
             ],
+            # per received layer (a simulcast publication has several): what each subscriber
+            # could be sent depends on the layer it carries, not on everything received
+            "layers": [
+                {
+                    "publisher": s.publisher,
+                    "source": s.label,
+                    "rid": layer.rid,
+                    "packets": layer.packets,
+                    "rate": round(layer.rate),
+                }
+                for s in sources
+                for layer in s.layers
+            ],
             **self.counters.as_dict(),
         }
 
