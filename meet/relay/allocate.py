@@ -10,9 +10,11 @@ subscribes to, as Jitsi and LiveKit do:
 
 Until views report their sizes (a later issue), every tile counts the same and the order is the
 subscription order. Two margins keep a choice from flapping: a layer the subscriber already
-receives (or a lower one) needs only its rate, a higher one :data:`UP_MARGIN` times its rate.
-When a video could move up if only the estimate were higher, :func:`allocate` names the rate
-to probe for, so the estimate can grow past what is being sent (``bwe.Link.probe``).
+receives (or a lower one) needs only its rate, a higher one :data:`UP_MARGIN` times its rate;
+and when not every video fits, those already flowing keep their place. When a video could move
+up if only the estimate were higher, :func:`allocate` names the rate to probe for — what every
+video at its top layer would take — so the estimate can grow past what is being sent
+(``bwe.Link.probe``, which doubles at most per probe).
 
 A layer's rate is measured by its source (``Publication.measure``); a layer with no measurement
 yet counts at a nominal rate for its rank (:func:`nominal`).
@@ -56,7 +58,10 @@ def allocate(budget: float, videos: Sequence[Sequence[float]], current: Sequence
         held = current[i]
         return videos[i][layer] * (1.0 if held is not None and layer <= held else UP_MARGIN)
 
-    for i, rates in enumerate(videos):
+    # Videos flowing now first: when only some fit, the ones already shown keep their place
+    # rather than trading it with a paused one at every change of the estimate.
+    for i in sorted(range(len(videos)), key=lambda i: current[i] is None):
+        rates = videos[i]
         if rates and used + cost(i, 0) <= budget:
             chosen[i] = 0
             used += rates[0]
@@ -75,13 +80,15 @@ def allocate(budget: float, videos: Sequence[Sequence[float]], current: Sequence
 
 
 def _probe(videos: Sequence[Sequence[float]], chosen: Sequence[int | None], used: float) -> float | None:
-    """The smallest budget that would allow one more step (a paused video's first layer included)."""
-    steps = []
-    for rates, layer in zip(videos, chosen, strict=True):
-        if not rates:
-            continue
-        if layer is None:
-            steps.append(rates[0] * UP_MARGIN)
-        elif layer + 1 < len(rates):
-            steps.append(rates[layer + 1] * UP_MARGIN - rates[layer])
-    return used + min(steps) if steps else None
+    """The budget that would give every video its top layer, if that is more than is used.
+
+    Probing for the whole of it (the link caps each probe at twice its estimate) finds a
+    recovered link in a few doublings rather than one layer at a time.
+    """
+    if all(
+        layer is not None and layer + 1 >= len(rates)
+        for rates, layer in zip(videos, chosen, strict=True)
+        if rates
+    ):
+        return None
+    return sum(rates[-1] * UP_MARGIN for rates in videos if rates)

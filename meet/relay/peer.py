@@ -264,9 +264,20 @@ class Participant:
         for slot, index in zip(slots, allocation.layers, strict=True):
             assert slot.publication is not None  # _video_slots lists subscribed slots only
             layers = _selectable(slot.publication)
-            slot.out.switch(None if index is None else layers[index])
+            chosen = None if index is None else layers[index]
+            if chosen is not (slot.out.target or slot.out.source) or (chosen is None) != slot.out.paused:
+                log.debug(
+                    "%s: %s's %s to %s (estimate %.0f kbit/s)",
+                    self.peer,
+                    slot.publication.publisher,
+                    slot.publication.label,
+                    "paused" if chosen is None else chosen.rid or "its one layer",
+                    (self.link.estimate if self.link is not None else math.inf) / 1000,
+                )
+            slot.out.switch(chosen)
         if self.link is not None and allocation.probe is not None:
-            self.link.probe(allocation.probe, now)
+            audio = self.link.estimate - self._video_budget()  # the probe is for the whole link
+            self.link.probe(allocation.probe + audio, now)
         self._emit_tracks()  # a video paused or resumed for this link: the client shows it
 
     def pace(self, now: float) -> None:
