@@ -3,8 +3,9 @@ a subscriber browser on a network path of its own, shaped with `tc` (tests/netsh
 
 - In a relay room the camera goes out as three spatial layers (RIDs l, m, h: ¼, ½ and full
   size), measured from the sender's outbound-rtp statistics; camera off/on and a reconnect
-  keep them; a screen goes out as one full-size layer (L1T3 when Chromium takes it). In a mesh
-  room the camera stays one layer.
+  keep them; a screen goes out as one full-size layer (L1T3 when Chromium takes it). A 640×360
+  camera (Chromium encodes two layers from it) still sends its full size, and the subscriber
+  gets it. In a mesh room the camera stays one layer.
 - The shaped path: a subscriber in its own network namespace (its page, socket and media
   through the veth pair) receives under an 80 kbit/s token bucket while it is shaped, and more
   than 1.5 times that before and after (the relay sends one camera at least its low layer and
@@ -184,6 +185,62 @@ async def test_relay_room_camera_goes_out_as_three_layers_and_keeps_them(
     assert len(screen["encodings"]) == 1 and screen["encodings"][0]["scale"] == 1, screen
     assert screen["encodings"][0]["scalability"] == "L1T3", screen
     assert [layer["width"] for layer in screen["layers"]] == [screen["width"]], screen
+    assert r["errors"] == []
+
+
+# A smaller camera: every getUserMedia video request asks for exactly 640×360 (the fake device
+# scales to any size).
+SMALL_CAMERA_JS = """(() => {
+  const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (c) => original(c && c.video
+    ? {...c, video: {...(typeof c.video === 'object' ? c.video : {}), width: {exact: 640}, height: {exact: 360}}}
+    : c);
+})();"""
+
+
+async def test_a_640_wide_camera_still_sends_its_full_size(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    code = await make_users(client, outbox, "alice", "bob")
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        alice, bob = open_page(browser, base, "alice"), open_page(browser, base, "bob")
+        alice.context.add_init_script(SMALL_CAMERA_JS)
+        a = join(alice, base, code)
+        join(bob, base, code)
+        capture = alice.evaluate("window.meetCall.media.video.getSettings().width")
+
+        def two_layers() -> dict[str | None, dict[str, Any]]:
+            layers = relay_camera_layers(alice)
+            going = {rid: layer for rid, layer in layers.items() if layer["frames"] >= FRAMES}
+            return layers if set(going) == {"l", "m"} else {}
+
+        layers = poll(two_layers, 60, "two camera layers going out")
+
+        def full_size() -> int:
+            r = bob.evaluate(RECEIVED_JS, a)
+            return int(r["video"]["width"]) if r and r["video"] and r["video"]["width"] == capture else 0
+
+        received = poll(full_size, 60, "bob decoding the full size")
+        return {
+            "capture": capture,
+            "layers": layers,
+            "received": received,
+            "encodings": camera_out(alice)[0]["encodings"],
+            "errors": alice.errors + bob.errors,
+        }
+
+    r = await run_scenario(scenario)
+    print(f"a {r['capture']}-wide camera: layers {r['layers']}, bob decodes {r['received']} wide")
+    assert r["capture"] == 640
+    assert {rid: layer["width"] for rid, layer in r["layers"].items() if layer["frames"]} == {
+        "l": 320,
+        "m": 640,
+    }
+    assert r["layers"].get("h", {"frames": 0})["frames"] == 0  # the third encoding inactive
+    assert [e["scale"] for e in r["encodings"][:2]] == [2, 1]
+    assert r["received"] == 640
     assert r["errors"] == []
 
 

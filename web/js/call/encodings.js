@@ -3,8 +3,11 @@
  *
  * - Camera: simulcast, three spatial layers listed low to high, each with its RID ("l", "m",
  *   "h"), scaled 4/2/1 at ≈150 k / 500 k / 1.5 Mbps. The relay forwards one of them to each
- *   subscriber, from that subscriber's bandwidth, without re-encoding. Chrome sends as many
- *   layers as the capture size allows (three from 960×540 up).
+ *   subscriber, from that subscriber's bandwidth, without re-encoding. Chromium encodes only as
+ *   many layers as the capture size allows (three from 960×540, two from 480×270, else one),
+ *   and drops the LAST encodings: a smaller camera gets the top rungs of the ladder on its
+ *   first encodings (640×360: 320 and 640 wide, the third inactive), so its full size still goes
+ *   out. The RIDs stay as negotiated; the relay ranks a publisher's layers by measured rate.
  * - Screen: one layer at full resolution, with three temporal layers (L1T3) when the browser
  *   takes them.
  * The relay accepts the camera's simulcast in its answer (a=simulcast:recv, a=rid … recv and the
@@ -20,9 +23,53 @@ export const CAMERA_LAYERS = Object.freeze([
 
 export const SCREEN_SCALABILITY = "L1T3";
 
-/** addTransceiver() init of my camera on the relay connection (fresh objects each call). */
-export function cameraInit(streams) {
-  return { direction: "sendonly", streams, sendEncodings: CAMERA_LAYERS.map((layer) => ({ ...layer })) };
+/** How many spatial layers Chromium encodes from a width×height capture (libwebrtc's table). */
+export function layerCount(width, height) {
+  const pixels = (width || 0) * (height || 0);
+  if (!pixels || pixels >= 960 * 540) return 3; // unknown size: the full ladder
+  return pixels >= 480 * 270 ? 2 : 1;
+}
+
+/** The ladder for a capture: the top n rungs on the first n encodings, the rest inactive. */
+function fitted(width, height) {
+  const n = layerCount(width, height);
+  const top = CAMERA_LAYERS.slice(CAMERA_LAYERS.length - n);
+  return CAMERA_LAYERS.map((layer, i) =>
+    i < n ? { scaleResolutionDownBy: top[i].scaleResolutionDownBy, maxBitrate: top[i].maxBitrate, active: true } : { active: false },
+  );
+}
+
+function sizeOf(track) {
+  const { width, height } = track && track.getSettings ? track.getSettings() : {};
+  return [width, height];
+}
+
+/** addTransceiver() init of my camera (`track`, or null) on the relay connection. */
+export function cameraInit(streams, track = null) {
+  const ladder = fitted(...sizeOf(track));
+  return { direction: "sendonly", streams, sendEncodings: CAMERA_LAYERS.map((layer, i) => ({ ...layer, ...ladder[i] })) };
+}
+
+/**
+ * Fit the camera sender's layers to a new track (another camera, or the camera turned on
+ * again): resolves true when they changed. The encodings negotiated stay (same RIDs).
+ */
+export async function fitCameraLayers(sender, track) {
+  if (!track) return false;
+  const params = sender.getParameters();
+  if (!params.encodings || params.encodings.length !== CAMERA_LAYERS.length) return false;
+  const ladder = fitted(...sizeOf(track));
+  let changed = false;
+  params.encodings.forEach((enc, i) => {
+    for (const [key, value] of Object.entries(ladder[i])) {
+      if (enc[key] !== value) {
+        enc[key] = value;
+        changed = true;
+      }
+    }
+  });
+  if (changed) await sender.setParameters(params);
+  return changed;
 }
 
 /**

@@ -32,7 +32,7 @@
  *   changes, the relay forgets me); the next welcome in relay mode starts a new one.
  */
 
-import { addScreenTransceiver, cameraInit } from "./encodings.js";
+import { addScreenTransceiver, cameraInit, fitCameraLayers } from "./encodings.js";
 import { attributeStreams, isLive, parseTracks, sameTracks, sdpSections } from "./relay-tracks.js";
 
 export const RELAY_PEER = "relay";
@@ -77,7 +77,7 @@ class Link {
     this.micTx = this.pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: [relay.msid] });
     // Simulcast (encodings.js): the encodings belong to the transceiver, so camera toggles and
     // device switches (replaceTrack) keep them, and a reconnect's new Link sets them again.
-    this.camTx = this.pc.addTransceiver(video || "video", cameraInit([relay.msid]));
+    this.camTx = this.pc.addTransceiver(video || "video", cameraInit([relay.msid], video));
     if (relay.screen) this.updateScreen().catch((err) => relay.warn("screen share failed", err));
   }
 
@@ -238,7 +238,9 @@ class Link {
   /** Swap my microphone or camera track (no renegotiation). */
   async replaceTrack(kind, track) {
     const tx = kind === "audio" ? this.micTx : this.camTx;
-    if (!this.closed && isLive(tx)) await tx.sender.replaceTrack(track);
+    if (this.closed || !isLive(tx)) return;
+    await tx.sender.replaceTrack(track);
+    if (kind === "video") await fitCameraLayers(tx.sender, track); // the new camera's size
   }
 
   /** Start, switch or stop sending my screen according to relay.screen (renegotiates). */
