@@ -56,7 +56,7 @@ __all__ = [
 ]  # fmt: skip
 
 KEYFRAME_RETRY = 1.0  # seconds: a subscriber still waiting for a keyframe asks again
-MAX_PADDING_PACKETS = 8  # per call of OutStream.pad: probes are spread over several calls
+MAX_PADDING_PACKETS = 16  # per call of OutStream.pad (every 10 ms): up to ~3.5 Mbit/s of padding-only packets
 PADDING_SIZE = 255  # bytes of a padding-only packet's padding (the last one counts them)
 
 _HDR = struct.Struct("!BBHII")

@@ -38,12 +38,13 @@ from meet.relay import compat, ice
 from meet.relay.channel import ChannelError, Decoder, encode
 from meet.relay.forward import Counters, Publication
 from meet.relay.peer import Participant, RequestError
+from meet.relay.probe import PACE
 
 log = logging.getLogger("meet.relay.worker")
 
 EventSink = Callable[[dict[str, Any]], None]
 CLOSE_TIMEOUT = 5.0
-PACE_INTERVAL = 0.02  # seconds between two rounds of probe padding (see Relay.pace)
+PACE_INTERVAL = PACE  # seconds between two rounds of probe padding: what a probe's schedule expects
 REBALANCE_INTERVAL = 0.25  # seconds between two measurements of layers and choices of layers
 
 
