@@ -32,6 +32,8 @@ import json
 import logging
 import os
 import platform
+import random
+import re
 import socket
 import statistics
 import subprocess
@@ -46,10 +48,14 @@ if REPO not in sys.path:
 import av
 import numpy
 from aiortc import MediaStreamError, MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtp import is_rtcp
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp
 
 from meet.relay import ice
 from meet.relay.channel import Decoder, encode
+from meet.relay.compat import feedback, forwarding, simulcast
+from meet.relay.peer import ForwardTrack
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOOPBACK = ["127.0.0.1"]
@@ -57,6 +63,12 @@ ROOM = "bench"
 WIDTH, HEIGHT, FPS, BITRATE, GOP = 640, 480, 30, 1_500_000, 30
 LOSS_LIMIT = 0.005  # a step "loses" when > 0.5 % of the expected packets did not arrive
 SETTLE = 1.6  # s after subscribers join: keyframes come every GOP frames (1 s), PLIs are ignored
+# --layers 3: Chrome's camera simulcast (rid, width, height, bit rate), lowest first
+SIMULCAST = (("l", 160, 120, 150_000), ("m", 320, 240, 500_000), ("h", WIDTH, HEIGHT, BITRATE))
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+RID_ID, TRANSPORT_CC_ID = 10, 5  # Chrome's header extension ids
+NTP_EPOCH = 2208988800
 
 
 # --------------------------------------------------------------------------- accounting
@@ -68,6 +80,13 @@ def proc_cpu_seconds(pid: int) -> float:
         data = fh.read()
     fields = data[data.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_system_seconds(pid: int) -> float:
+    """stime of a process (all threads): its time in the kernel (syscalls, loopback delivery)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        data = fh.read()
+    return int(data[data.rindex(b")") + 2 :].split()[12]) / CLK_TCK
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -88,11 +107,17 @@ def percentile(values: list[float], q: float) -> float | None:
 # --------------------------------------------------------------------------- media
 
 
-def encode_vp8(frames: int) -> list[tuple[bytes, bool]]:
-    """``frames`` frames of moving synthetic 640x480 video, VP8 at ~1.5 Mbps, keyframe every GOP."""
+def encode_vp8(
+    frames: int, width: int = WIDTH, height: int = HEIGHT, bitrate: int = BITRATE
+) -> list[tuple[bytes, bool]]:
+    """``frames`` frames of moving synthetic video, VP8, keyframe every GOP (640x480 ~1.5 Mbps).
+
+    Smaller sizes (simulcast layers) subsample the same 640x480 pictures.
+    """
+    step = WIDTH // width
     codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    codec.bit_rate = BITRATE
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.bit_rate = bitrate
     codec.time_base = fractions.Fraction(1, FPS)
     codec.framerate = fractions.Fraction(FPS, 1)
     codec.gop_size = GOP
@@ -105,7 +130,8 @@ def encode_vp8(frames: int) -> list[tuple[bytes, bool]]:
         top = (n * 7) % (HEIGHT - 80)
         luma[top : top + 80, 80:240] = (n * 37) % 256
         luma[::4, ::4] ^= rng.integers(0, 24, (HEIGHT // 4, WIDTH // 4), dtype=numpy.uint8)  # texture
-        chroma = numpy.full((HEIGHT // 2, WIDTH), 128, numpy.uint8)
+        luma = numpy.ascontiguousarray(luma[::step, ::step])
+        chroma = numpy.full((height // 2, width), 128, numpy.uint8)
         frame = av.VideoFrame.from_ndarray(numpy.vstack([luma, chroma]), format="yuv420p")
         frame.pts = n
         frame.pict_type = av.video.frame.PictureType.I if n % GOP == 0 else av.video.frame.PictureType.NONE
@@ -165,6 +191,140 @@ class SineAudio(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, 48000)
         self.samples += 960
         return frame
+
+
+class SimulcastCamera:
+    """The publisher's camera as three simulcast layers, sent as Chrome sends them (``--layers 3``).
+
+    The video m-line's offer is munged into Chrome's form (:meth:`offer`: ``a=rid``,
+    ``a=simulcast``, the rtp-stream-id extmap, no ``a=ssrc``); aiortc's own sender on it never
+    sends (its track never yields). Each layer's pre-encoded frames are packetized by aiortc's
+    VP8 packer (its own picture ids), and sent on the layer's own SSRC, sequence numbers and RTP
+    timestamp origin with the mid, rid and abs-send-time extensions (and transport-wide sequence
+    numbers across the layers with ``transport_cc``), SRTP-protected and written to the socket by
+    ``compat.forwarding.transport_sender``. Keyframe requests are ignored, as for one layer.
+    """
+
+    def __init__(self, layers: list[list[tuple[bytes, bool]]], transport_cc: bool) -> None:
+        self.layers: list[dict[str, Any]] = [
+            {
+                "rid": rid,
+                "frames": frames,
+                "ssrc": random.getrandbits(32),
+                "seq": random.randrange(0x10000),
+                "ts": random.getrandbits(32),  # each SSRC has its own RTP timestamp origin
+                "packer": Vp8Encoder(),
+            }
+            for (rid, _w, _h, _b), frames in zip(SIMULCAST, layers, strict=True)
+        ]
+        self.transport_cc = transport_cc
+        self.transport_seq = random.randrange(0x10000)
+        self.ids = HeaderExtensionsMap()
+        self.task: asyncio.Task[None] | None = None
+
+    def offer(self, sdp: str, mid: str) -> str:
+        """aiortc's offer with Chrome's simulcast attributes on the camera m-line ``mid``."""
+        rids = [layer["rid"] for layer in self.layers]
+        extra = [f"a=extmap:{RID_ID} {simulcast.RID_URI}", *(f"a=rid:{rid} send" for rid in rids)]
+        extra.append("a=simulcast:send " + ";".join(rids))
+        return _munge_section(sdp, mid, extra, self.transport_cc, drop_ssrc=True)
+
+    def answer(self, sdp: str, mid: str, relay_offer: str) -> str:
+        """Our answer to a relay offer: still sending the layers it receives."""
+        if "a=simulcast:recv" not in relay_offer:
+            return sdp
+        rids = [layer["rid"] for layer in self.layers]
+        extra = [*(f"a=rid:{rid} send" for rid in rids), "a=simulcast:send " + ";".join(rids)]
+        return _munge_section(sdp, mid, extra, False, drop_ssrc=True)
+
+    def start(self, client: Client, transceiver: Any) -> None:
+        """Start sending once the publisher's DTLS transport is connected."""
+        self.pt = next(c.payloadType for c in transceiver._codecs if c.mimeType.lower() == "video/vp8")
+        ids = {ext.uri: ext.id for ext in transceiver._headerExtensions}
+        extensions = [
+            RTCRtpHeaderExtensionParameters(id=ids[MID_URI], uri=MID_URI),
+            RTCRtpHeaderExtensionParameters(id=ids[ABS_SEND_TIME_URI], uri=ABS_SEND_TIME_URI),
+            RTCRtpHeaderExtensionParameters(id=RID_ID, uri=simulcast.RID_URI),
+            RTCRtpHeaderExtensionParameters(id=TRANSPORT_CC_ID, uri=feedback.URI),
+        ]
+        self.ids.configure(RTCRtpParameters(headerExtensions=extensions))
+        self.mid = str(transceiver.mid)
+        self.send = forwarding.transport_sender(transceiver.sender.transport)
+        self._count_feedback(transceiver.sender.transport)
+        self.task = asyncio.ensure_future(self._run(client))
+
+    async def _run(self, client: Client) -> None:
+        start, count = time.monotonic(), 0
+        while True:
+            for layer in self.layers:
+                self._send_frame(client, layer, count)
+            count += 1
+            wait = start + count / FPS - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    def _send_frame(self, client: Client, layer: dict[str, Any], count: int) -> None:
+        data, _ = layer["frames"][count % len(layer["frames"])]
+        packet = av.Packet(data)
+        packet.pts, packet.time_base = count * (90000 // FPS), fractions.Fraction(1, 90000)
+        payloads, timestamp = layer["packer"].pack(packet)
+        timestamp = (timestamp + layer["ts"]) & 0xFFFFFFFF
+        top = layer is self.layers[-1]
+        for i, payload in enumerate(payloads):
+            rtp = RtpPacket(
+                self.pt, int(i == len(payloads) - 1), layer["seq"], timestamp, layer["ssrc"], payload
+            )
+            layer["seq"] = (layer["seq"] + 1) & 0xFFFF
+            rtp.extensions.abs_send_time = int((time.time() + NTP_EPOCH) * 262144) & 0xFFFFFF
+            rtp.extensions.mid, rtp.extensions.rtp_stream_id = self.mid, layer["rid"]
+            if self.transport_cc:
+                self.transport_seq = (self.transport_seq + 1) & 0xFFFF
+                rtp.extensions.transport_sequence_number = self.transport_seq
+            data = rtp.serialize(self.ids)
+            if top and client.sent_at is not None:
+                client.sent_at[data[-40:]] = time.perf_counter()  # before SRTP protect and sendto
+            if self.send(data):
+                client.sent += 1
+
+    def _count_feedback(self, dtls: Any) -> None:
+        """Count the relay's transport-cc feedback (RTPFB FMT 15) and REMBs: proof of the uplink path."""
+        stock = dtls._handle_rtcp_data
+        self.feedback = self.rembs = 0
+
+        async def handle_rtcp_data(data: bytes) -> None:
+            offset = 0
+            while offset + 4 <= len(data):
+                kind, fmt = data[offset + 1], data[offset] & 0x1F
+                self.feedback += kind == 205 and fmt == 15
+                self.rembs += kind == 206 and fmt == 15
+                offset += 4 * (int.from_bytes(data[offset + 2 : offset + 4], "big") + 1)
+            await stock(data)
+
+        dtls._handle_rtcp_data = handle_rtcp_data
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _munge_section(sdp: str, mid: str, extra: list[str], transport_cc: bool, drop_ssrc: bool) -> str:
+    """``sdp`` with ``extra`` lines added to the m-line ``mid`` (and transport-wide cc offered)."""
+    head, *sections = re.split(r"\r\n(?=m=)", sdp.rstrip("\r\n"))
+    out = [head]
+    for section in sections:
+        lines = section.split("\r\n")
+        if f"a=mid:{mid}" in lines:
+            if drop_ssrc:
+                lines = [line for line in lines if not line.startswith(("a=ssrc:", "a=ssrc-group:"))]
+            lines += extra
+            if transport_cc:
+                types = [
+                    line.split()[0][9:] for line in lines if line.startswith("a=rtpmap:") and "VP8" in line
+                ]
+                lines.append(f"a=extmap:{TRANSPORT_CC_ID} {feedback.URI}")
+                lines += [f"a=rtcp-fb:{pt} transport-cc" for pt in types]
+        out.append("\r\n".join(lines))
+    return "\r\n".join(out) + "\r\n"
 
 
 # --------------------------------------------------------------------------- channel client
@@ -255,6 +415,8 @@ class Client:
         self.pc = RTCPeerConnection(ice.rtc_configuration([]))
         self.streams: dict[int, Stream] = {}
         self.sent = 0
+        self.sent_at: dict[bytes, float] | None = None
+        self.camera: SimulcastCamera | None = None  # --layers 3: the publisher's video is sent by it
         self.tasks: set[asyncio.Task[Any]] = set()
         self.lock = asyncio.Lock()
         channel.peers[name] = self
@@ -263,6 +425,7 @@ class Client:
         self, publish: tuple[MediaStreamTrack, MediaStreamTrack] | None, sent_at: dict | None
     ) -> None:
         await self.channel.request("open", room=ROOM, peer=self.name)
+        self.sent_at = sent_at
         if publish:
             for track in publish:
                 self.pc.addTransceiver(track, direction="sendonly")
@@ -272,10 +435,20 @@ class Client:
         self._hook(self.pc.getTransceivers()[0].sender.transport, sent_at, publisher=bool(publish))
         async with self.lock:
             await self.pc.setLocalDescription(await self.pc.createOffer())
-            reply = await self.channel.request(
-                "offer", room=ROOM, peer=self.name, sdp=self.pc.localDescription.sdp
-            )
+            sdp = self.pc.localDescription.sdp
+            if self.camera is not None:
+                sdp = self.camera.offer(sdp, self._video_mid())
+            reply = await self.channel.request("offer", room=ROOM, peer=self.name, sdp=sdp)
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        if self.camera is not None:
+            video = next(t for t in self.pc.getTransceivers() if t.kind == "video")
+            dtls = video.sender.transport
+            deadline = time.monotonic() + 20
+            while dtls.state != "connected":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the publisher's DTLS transport did not connect in 20 s")
+                await asyncio.sleep(0.02)
+            self.camera.start(self, video)
         if not publish and self.delays is None:
             self._hook_socket(self.pc.getTransceivers()[0].sender.transport)
 
@@ -289,7 +462,13 @@ class Client:
         async with self.lock:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-            await self.channel.request("answer", room=ROOM, peer=self.name, sdp=self.pc.localDescription.sdp)
+            answer = self.pc.localDescription.sdp
+            if self.camera is not None:
+                answer = self.camera.answer(answer, self._video_mid(), sdp)
+            await self.channel.request("answer", room=ROOM, peer=self.name, sdp=answer)
+
+    def _video_mid(self) -> str:
+        return str(next(t.mid for t in self.pc.getTransceivers() if t.kind == "video"))
 
     def _hook(self, dtls: Any, sent_at: dict | None, publisher: bool) -> None:
         send_rtp, streams, delays = dtls._send_rtp, self.streams, self.delays
@@ -343,6 +522,8 @@ class Client:
     async def close(self) -> None:
         for task in list(self.tasks):
             task.cancel()
+        if self.camera is not None:
+            self.camera.stop()
         await self.pc.close()
 
 
@@ -448,8 +629,15 @@ async def mediarelay_server(fd: int) -> None:
 
 
 class Bench:
-    def __init__(self, kind: str, frames: list[tuple[bytes, bool]]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        frames: list[tuple[bytes, bool]],
+        layers: list[list[tuple[bytes, bool]]] | None = None,
+        transport_cc: bool = False,
+    ) -> None:
         self.kind, self.frames = kind, frames
+        self.layers, self.transport_cc = layers, transport_cc  # layers: simulcast (--layers 3)
         self.subscribers: list[Client] = []
         self.sent_at: dict[bytes, float] = {}
         self.delays: list[float] = []
@@ -461,7 +649,11 @@ class Bench:
         await self.channel.start()
         await self.channel.request("configure", ice_servers=[], host_addresses=LOOPBACK, udp_ports=None)
         self.publisher = Client(self.channel, "pub")
-        await self.publisher.join((SineAudio(), ReplayVideo(self.frames)), self.sent_at)
+        video: MediaStreamTrack = ReplayVideo(self.frames)
+        if self.layers:
+            self.publisher.camera = SimulcastCamera(self.layers, self.transport_cc)
+            video = ForwardTrack("video")
+        await self.publisher.join((SineAudio(), video), self.sent_at)
         codecs = [c for t in self.publisher.pc.getTransceivers() if t.kind == "video" for c in t._codecs]
         self.publisher.video_pt[0] = next(c.payloadType for c in codecs if c.mimeType.lower() == "video/vp8")
         await self._until(lambda: self.publisher.sent > 0, 10, "publisher media flowing")
@@ -506,6 +698,9 @@ class Bench:
             time.monotonic(),
         )
         busy0, steal0 = machine_ticks()
+        sys0 = proc_system_seconds(pid)
+        camera = self.publisher.camera
+        feedback0 = (camera.feedback, camera.rembs) if camera is not None else None
         await asyncio.sleep(duration)
         cpu1, own1, pub1, t1 = (
             proc_cpu_seconds(pid),
@@ -514,6 +709,7 @@ class Bench:
             time.monotonic(),
         )
         busy1, steal1 = machine_ticks()
+        sys1 = proc_system_seconds(pid)
         stats1 = await self.channel.request("stats")
         after = [s.counts() for s in self.subscribers]
         window = t1 - t0
@@ -524,6 +720,8 @@ class Bench:
         published = pub1 - pub0
         relayed = stats1["packets_received"] - stats0["packets_received"]
         expected = k * (relayed if self.kind == "meet" else published)
+        if "layers" in stats1:  # each subscriber is owed the layers it carries, not all received
+            expected = carried_packets(stats0, stats1)
         cpu = cpu1 - cpu0
         delays = [d * 1000 for d in self.delays]
         return {
@@ -532,6 +730,10 @@ class Bench:
             "forwarded_pps": forwarded / window,
             "received_pps": received / window,
             "expected_pps": expected / window,
+            "relayed_pps": relayed / window,  # packets the relay received (every layer)
+            # RTCP the simulcast publisher got from the relay: transport-cc feedback, REMB
+            "uplink_feedback_ps": (camera.feedback - feedback0[0]) / window if camera and feedback0 else None,
+            "uplink_remb_ps": (camera.rembs - feedback0[1]) / window if camera and feedback0 else None,
             # late packets of the previous window can make the window's gap count negative
             "loss": max(0, gaps) / (received + max(0, gaps))
             if received
@@ -539,6 +741,7 @@ class Bench:
             "shortfall": max(0.0, 1 - forwarded / expected) if expected and self.kind == "meet" else None,
             "gaps": gaps,
             "server_cpu_pct": 100 * cpu / window,
+            "server_system_share": (sys1 - sys0) / cpu if cpu else None,  # kernel part of it
             "client_cpu_pct": 100 * (own1 - own0) / window,
             # other processes on the box, in % of one core: > ~20 % and the figures are disturbed
             "others_cpu_pct": max(0.0, 100 * ((busy1 - busy0) / CLK_TCK - cpu - (own1 - own0)) / window),
@@ -564,16 +767,37 @@ class Bench:
         await asyncio.get_running_loop().run_in_executor(None, stop, self.process, self.channel.sock)
 
 
+def carried_packets(stats0: dict[str, Any], stats1: dict[str, Any]) -> int:
+    """Packets the subscribers should have been sent between two ``stats``: per subscription,
+    what the layer it carries (at the end) received in between."""
+    before = {(e["publisher"], e["source"], e["rid"]): e["packets"] for e in stats0.get("layers", [])}
+    after = {(e["publisher"], e["source"], e["rid"]): e["packets"] for e in stats1["layers"]}
+    total = 0
+    for subscriber in stats1["subscribers"]:
+        for sub in subscriber["subscriptions"]:
+            if sub["layer"] is None or sub["paused"]:
+                continue
+            key = (sub["publisher"], sub["source"], None if sub["layer"] == "single" else sub["layer"])
+            total += after.get(key, 0) - before.get(key, 0)
+    return total
+
+
 def fmt(value: Any, spec: str = ".0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
 def step_line(tag: str, m: dict[str, Any]) -> str:
     return (
-        f"  {tag:5s} k={m['subscribers']:3d}  fwd {fmt(m['forwarded_pps']):>6}/s (expected {fmt(m['expected_pps']):>6})"
+        f"  {tag:5s} k={m['subscribers']:3d}  in {fmt(m.get('relayed_pps')):>4}/s"
+        f"  fwd {fmt(m['forwarded_pps']):>6}/s (expected {fmt(m['expected_pps']):>6})"
         f"  loss {fmt(100 * m['loss'] if m['loss'] is not None else None, '.2f')}%  server {fmt(m['server_cpu_pct'])}%"
         f"  client {fmt(m['client_cpu_pct'])}%  others {fmt(m['others_cpu_pct'])}%  {fmt(m['us_per_packet'], '.1f')} us/pkt"
         f"  delay p50 {fmt(m['delay_p50_ms'], '.2f')} p99 {fmt(m['delay_p99_ms'], '.2f')} ms"
+        + (
+            f"  uplink twcc {fmt(m['uplink_feedback_ps'])}/s remb {fmt(m['uplink_remb_ps'], '.1f')}/s"
+            if m.get("uplink_feedback_ps") is not None
+            else ""
+        )
     )
 
 
@@ -593,8 +817,10 @@ def lossy(m: dict[str, Any]) -> bool:
     return (m["loss"] or 0) > LOSS_LIMIT or (m["shortfall"] or 0) > LOSS_LIMIT
 
 
-async def run_meet(args: argparse.Namespace, frames: list[tuple[bytes, bool]]) -> dict[str, Any]:
-    bench = Bench("meet", frames)
+async def run_meet(
+    args: argparse.Namespace, frames: list[tuple[bytes, bool]], layers: list[list[tuple[bytes, bool]]] | None
+) -> dict[str, Any]:
+    bench = Bench("meet", frames, layers, args.transport_cc)
     result: dict[str, Any] = {"ramp": [], "runs": [], "k_reached": 0}
     try:
         await bench.start()
@@ -639,9 +865,13 @@ async def run_meet(args: argparse.Namespace, frames: list[tuple[bytes, bool]]) -
 
 
 async def run_light(
-    args: argparse.Namespace, frames: list[tuple[bytes, bool]], kind: str, k: int
+    args: argparse.Namespace,
+    frames: list[tuple[bytes, bool]],
+    kind: str,
+    k: int,
+    layers: list[list[tuple[bytes, bool]]] | None = None,
 ) -> list[dict]:
-    bench = Bench(kind, frames)
+    bench = Bench(kind, frames, layers, args.transport_cc)
     out = []
     try:
         await bench.start()
@@ -668,10 +898,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         f" keyframe every {GOP} frames, replayed at {FPS} fps + Opus 50 packets/s",
         flush=True,
     )
+    layers = None
+    if args.layers == 3:
+        layers = [encode_vp8(FPS * 4, w, h, rate) for _rid, w, h, rate in SIMULCAST]
+        rates = ", ".join(
+            f"{rid} {w}x{h} {8 * sum(len(f) for f, _ in frames_) / (len(frames_) / FPS) / 1e6:.2f} Mbps"
+            for (rid, w, h, _rate), frames_ in zip(SIMULCAST, layers, strict=True)
+        )
+        print(
+            f"publisher: simulcast camera, 3 layers on 3 SSRCs with mid+rid+abs-send-time"
+            f"{' + transport-wide cc' if args.transport_cc else ''}: {rates}",
+            flush=True,
+        )
     report: dict[str, Any] = {}
-    report["meet_light"] = await run_light(args, frames, "meet", 1)
-    report["meet"] = await run_meet(args, frames)
-    if not args.skip_mediarelay:
+    report["meet_light"] = await run_light(args, frames, "meet", 1, layers)
+    report["meet"] = await run_meet(args, frames, layers)
+    if not args.skip_mediarelay and layers is None:  # aiortc's MediaRelay cannot receive simulcast
         report["mediarelay"] = await run_light(args, frames, "mediarelay", args.mediarelay_subscribers)
     report["elapsed_s"] = time.monotonic() - started
     return report
@@ -683,6 +925,11 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     print(
         f"=== results (median [min-max] over {args.runs} runs; server pinned to core 0, clients on the rest) ==="
+    )
+    print(
+        "publisher camera: "
+        + ("one stream" if args.layers == 1 else "3 simulcast layers, subscribers get the top one")
+        + (", transport-wide cc" if args.transport_cc else "")
     )
 
     def row(label: str, s: dict[str, Any], spec: str, unit: str) -> None:
@@ -700,6 +947,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"  (the ramp stopped at k={meet['join_failed_at']}: subscribers could not join in time)")
     if "aborted" in meet:
         print(f"  (aborted: {meet['aborted']})")
+    row("packets received by the relay/s (all layers)", summary(runs, "relayed_pps"), ".0f", "/s")
     row("forwarded packets/s", summary(runs, "forwarded_pps"), ".0f", "/s")
     row("worker CPU (% of one core)", summary(runs, "server_cpu_pct"), ".0f", "%")
     row("worker CPU per forwarded packet", summary(runs, "us_per_packet"), ".1f", "us")
@@ -717,6 +965,17 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     row("added delay p99 (at this k)", summary(runs, "delay_p99_ms"), ".2f", "ms")
     light = report["meet_light"]
     print("meet relay worker, k=1 subscriber (delay without load)")
+    row("packets received by the relay/s (all layers)", summary(light, "relayed_pps"), ".0f", "/s")
+    row("worker CPU (% of one core)", summary(light, "server_cpu_pct"), ".1f", "%")
+    row(
+        "  of which in the kernel (stime)",
+        {
+            k2: (v * 100 if isinstance(v, float) else v)
+            for k2, v in summary(light, "server_system_share").items()
+        },
+        ".0f",
+        "%",
+    )
     row("added delay p50", summary(light, "delay_p50_ms"), ".2f", "ms")
     row("added delay p99", summary(light, "delay_p99_ms"), ".2f", "ms")
     row("worker CPU per forwarded packet", summary(light, "us_per_packet"), ".1f", "us")
@@ -763,6 +1022,18 @@ def main() -> int:
     parser.add_argument("--step-duration", type=float, default=2.0, help="window per ramp step (s)")
     parser.add_argument("--mediarelay-subscribers", type=int, default=2)
     parser.add_argument("--skip-mediarelay", action="store_true")
+    parser.add_argument(
+        "--layers",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="the publisher's camera as one stream, or as three simulcast layers like Chrome's (l/m/h)",
+    )
+    parser.add_argument(
+        "--transport-cc",
+        action="store_true",
+        help="with --layers 3: number the camera's packets for transport-wide cc (the relay's uplink feedback)",
+    )
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--mediarelay-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
