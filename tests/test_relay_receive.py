@@ -8,6 +8,7 @@ still reaches them on the relay's side.
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,7 +16,9 @@ from typing import Any
 
 import aioice.ice
 import aiortc.rtcdtlstransport
+import aiortc.rtp
 import pytest
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from relay_peers import ROOM, Hub, TestPeer, until
 from simulcast_publisher import LAYERS, SimulcastPublisher
 
@@ -24,6 +27,7 @@ from meet.relay.compat import receiving
 
 LOOPBACK = ["127.0.0.1"]
 Dtls = aiortc.rtcdtlstransport.RTCDtlsTransport
+SELECTOR_TRANSPORT: Any = vars(asyncio.selector_events)["_SelectorTransport"]  # resume_reading's owner
 
 
 @pytest.fixture(autouse=True)
@@ -121,6 +125,163 @@ def test_reads_keep_every_udp_datagram_whole() -> None:
     assert sizes == [65507, 1200, 1]
 
 
+def test_one_wake_up_reads_every_queued_datagram() -> None:
+    """A burst already queued at the socket is delivered in one event-loop round, in order.
+
+    Stock asyncio reads one datagram per round. Loopback delivers each ``sendto`` into the
+    receive queue before it returns, so the whole burst is queued before the loop polls.
+    """
+    received: list[bytes] = []
+
+    class Sink(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            received.append(data)
+
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
+        seen: list[int] = []
+        try:
+            await asyncio.sleep(0)  # connection_made and the stock reader's registration
+            receiving.batch_reads(transport)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for burst in (5, receiving.BATCH + 3):
+                    received.clear()
+                    for n in range(burst):
+                        sock.sendto(bytes([0x80, n]), transport.get_extra_info("sockname"))
+                    for _ in range(100):  # event-loop rounds until the first datagram is read
+                        await asyncio.sleep(0)
+                        if received:
+                            break
+                    seen.append(len(received))
+                    await asyncio.sleep(0)  # the rest of a burst longer than BATCH, next round
+                    seen.append(len(received))
+                    assert received == [bytes([0x80, n]) for n in range(burst)]
+            transport.pause_reading()  # type: ignore[attr-defined]
+            transport.resume_reading()  # type: ignore[attr-defined]  # registers the batching reader again, not the stock one
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                received.clear()
+                for n in range(3):
+                    sock.sendto(bytes([0x80, n]), transport.get_extra_info("sockname"))
+                while not received:
+                    await asyncio.sleep(0)
+                seen.append(len(received))
+        finally:
+            transport.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [5, 5, receiving.BATCH, receiving.BATCH + 3, 3]
+
+
+URIS = {  # one-byte extension ids as configured below
+    1: "urn:ietf:params:rtp-hdrext:sdes:mid",
+    2: "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+    3: "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+    4: "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    5: "urn:ietf:params:rtp-hdrext:toffset",
+    6: "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    7: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+}
+
+
+def _extensions_map(uris: dict[int, str]) -> aiortc.rtp.HeaderExtensionsMap:
+    extensions_map = aiortc.rtp.HeaderExtensionsMap()
+    headers = [RTCRtpHeaderExtensionParameters(id=i, uri=u) for i, u in uris.items()]
+    extensions_map.configure(RTCRtpParameters(headerExtensions=headers))
+    return extensions_map
+
+
+def _rtp(
+    first: int, extension: bytes = b"", profile: int = 0xBEDE, tail: bytes = b"\x10vp8 payload"
+) -> bytes:
+    header = bytes([first, 0x80 | 96]) + (65535).to_bytes(2, "big") + (2**32 - 1).to_bytes(4, "big")
+    header += (0x1234).to_bytes(4, "big")
+    if first & 0x0F:
+        header += b"".join((n + 1).to_bytes(4, "big") for n in range(first & 0x0F))  # CSRCs
+    if first & 0x10:
+        header += profile.to_bytes(2, "big") + (len(extension) // 4).to_bytes(2, "big") + extension
+    return header + tail
+
+
+def _one_byte(*elements: tuple[int, bytes]) -> bytes:
+    data = b"".join(bytes([(x_id << 4) | (len(value) - 1)]) + value for x_id, value in elements)
+    return data + b"\x00" * (-len(data) % 4)  # padding to 32-bit words
+
+
+ALL_SEVEN = _one_byte(
+    (1, b"0"),
+    (2, b"h"),
+    (3, b"q"),
+    (4, b"\xab\xcd\xef"),
+    (5, b"\xff\xff\xfb"),
+    (6, b"\xaa"),
+    (7, b"\xfd\xe8"),
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _rtp(0x80),  # no extension
+        _rtp(0x90, ALL_SEVEN),  # every field aiortc knows, toffset negative (RFC 5450: 24 bits)
+        _rtp(
+            0x90, b"\x00\x00" + _one_byte((4, b"\x01\x02\x03"), (12, b"??"), (1, b"camera"))
+        ),  # padding, unknown id
+        _rtp(0x90, b""),  # an empty extension block
+        _rtp(0xB0, ALL_SEVEN, tail=b"\x10vp8" + b"\x00\x00\x03"),  # RTP padding: stock parser
+        _rtp(0x92, ALL_SEVEN),  # CSRCs: stock parser
+        _rtp(0x90, b"\x01\x06camera\x00\x00\x00\x00", profile=0x1000),  # two-byte extensions: stock parser
+    ],
+    ids=["plain", "seven", "padding-unknown", "empty-block", "rtp-padding", "csrc", "two-byte"],
+)
+def test_parse_rtp_gives_what_aiortc_parses(data: bytes) -> None:
+    extensions_map = _extensions_map(URIS)
+    packet = receiving.parse_rtp(data, extensions_map)
+    assert vars(packet) == vars(aiortc.rtp.RtpPacket.parse(data, extensions_map))
+    assert type(packet) is aiortc.rtp.RtpPacket
+
+
+def test_parse_rtp_follows_the_maps_ids() -> None:
+    """Ids as negotiated (configure changes them in place); one id for two URIs: stock's choice."""
+    data = _rtp(0x90, _one_byte((1, b"\x01\x02\x03"), (9, b"\x05\x06")))
+    extensions_map = _extensions_map({1: URIS[4], 9: URIS[7]})
+    assert receiving.parse_rtp(data, extensions_map).extensions.abs_send_time == 0x010203
+    extensions_map.configure(
+        RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri=URIS[3])])
+    )
+    for parse in (receiving.parse_rtp, aiortc.rtp.RtpPacket.parse):
+        assert parse(data, extensions_map).extensions.rtp_stream_id == "\x01\x02\x03"
+    shared = _extensions_map({1: URIS[3], 2: URIS[1]})
+    shared.configure(RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri=URIS[1])]))
+    assert vars(receiving.parse_rtp(data, shared)) == vars(aiortc.rtp.RtpPacket.parse(data, shared))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x80\x60" + b"\x00" * 9,  # shorter than a header
+        _rtp(0x90, b"")[:14],  # extension header cut
+        _rtp(0x90, ALL_SEVEN)[:20],  # extension block cut
+        _rtp(0x90, b"\x4f\x01\x02\x03", tail=b""),  # an element longer than its block
+        _rtp(0x40),  # RTP version 1
+    ],
+    ids=["short", "no-extension-header", "cut-block", "long-element", "version"],
+)
+def test_parse_rtp_refuses_what_aiortc_refuses(data: bytes) -> None:
+    extensions_map = _extensions_map(URIS)
+    with pytest.raises(ValueError):
+        aiortc.rtp.RtpPacket.parse(data, extensions_map)
+    with pytest.raises(ValueError):
+        receiving.parse_rtp(data, extensions_map)
+
+
+def test_parse_rtp_refuses_a_fixed_size_extension_of_another_size() -> None:
+    """Stock raises struct.error (not ValueError) from the datagram callback; a ValueError drops it."""
+    data = _rtp(0x90, _one_byte((4, b"\x01\x02")))
+    with pytest.raises(ValueError, match="abs_send_time"):
+        receiving.parse_rtp(data, _extensions_map(URIS))
+
+
 def _dtls_without(field: str) -> Callable[..., None]:
     stock = Dtls.__init__
 
@@ -134,6 +295,32 @@ def _dtls_without(field: str) -> Callable[..., None]:
 async def _recv_next_elsewhere(self: Any) -> None:
     """A stand-in for a reworked ``_recv_next`` that no longer keeps the session there."""
     await self.transport._recv()
+
+
+def _packet_with_sequence(self: Any, *args: Any, **kwargs: Any) -> None:
+    """A stand-in for an aiortc whose packets have one more field."""
+    stock_packet_init(self, *args, **kwargs)
+    self.transport_sequence = None
+
+
+stock_packet_init = aiortc.rtp.RtpPacket.__init__
+
+
+def _get_offset_by_one(self: Any, extension_profile: int, extension_value: bytes) -> Any:
+    """A stand-in for an aiortc that reads abs-send-time another way."""
+    values = stock_get(self, extension_profile, extension_value)
+    if values.abs_send_time is not None:
+        values.abs_send_time += 1
+    return values
+
+
+stock_get = aiortc.rtp.HeaderExtensionsMap.get
+
+
+def _read_with_recvmsg(self: Any) -> None:
+    """A stand-in for an asyncio that reads datagrams another way (batch_reads mirrors the stock one)."""
+    data, _ancillary, _flags, addr = self._sock.recvmsg(self.max_size)
+    self._protocol.datagram_received(data, addr)
 
 
 def _read_whatever_fits(self: Any) -> None:
@@ -158,8 +345,34 @@ def _read_whatever_fits(self: Any) -> None:
             lambda mp: mp.setattr(receiving.DATAGRAM_TRANSPORT, "_read_ready", _read_whatever_fits),
             "_SelectorDatagramTransport._read_ready is missing or no longer uses max_size",
         ),
+        (
+            lambda mp: mp.setattr(receiving.DATAGRAM_TRANSPORT, "_read_ready", _read_with_recvmsg),
+            "_SelectorDatagramTransport._read_ready is missing or no longer uses recvfrom",
+        ),
+        (
+            lambda mp: mp.delattr(SELECTOR_TRANSPORT, "resume_reading"),
+            "_SelectorDatagramTransport.resume_reading is missing",
+        ),
+        (
+            lambda mp: mp.setattr(aiortc.rtp.RtpPacket, "__init__", _packet_with_sequence),
+            "RtpPacket instances",
+        ),
+        (
+            lambda mp: mp.setattr(aiortc.rtp.HeaderExtensionsMap, "get", _get_offset_by_one),
+            "parse_rtp no longer parses as aiortc.rtp.RtpPacket.parse",
+        ),
     ],
-    ids=["router", "connection", "recv-next", "dtls-field", "asyncio-max-size"],
+    ids=[
+        "router",
+        "connection",
+        "recv-next",
+        "dtls-field",
+        "asyncio-max-size",
+        "asyncio-recvfrom",
+        "resume",
+        "packet-fields",
+        "parse",
+    ],
 )
 def test_guard_names_the_receive_internals(
     monkeypatch: pytest.MonkeyPatch, remove: Callable[[pytest.MonkeyPatch], None], named: str

@@ -71,7 +71,10 @@ _CLASS_ATTRIBUTES: tuple[tuple[type, tuple[str, ...]], ...] = (
     (aiortc.rtp.HeaderExtensions, ("mid", "rtp_stream_id", "repaired_rtp_stream_id")),
     (aioice.ice.Connection, ("data_received", "get_component_candidates", "gather_candidates", "sendto")),
     (aioice.ice.StunProtocol, ("datagram_received",)),
-    (receiving.DATAGRAM_TRANSPORT, ("max_size", "_read_ready")),
+    (
+        receiving.DATAGRAM_TRANSPORT,
+        ("max_size", "_read_ready", "_add_reader", "_fatal_error", "resume_reading"),
+    ),
     (aiortc.rtcicetransport.RTCIceGatherer, ("getDefaultIceServers",)),
 )
 # (module, names it must define)
@@ -114,6 +117,14 @@ _CALL_PATHS = (
     (aiortc.rtcdtlstransport.RTCDtlsTransport, "_handle_rtp_data", "route_rtp"),
     (aioice.ice.StunProtocol, "datagram_received", "data_received"),
     (receiving.DATAGRAM_TRANSPORT, "_read_ready", "max_size"),
+    # receiving.batch_reads: its reader repeats the stock one's steps, and is registered as it is
+    *(
+        (receiving.DATAGRAM_TRANSPORT, "_read_ready", name)
+        for name in ("_conn_lost", "_sock", "recvfrom", "_protocol", "datagram_received", "error_received")
+    ),
+    (receiving.DATAGRAM_TRANSPORT, "__init__", "_sock_fd"),
+    (receiving.DATAGRAM_TRANSPORT, "__init__", "_read_ready"),
+    (receiving.DATAGRAM_TRANSPORT, "resume_reading", "_read_ready"),
     (RTCRtpSender, "_run_rtcp", "_send_rtcp"),
     # feedback.on_transport_feedback wraps the transport's _handle_rtcp_data per instance
     (aiortc.rtcdtlstransport.RTCDtlsTransport, "_recv_next", "_handle_rtcp_data"),
@@ -197,6 +208,7 @@ def problems() -> list[str]:
         found.append("aioice.ice.Connection.get_component_candidates has a new signature")
     if vars(aiortc.rtcicetransport).get(gathering.CONNECTION) not in gathering.CONNECTION_CLASSES:
         found.append("aiortc.rtcicetransport.Connection is not aioice's Connection")
+    found += receiving.problems()  # its RTP parser against aiortc's
     return found + _instance_problems() + simulcast_problems() + feedback_problems()
 
 
