@@ -21,9 +21,10 @@ each arrived. From those pairs of (send time, arrival time) the link derives:
   throughput + 10 kbps: sending less than the estimate cannot prove the link carries more.
 - **Loss** (:class:`_Loss`), over intervals of at least :data:`LOSS_PACKETS` 20 packets or
   :data:`LOSS_PERIOD` 1 s (fewer would make one lost packet look like 20 %): above 10 % the
-  rate is cut at once to min(rate × (1 − 0.5 × loss), :data:`BETA` × the rate delivered
-  during the interval) — under heavy loss what arrives is what the path carries, and a full
-  drop-tail queue (a tbf) shows no delay *trend* to react to; between 2 and 10 % it holds;
+  rate is cut at once to rate × (1 − 0.5 × loss), but no lower than :data:`BETA` × the rate
+  delivered during the interval — under heavy loss what arrives is what the path carries (a
+  full drop-tail queue, a tbf, shows no delay *trend* to react to), and the burst of loss of
+  a link that just shrank must not cut to the floor; between 2 and 10 % it holds;
   below 2 % it may increase. Probe packets are left out (they are meant to fill queues).
 - **Probing** (:mod:`.probe`). Since the estimate cannot grow much past what is sent, the
   allocator asks :meth:`Link.probe` whether a higher rate fits; the link sends two clusters
@@ -325,10 +326,12 @@ class Link:
         if now - self._aimd.last_decrease < 0.3 + (self.rtt or 0.0):
             return  # the last decrease has not had time to show yet
         loss, delivered = interval
-        # A drop-tail queue that overflows shows no delay trend: what arrived is what it carries.
-        self._aimd.cut(
-            min(self.estimate * (1 - 0.5 * loss), BETA * delivered if delivered else math.inf), now
-        )
+        # A drop-tail queue that overflows shows no delay trend: what arrived is what it carries,
+        # so the cut goes no lower than that (a burst of loss while a link shrinks, 85 % at
+        # the first feedback behind a token bucket, would otherwise cut to the floor and pause
+        # every video for seconds).
+        cut = self.estimate * (1 - 0.5 * loss)
+        self._aimd.cut(max(cut, BETA * delivered) if delivered else cut, now)
 
     def probe(self, target_bps: float, now: float) -> None:
         """Find out whether ``target_bps`` fits (ignored while a probe runs or backs off)."""
