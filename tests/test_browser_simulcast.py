@@ -346,6 +346,11 @@ FETCH_RATE_JS = """async () => {
 }"""
 
 
+def paused_notice(page: Any) -> bool:
+    """Whether a tile shows the notice of a video the relay paused for this page's bandwidth."""
+    return bool(page.locator(".tile-status:not([hidden])", has_text="Video paused").count())
+
+
 class TestShapedPath:
     @pytest.fixture
     def config(self, tmp_path: Path, path: ShapedPath) -> Config:
@@ -378,10 +383,13 @@ class TestShapedPath:
                     rates["shaped"] = rate_where(lambda r: 0 < r < cap, 15, "bob receiving under the cap")
                     downloads = {"shaped": bob.evaluate(FETCH_RATE_JS)}
                     qdisc = path.stats()
-                # Unshaped, the path carries whatever is sent again: a download at full speed (how
-                # soon the relay sends more video again is the relay's own business).
+                    # Not even alice's low layer fits next to her audio: the relay pauses her
+                    # video for bob (tracks[].paused) and his tile says why it stands still.
+                    poll(lambda: paused_notice(bob), 20, "bob's tile of alice saying her video is paused")
+                # Unshaped, the path carries whatever is sent again: a download at full speed.
                 downloads["after"] = bob.evaluate(FETCH_RATE_JS)
                 rates["after"] = receive_rate(bob, a)
+                poll(lambda: not paused_notice(bob), 30, "alice's video resumed for bob")
                 return {
                     "downloads": downloads,
                     "rates": rates,

@@ -212,8 +212,28 @@ export function wireClient(client) {
   on("disconnected", onDisconnected);
 }
 
+const PAUSED_TEXT = "Video paused: your connection is too slow for it";
+
+/** The notice of a video the relay paused for my bandwidth ("peerId:source"), else null. */
+function pausedText(key) {
+  return call.pausedVideos && call.pausedVideos.has(key) ? PAUSED_TEXT : null;
+}
+
+/** Relay mode: say on each tile whether the relay paused its video for my bandwidth. */
+function showPausedVideos(paused) {
+  call.pausedVideos = paused;
+  if (!call.grid) return;
+  for (const id of call.roster.keys()) {
+    for (const [prefix, source] of [["cam", "camera"], ["screen", "screen"]]) {
+      const tile = call.grid.get(`${prefix}:${id}`);
+      if (tile) tile.setStatus(connectionText(call.relayState) || pausedText(`${id}:${source}`));
+    }
+  }
+}
+
 /** Remote streams into tiles, connection states into tile notices (mesh and relay alike). */
 export function wireMedia(media) {
+  media.addEventListener("paused-videos", ({ detail }) => showPausedVideos(detail.paused));
   media.addEventListener("stream", ({ detail }) => {
     const peer = call.roster.get(detail.peerId);
     if (!peer || !call.grid) return;
@@ -245,9 +265,10 @@ export function wireMedia(media) {
     if (!call.grid) return;
     if (detail.peerId === RELAY_PEER) {
       // One connection carries everyone: its state is every remote tile's.
+      call.relayState = detail.state;
       for (const id of call.roster.keys()) {
         const tile = call.grid.get(`cam:${id}`);
-        if (tile) tile.setStatus(connectionText(detail.state));
+        if (tile) tile.setStatus(connectionText(detail.state) || pausedText(`${id}:camera`));
       }
       return;
     }

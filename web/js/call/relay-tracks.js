@@ -44,6 +44,19 @@ export function sameTracks(a, b) {
   return a.length === b.length && a.every((track) => b.includes(track));
 }
 
+/**
+ * The videos the relay paused for my connection's bandwidth (`tracks[].paused`), as
+ * "peerId:source" keys ("source": camera | screen); malformed items are skipped.
+ */
+export function pausedVideos(list) {
+  const keys = new Set();
+  for (const item of list) {
+    if (!item || item.paused !== true || typeof item.publisher !== "string") continue;
+    if (item.source === "camera" || item.source === "screen") keys.add(`${item.publisher}:${item.source}`);
+  }
+  return keys;
+}
+
 /** A `tracks` message's list → Map mid → {publisher, source}; malformed items are skipped. */
 export function parseTracks(list) {
   const map = new Map();

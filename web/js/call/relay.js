@@ -33,7 +33,7 @@
  */
 
 import { addScreenTransceiver, cameraInit, fitCameraLayers } from "./encodings.js";
-import { attributeStreams, isLive, parseTracks, sameTracks, sdpSections } from "./relay-tracks.js";
+import { attributeStreams, isLive, parseTracks, pausedVideos, sameTracks, sdpSections } from "./relay-tracks.js";
 
 export const RELAY_PEER = "relay";
 
@@ -336,6 +336,7 @@ export class Relay extends EventTarget {
     this.active = false; // the room's media goes through the relay (mode "relay")
     this.link = null; // the Link while active
     this.pendingTracks = null; // a `tracks` map that came while there was no Link
+    this.paused = new Set(); // "peerId:source" of the videos the relay paused for my bandwidth
 
     this.handlers = {
       welcome: (e) => this.onWelcome(e.detail),
@@ -404,6 +405,11 @@ export class Relay extends EventTarget {
     const map = parseTracks(list);
     if (this.link) this.link.setTracks(map);
     else this.pendingTracks = map;
+    const paused = pausedVideos(list);
+    if (!sameKeys(paused, this.paused)) {
+      this.paused = paused;
+      this.emit("paused-videos", { paused });
+    }
   }
 
   onError(code) {
@@ -461,4 +467,8 @@ export class Relay extends EventTarget {
   warn(what, err) {
     console.warn(`meet relay: ${what}`, err);
   }
+}
+
+function sameKeys(a, b) {
+  return a.size === b.size && [...a].every((key) => b.has(key));
 }
