@@ -322,3 +322,80 @@ def test_when_not_every_video_fits_the_ones_flowing_keep_their_place() -> None:
     assert allocate(budget, [RATES, RATES], (None, 0)).layers == (None, 0)
     assert allocate(budget, [RATES, RATES], (0, None)).layers == (0, None)
     assert allocate(budget, [RATES, RATES], (None, None)).layers == (0, None)
+
+
+async def received(peer: TestPeer, mid: str) -> int:
+    """RTP packets ``peer`` received on ``mid`` so far (its inbound-rtp statistics)."""
+    report = await peer.transceiver(mid).receiver.getStats()
+    return sum(s.packetsReceived for s in report.values() if s.type == "inbound-rtp")
+
+
+class FakeControl:
+    """A subscriber's estimate the test sets (the real one is meet.relay.bwe.Link)."""
+
+    def __init__(self, estimate: float) -> None:
+        self.estimate = estimate
+        self.probes: list[float] = []
+        self.seq = 0
+
+    def sent(self, size: int, now: float) -> int:
+        self.seq = (self.seq + 1) & 0xFFFF
+        return self.seq
+
+    def probe(self, target_bps: float, now: float) -> None:
+        self.probes.append(target_bps)
+
+    def padding(self, now: float) -> int:
+        return 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"estimate": self.estimate}
+
+    def on_feedback(self, fci: bytes, now: float) -> bool:
+        return True
+
+
+def test_the_relay_pauses_a_video_the_link_cannot_carry_and_resumes_it() -> None:
+    """Through real aiortc peers: audio keeps flowing while the video is paused; tracks say so."""
+
+    async def scenario() -> None:
+        hub = Hub()
+        await hub.configure(["127.0.0.1"])
+        try:
+            alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob")
+            await alice.join()
+            await bob.join()
+            await until(lambda: len(bob.mids_of("alice")) == 1, 20, "bob receives alice's camera")
+            video = bob.mids_of("alice")[0]
+            audio = bob.mids_of("alice", "audio")[0]
+            await until(lambda: len(bob.frames[video]) >= 5, 20, "bob decodes alice's camera")
+            control = FakeControl(20_000.0)  # not even the one layer fits, audio aside
+            hub.relay.rooms[ROOM].participants["bob"].bandwidth.link = control
+            await until(
+                lambda: any(t["paused"] for t in bob.tracks_events[-1] if t["mid"] == video),
+                10,
+                "tracks says the camera is paused",
+            )
+            assert not any(t["paused"] for t in bob.tracks_events[-1] if t["mid"] == audio)
+            frames, audio_packets = len(bob.frames[video]), await received(bob, audio)
+            deadline = asyncio.get_running_loop().time() + 10
+            while await received(bob, audio) < audio_packets + 25:  # ~0.5 s of Opus
+                assert asyncio.get_running_loop().time() < deadline, "audio stopped with the video"
+                await asyncio.sleep(0.05)
+            assert len(bob.frames[video]) <= frames + 1  # a frame in flight at most
+            assert control.probes, "the allocator asks for a probe towards the paused video"
+            stats = await hub.stats()
+            (bob_stats,) = [link for link in stats["subscribers"] if link["peer"] == "bob"]
+            (camera,) = [sub for sub in bob_stats["subscriptions"] if sub["mid"] == video]
+            assert camera["paused"] and camera["layer"] is None and bob_stats["estimate"] == 20_000
+
+            control.estimate = 5_000_000.0
+            await until(
+                lambda: not any(t["paused"] for t in bob.tracks_events[-1]), 10, "tracks says it resumed"
+            )
+            await until(lambda: len(bob.frames[video]) >= frames + 5, 20, "the camera decodes again")
+        finally:
+            await hub.close()
+            ice.reset_ice()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
@@ -54,11 +53,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from meet.relay.allocate import AUDIO_RATE, Allocation, allocate, nominal
-from meet.relay.bwe import Link
+from meet.relay.bandwidth import Bandwidth
 from meet.relay.compat import feedback, forwarding, receiving
-from meet.relay.forward import Counters, OutStream, Publication, Source
-from meet.relay.uplink import Uplink
+from meet.relay.forward import Counters, OutStream, Publication
 
 log = logging.getLogger("meet.relay.peer")
 
@@ -73,23 +70,6 @@ def _is_codec(mime_type: str, codec: RTCRtpCodecParameters) -> bool:
 
 class RequestError(Exception):
     """A request the relay refuses (reported to the server as ``ok: false``)."""
-
-
-class LinkControl(Protocol):
-    """A subscriber connection's bandwidth estimate (``meet.relay.bwe.Link``)."""
-
-    @property
-    def estimate(self) -> float: ...
-
-    def sent(self, size: int, now: float) -> int: ...
-
-    def probe(self, target_bps: float, now: float) -> None: ...
-
-    def padding(self, now: float) -> int: ...
-
-    def stats(self) -> dict[str, Any]: ...
-
-    def on_feedback(self, fci: bytes, now: float) -> bool: ...
 
 
 class RoomView(Protocol):
@@ -158,8 +138,7 @@ class Participant:
         self.payload_types: set[int] = set()  # used by the client in any description
         self.extension_ids: dict[str, int] = {}  # uri -> id, the client's first, then ours
         self.tracks_sent: list[dict[str, Any]] = []
-        self.link: LinkControl | None = None  # the connection's bandwidth estimate, once negotiated
-        self.uplink = Uplink()  # what we tell the client about what it sends us
+        self.bandwidth = Bandwidth(peer)  # its estimate, its layers, its uplink reports
         self.closed = False
         self.started = False  # the client's first offer was answered: we may offer from now on
         self._update: asyncio.Task[None] | None = None
@@ -241,112 +220,49 @@ class Participant:
 
     def link_stats(self) -> dict[str, Any]:
         """This subscriber's estimate and, per subscription, the layer it receives (``stats`` op)."""
-        link = self.link
-        return {
-            "peer": self.peer,
-            "estimate": None if link is None else round(link.estimate),
-            "link": None if link is None else link.stats(),
-            "subscriptions": [
-                _subscription_stats(str(transceiver.mid), slot.publication, slot.out)
-                for transceiver, slot in self.slots.items()
-                if slot.publication is not None and slot.out.publication is slot.publication
-            ],
-        }
+        subscriptions = [
+            (str(transceiver.mid), slot.publication, slot.out)
+            for transceiver, slot in self.slots.items()
+            if slot.publication is not None and slot.out.publication is slot.publication
+        ]
+        return {"peer": self.peer, **self.bandwidth.stats(subscriptions)}
 
     # --- layers and bandwidth (the worker's pacer calls these) ----------------------------------
 
     def rebalance(self, now: float) -> None:
-        """Choose each video subscription's layer within the link's estimate; probe for more."""
-        slots = self._video_slots()
-        if not slots:
-            return
-        allocation = self._allocation(slots)
-        for slot, index in zip(slots, allocation.layers, strict=True):
-            assert slot.publication is not None  # _video_slots lists subscribed slots only
-            layers = _selectable(slot.publication)
-            chosen = None if index is None else layers[index]
-            if chosen is not (slot.out.target or slot.out.source) or (chosen is None) != slot.out.paused:
-                log.debug(
-                    "%s: %s's %s to %s (estimate %.0f kbit/s)",
-                    self.peer,
-                    slot.publication.publisher,
-                    slot.publication.label,
-                    "paused" if chosen is None else chosen.rid or "its one layer",
-                    (self.link.estimate if self.link is not None else math.inf) / 1000,
-                )
-            slot.out.switch(chosen)
-        if self.link is not None and allocation.probe is not None:
-            audio = self.link.estimate - self._video_budget()  # the probe is for the whole link
-            self.link.probe(allocation.probe + audio, now)
+        """Choose each video subscription's layer within the link's estimate (bandwidth.py)."""
+        self.bandwidth.rebalance(self._subscribed("video"), self._audio_outs(), now)
         self._emit_tracks()  # a video paused or resumed for this link: the client shows it
 
     def pace(self, now: float) -> None:
         """Report this publisher's arrivals; send the padding a probe of the estimate asks for."""
         self._report_uplink(now)
-        if self.link is None:
-            return
-        wanted = self.link.padding(now)
-        for slot in self._video_slots():
-            if wanted <= 0:
-                break
-            wanted -= slot.out.pad(wanted, now)
+        self.bandwidth.pace(self._subscribed("video"), now)
 
     def _report_uplink(self, now: float) -> None:
-        """Transport-cc feedback on what this participant sent us (``uplink``), when due."""
-        reports = self.uplink.feedback(now)
-        if not reports:
-            return
+        """Transport-cc feedback on what this participant sent us, when due."""
+        reports = self.bandwidth.uplink.feedback(now)
         transceiver = next(iter(self.pubs), None)
-        media_ssrc = next((p.layers[0].ssrc for p in self.pubs.values() if p.layers[0].ssrc), 0)
-        if transceiver is None:
+        if not reports or transceiver is None:
             return
+        media_ssrc = next((p.layers[0].ssrc for p in self.pubs.values() if p.layers[0].ssrc), 0)
         send = forwarding.feedback_sender(transceiver.receiver)
         for fci in reports:
             send(fci, media_ssrc)
 
-    def _video_slots(self) -> list[Slot]:
+    def _subscribed(self, kind: str) -> list[tuple[Publication, OutStream]]:
+        """(publication, out stream) of each live subscription of ``kind`` being carried."""
         return [
-            slot
+            (slot.publication, slot.out)
             for slot in self.slots.values()
-            if slot.kind == "video"
+            if slot.kind == kind
             and slot.publication is not None
             and slot.publication.live
             and slot.out.publication is slot.publication
         ]
 
-    def _allocation(self, slots: list[Slot]) -> Allocation:
-        videos: list[list[float]] = []
-        current: list[int | None] = []
-        for slot in slots:
-            assert slot.publication is not None
-            layers = _selectable(slot.publication)
-            videos.append([layer.rate or nominal(len(layers), i) for i, layer in enumerate(layers)])
-            held = slot.out.target or slot.out.source
-            current.append(layers.index(held) if held in layers else None)
-        return allocate(self._video_budget(), videos, current)
-
-    def _video_budget(self) -> float:
-        """The link's estimate less what audio subscriptions take (audio is never chosen away)."""
-        if self.link is None:
-            return math.inf  # no estimate negotiated: every video at its best layer, as before
-        audio = sum(
-            (slot.out.source.rate if slot.out.source is not None else 0.0) or AUDIO_RATE
-            for slot in self.slots.values()
-            if slot.kind == "audio" and slot.out.publication is not None
-        )
-        return self.link.estimate - audio
-
-    def _first_layer(self, publication: Publication) -> Source | None:
-        """The layer a new subscription starts on: what the estimate allows next to the others."""
-        layers = _selectable(publication)
-        if publication.kind != "video" or len(layers) == 1:
-            return layers[-1]
-        slots = self._video_slots()
-        allocation = self._allocation(slots)
-        budget = self._video_budget() - allocation.used
-        rates = [layer.rate or nominal(len(layers), i) for i, layer in enumerate(layers)]
-        fitting = [i for i, rate in enumerate(rates) if rate <= budget]
-        return layers[fitting[-1]] if fitting else layers[0]
+    def _audio_outs(self) -> list[OutStream]:
+        return [slot.out for slot in self.slots.values() if slot.kind == "audio" and slot.out.publication]
 
     # --- renegotiation --------------------------------------------------------------------------
 
@@ -475,7 +391,7 @@ class Participant:
     def _negotiated(self) -> None:
         """A negotiation completed: update publications, start/stop forwarding, emit tracks."""
         for transceiver in self.pc.getTransceivers():  # transports are final now (BUNDLE)
-            receiving.fast_receive(transceiver.receiver.transport, self.uplink.arrived)
+            receiving.fast_receive(transceiver.receiver.transport, self.bandwidth.uplink.arrived)
         published = False
         for transceiver, publication in self.pubs.items():
             live = transceiver.currentDirection in RECEIVING
@@ -513,7 +429,8 @@ class Participant:
             return
         self._configure(slot)
         if publication.live and slot.out.publication is not publication:
-            slot.out.subscribe(publication, self._first_layer(publication))
+            first = self.bandwidth.first_layer(publication, self._subscribed("video"), self._audio_outs())
+            slot.out.subscribe(publication, first)
 
     def _configure(self, slot: Slot) -> None:
         transceiver = slot.transceiver
@@ -536,24 +453,8 @@ class Participant:
             mid=transceiver.mid,
             send=forwarding.transport_sender(dtls),
             ready=partial(forwarding.is_connected, dtls),
-            link=self._link_for(dtls) if feedback.URI in extensions else None,
+            link=self.bandwidth.link_for(dtls) if feedback.URI in extensions else None,
         )
-
-    def _link_for(self, dtls: Any) -> LinkControl:
-        """The connection's estimate, made when transport-cc is first negotiated on it.
-
-        Only then: a client that never reports arrivals keeps every video at its best layer
-        (as before there were estimates) rather than at an estimate nothing can correct.
-        """
-        link = self.link
-        if link is None:
-            link = self.link = Link()
-
-        def on_feedback(fci: bytes, now: float) -> None:
-            link.on_feedback(fci, now)
-
-        feedback.on_transport_feedback(dtls, on_feedback)  # again after each negotiation: idempotent
-        return link
 
     def _label(self, kind: str) -> str:
         if kind == "audio":
@@ -630,35 +531,3 @@ class Participant:
             return
         reason = "ICE or DTLS failed" if state == "failed" else "the connection was closed"
         self.emit({"event": "failed", "room": self.room.name, "peer": self.peer, "reason": reason})
-
-
-def _selectable(publication: Publication) -> list[Source]:
-    """The layers a subscriber may be given, low → high: those sending (all before measuring)."""
-    active = [layer for layer in publication.layers if publication.active(layer)]
-    return active or list(publication.layers)
-
-
-def _subscription_stats(mid: str, publication: Publication, out: OutStream) -> dict[str, Any]:
-    """One subscription's part of ``stats``: the layer carried, the one switched to, the choice."""
-
-    def name(layer: Source | None) -> str | None:
-        if layer is None:
-            return None
-        return layer.rid or "single"
-
-    return {
-        "mid": mid,
-        "publisher": publication.publisher,
-        "source": publication.label,
-        "kind": publication.kind,
-        "layer": name(out.source),
-        "target": name(out.target),
-        "paused": out.paused,
-        "layers": [
-            {"rid": name(layer), "rate": round(layer.rate), "active": publication.active(layer)}
-            for layer in publication.layers
-        ],
-        "switches": out.switches,
-        "packets": out.packets,
-        "padding": out.padding,
-    }

@@ -1,0 +1,173 @@
+"""One participant's bandwidth: what it can receive, which layers it gets, what it is told it sends.
+
+:class:`Bandwidth` belongs to a ``peer.Participant`` and holds:
+
+- ``link``: the estimate of what the participant's connection carries towards it
+  (``bwe.Link``), made when transport-wide cc is first negotiated on the connection (a client
+  that never reports arrivals keeps every video at its best layer, as before estimates);
+- ``uplink``: the arrivals of what the participant sends, reported back to it (``uplink.Uplink``).
+
+The worker's pacer calls :meth:`Bandwidth.rebalance` every 250 ms (choose each video's layer with
+``allocate``, and ask the link to probe when a higher rate would help) and :meth:`Bandwidth.pace`
+every 10 ms (the padding a probe needs now, resent as RTX on the videos). A subscription is a
+(publication, out stream) pair: this module does not know m-lines or aiortc's transceivers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from meet.relay.allocate import AUDIO_RATE, Allocation, allocate, nominal
+from meet.relay.bwe import Link
+from meet.relay.compat import feedback
+from meet.relay.forward import OutStream, Publication, Source
+from meet.relay.uplink import Uplink
+
+log = logging.getLogger("meet.relay.bandwidth")
+
+Subscription = tuple[Publication, OutStream]
+
+
+class LinkControl(Protocol):
+    """A subscriber connection's bandwidth estimate (``meet.relay.bwe.Link``)."""
+
+    @property
+    def estimate(self) -> float: ...
+
+    def sent(self, size: int, now: float) -> int: ...
+
+    def probe(self, target_bps: float, now: float) -> None: ...
+
+    def padding(self, now: float) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def on_feedback(self, fci: bytes, now: float) -> bool: ...
+
+
+class Bandwidth:
+    """A participant's estimate, layer choices and uplink reports."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.link: LinkControl | None = None  # the connection's bandwidth estimate, once negotiated
+        self.uplink = Uplink()  # what we tell the client about what it sends us
+
+    def link_for(self, dtls: Any) -> LinkControl:
+        """The connection's estimate (made now if need be), fed by its transport-cc feedback."""
+        link = self.link
+        if link is None:
+            link = self.link = Link()
+
+        def on_feedback(fci: bytes, now: float) -> None:
+            link.on_feedback(fci, now)
+
+        feedback.on_transport_feedback(dtls, on_feedback)  # again after each negotiation: idempotent
+        return link
+
+    def rebalance(self, videos: Sequence[Subscription], audio: Sequence[OutStream], now: float) -> None:
+        """Choose each video's layer within the link's estimate; probe for more when it helps."""
+        if not videos:
+            return
+        budget = self.video_budget(audio)
+        allocation = self._allocation(videos, budget)
+        for (publication, out), index in zip(videos, allocation.layers, strict=True):
+            layers = selectable(publication)
+            chosen = None if index is None else layers[index]
+            if chosen is not (out.target or out.source) or (chosen is None) != out.paused:
+                log.debug(
+                    "%s: %s's %s to %s (video budget %.0f kbit/s)",
+                    self.peer,
+                    publication.publisher,
+                    publication.label,
+                    "paused" if chosen is None else chosen.rid or "its one layer",
+                    budget / 1000,
+                )
+            out.switch(chosen)
+        if self.link is not None and allocation.probe is not None:
+            audio_rate = self.link.estimate - budget  # the probe is for the whole link
+            self.link.probe(allocation.probe + audio_rate, now)
+
+    def pace(self, videos: Sequence[Subscription], now: float) -> None:
+        """Send the padding a probe of the estimate asks for now, on the videos (as RTX)."""
+        if self.link is None:
+            return
+        wanted = self.link.padding(now)
+        for _publication, out in videos:
+            if wanted <= 0:
+                break
+            wanted -= out.pad(wanted, now)
+
+    def first_layer(
+        self, publication: Publication, videos: Sequence[Subscription], audio: Sequence[OutStream]
+    ) -> Source:
+        """The layer a new subscription starts on: what the estimate allows next to the others."""
+        layers = selectable(publication)
+        if publication.kind != "video" or len(layers) == 1:
+            return layers[-1]
+        budget = self.video_budget(audio)
+        room = budget - self._allocation(videos, budget).used
+        rates = [layer.rate or nominal(len(layers), i) for i, layer in enumerate(layers)]
+        fitting = [i for i, rate in enumerate(rates) if rate <= room]
+        return layers[fitting[-1]] if fitting else layers[0]
+
+    def video_budget(self, audio: Sequence[OutStream]) -> float:
+        """The link's estimate less what the audio takes (audio is never chosen away)."""
+        if self.link is None:
+            return math.inf  # no estimate negotiated: every video at its best layer
+        taken = sum((out.source.rate if out.source is not None else 0.0) or AUDIO_RATE for out in audio)
+        return self.link.estimate - taken
+
+    def stats(self, subscriptions: Sequence[tuple[str, Publication, OutStream]]) -> dict[str, Any]:
+        """The estimate and, per subscription (mid, publication, out), the layer it receives."""
+        link = self.link
+        return {
+            "estimate": None if link is None else round(link.estimate),
+            "link": None if link is None else link.stats(),
+            "subscriptions": [subscription_stats(mid, pub, out) for mid, pub, out in subscriptions],
+        }
+
+    def _allocation(self, videos: Sequence[Subscription], budget: float) -> Allocation:
+        rates: list[list[float]] = []
+        current: list[int | None] = []
+        for publication, out in videos:
+            layers = selectable(publication)
+            rates.append([layer.rate or nominal(len(layers), i) for i, layer in enumerate(layers)])
+            held = out.target or out.source
+            current.append(layers.index(held) if held in layers else None)
+        return allocate(budget, rates, current)
+
+
+def selectable(publication: Publication) -> list[Source]:
+    """The layers a subscriber may be given, low → high: those sending (all before measuring)."""
+    active = [layer for layer in publication.layers if publication.active(layer)]
+    return active or list(publication.layers)
+
+
+def subscription_stats(mid: str, publication: Publication, out: OutStream) -> dict[str, Any]:
+    """One subscription's part of ``stats``: the layer carried, the one switched to, the choice."""
+
+    def name(layer: Source | None) -> str | None:
+        if layer is None:
+            return None
+        return layer.rid or "single"
+
+    return {
+        "mid": mid,
+        "publisher": publication.publisher,
+        "source": publication.label,
+        "kind": publication.kind,
+        "layer": name(out.source),
+        "target": name(out.target),
+        "paused": out.paused,
+        "layers": [
+            {"rid": name(layer), "rate": round(layer.rate), "active": publication.active(layer)}
+            for layer in publication.layers
+        ],
+        "switches": out.switches,
+        "packets": out.packets,
+        "padding": out.padding,
+    }
