@@ -345,6 +345,8 @@ class FakeControl:
     def probe(self, target_bps: float, now: float) -> None:
         self.probes.append(target_bps)
 
+    probing = False
+
     def padding(self, now: float) -> int:
         return 0
 

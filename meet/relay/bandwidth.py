@@ -37,6 +37,9 @@ class LinkControl(Protocol):
     @property
     def estimate(self) -> float: ...
 
+    @property
+    def probing(self) -> bool: ...
+
     def sent(self, size: int, now: float) -> int: ...
 
     def probe(self, target_bps: float, now: float) -> None: ...
@@ -90,6 +93,11 @@ class Bandwidth:
         if self.link is not None and allocation.probe is not None:
             audio_rate = self.link.estimate - budget  # the probe is for the whole link
             self.link.probe(allocation.probe + audio_rate, now)
+
+    @property
+    def probing(self) -> bool:
+        """Whether the link is probing: the pacer then comes back every 10 ms."""
+        return self.link is not None and self.link.probing
 
     def pace(self, videos: Sequence[Subscription], now: float) -> None:
         """Send the padding a probe of the estimate asks for now, on the videos (as RTX)."""

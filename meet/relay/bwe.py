@@ -288,6 +288,11 @@ class Link:
         """bps the subscriber can receive now (:data:`INITIAL` until feedback says otherwise)."""
         return min(max(self._aimd.rate, self.minimum), self.maximum)
 
+    @property
+    def probing(self) -> bool:
+        """Whether a probe is in progress (its padding is due every few milliseconds)."""
+        return self._prober.target is not None
+
     def sent(self, size: int, now: float) -> int:
         """Record one packet of ``size`` bytes sent now; its 16-bit transport sequence number."""
         cluster = self._prober.on_sent(size, now)
