@@ -44,7 +44,8 @@ CAMERA_OUT_JS = """async () => {
       const layers = [];
       (await sender.getStats()).forEach((r) => {
         if (r.type === 'outbound-rtp') layers.push({rid: r.rid ?? null, width: r.frameWidth ?? 0,
-          frames: r.framesEncoded ?? 0, bytes: r.bytesSent ?? 0});
+          frames: r.framesEncoded ?? 0, bytes: r.bytesSent ?? 0, limit: r.qualityLimitationReason ?? null,
+          available: r.targetBitrate ?? null});
       });
       const encodings = sender.getParameters().encodings.map((e) =>
         ({rid: e.rid ?? null, scale: e.scaleResolutionDownBy ?? 1, maxBitrate: e.maxBitrate ?? null}));
@@ -389,7 +390,9 @@ class TestShapedPath:
                 # Unshaped, the path carries whatever is sent again: a download at full speed.
                 downloads["after"] = bob.evaluate(FETCH_RATE_JS)
                 rates["after"] = receive_rate(bob, a)
-                poll(lambda: not paused_notice(bob), 30, "alice's video resumed for bob")
+                # From ~70 kbit/s the estimate must double twice (probes that failed under the
+                # cap wait up to 8 s): "by itself", not within the adaptive test's 20 s.
+                poll(lambda: not paused_notice(bob), 60, "alice's video resumed for bob")
                 return {
                     "downloads": downloads,
                     "rates": rates,
