@@ -123,6 +123,29 @@ class SineAudio(MediaStreamTrack):
         return frame
 
 
+def run_hub(
+    scenario: Callable[[Hub], Any], timeout: float = 60, host_addresses: tuple[str, ...] = ("127.0.0.1",)
+) -> None:
+    """Run ``scenario(hub)`` against a configured in-process relay in a fresh event loop; tear down.
+
+    Peers with a ``stop()`` (a ``SimulcastPublisher``'s sending task) are stopped first.
+    """
+
+    async def main() -> None:
+        hub = Hub()
+        await hub.configure(list(host_addresses))
+        try:
+            await asyncio.wait_for(scenario(hub), timeout)
+        finally:
+            for peer in list(hub.peers.values()):
+                stop = getattr(peer, "stop", None)
+                if stop is not None:
+                    await stop()
+            await hub.close()
+
+    asyncio.run(main())
+
+
 class Hub:
     """One in-process relay and the test peers talking to it."""
 

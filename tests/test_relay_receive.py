@@ -19,7 +19,7 @@ import aiortc.rtcdtlstransport
 import aiortc.rtp
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from relay_peers import ROOM, Hub, TestPeer, until
+from relay_peers import ROOM, Hub, TestPeer, run_hub, until
 from simulcast_publisher import LAYERS, SimulcastPublisher
 
 from meet.relay import compat, ice
@@ -419,16 +419,4 @@ def test_stats_count_each_received_layer() -> None:
     run(scenario)
 
 
-def run(scenario: Callable[[Hub], Any], timeout: float = 60) -> None:
-    async def main() -> None:
-        hub = Hub()
-        await hub.configure(LOOPBACK)
-        try:
-            await asyncio.wait_for(scenario(hub), timeout)
-        finally:
-            for peer in hub.peers.values():
-                if isinstance(peer, SimulcastPublisher):
-                    await peer.stop()
-            await hub.close()
-
-    asyncio.run(main())
+run = run_hub

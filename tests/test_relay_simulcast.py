@@ -8,15 +8,14 @@ extensions), and aiortc test peers as other participants.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
 import aiortc.rtcrtpreceiver
 import aiortc.rtp
 import pytest
-from relay_peers import ROOM, Hub, TestPeer, until
+from relay_peers import ROOM, Hub, TestPeer, run_hub, until
 from simulcast_publisher import SimulcastPublisher
 
 from meet.relay import compat, ice
@@ -32,19 +31,7 @@ def _stock_ice() -> Iterator[None]:
     ice.reset_ice()
 
 
-def run(scenario: Callable[[Hub], Awaitable[None]], timeout: float = 60) -> None:
-    async def main() -> None:
-        hub = Hub()
-        await hub.configure(LOOPBACK)
-        try:
-            await asyncio.wait_for(scenario(hub), timeout)
-        finally:
-            for peer in hub.peers.values():
-                if isinstance(peer, SimulcastPublisher):
-                    await peer.stop()
-            await hub.close()
-
-    asyncio.run(main())
+run = run_hub
 
 
 def publication(hub: Hub, peer: str, mid: str) -> Publication:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import aiortc
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver
 from aiortc.sdp import SessionDescription
-from relay_peers import Hub, TestPeer, picture, until
+from relay_peers import Hub, TestPeer, picture, run_hub, until
 
 from meet.relay import compat, forward, ice
 from meet.relay.channel import Decoder, encode
@@ -39,18 +39,7 @@ def _stock_ice() -> Iterator[None]:
     ice.reset_ice()
 
 
-def run(scenario: Callable[[Hub], Awaitable[None]], timeout: float = 60) -> None:
-    """Run ``scenario`` against a configured relay in a fresh event loop, then tear down."""
-
-    async def main() -> None:
-        hub = Hub()
-        await hub.configure(LOOPBACK)
-        try:
-            await asyncio.wait_for(scenario(hub), timeout)
-        finally:
-            await hub.close()
-
-    asyncio.run(main())
+run = run_hub
 
 
 async def frames_later(peer: TestPeer, mid: str, count: int, timeout: float = 15) -> None:
