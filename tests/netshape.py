@@ -78,6 +78,16 @@ class ShapedPath:
             self.shaped_now = False
 
     @contextlib.contextmanager
+    def uplink_shaped(self, spec: str) -> Iterator[None]:
+        """The shaped browser's uplink (the inner end's egress) shaped for the block."""
+        inside = ("ip", "netns", "exec", self.namespace, "tc", "qdisc")
+        _run(*inside, "replace", "dev", self.inner, "root", "tbf", *spec.split())
+        try:
+            yield
+        finally:
+            _run(*inside, "del", "dev", self.inner, "root", check=False)
+
+    @contextlib.contextmanager
     def shaped(self, spec: str = DOWNLINK) -> Iterator[None]:
         """The downlink shaped for the duration of the block."""
         self.shape(spec)

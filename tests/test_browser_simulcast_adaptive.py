@@ -298,3 +298,67 @@ async def test_a_shaped_subscriber_drops_to_the_low_layer_and_comes_back(
     assert low in r["shaped"]["widths"]
     assert r["carol"]["widths"] == [high], r["carol"]
     assert r["errors"] == []
+
+
+UPLINK = "rate 500kbit burst 16kbit latency 50ms"  # under what three layers take (~1.2 Mbit/s)
+
+
+async def test_a_publisher_on_a_weak_uplink_stops_its_top_layer_and_restores_it(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox, path: ShapedPath
+) -> None:
+    """Issue 11, item 5: the relay's transport-cc feedback is what the publisher's own congestion
+    control goes by, so a narrow uplink makes it stop its top layer rather than lose packets;
+    its subscriber gets the next layer down, then the top one again once the uplink widens."""
+    code = await make_users(client, outbox, "alice", "bob")
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        shaped_browser = launch_shaped(browser, path, base)
+        try:
+            alice = open_page(shaped_browser, base, "alice")  # the publisher, on the shaped path
+            bob = open_page(browser, base, "bob")
+            a = join(alice, base, code)
+            join(bob, base, code)
+            layers = three_layers(alice, timeout=60)
+            assert_video_flowing(bob, [a], timeout=25)
+            bob.evaluate(SAMPLER_JS, a)
+            poll(lambda: width_now(bob) == layers["h"], 30, "bob on alice's top layer")
+            with path.uplink_shaped(UPLINK):
+                shaped_at = now_ms(bob)
+                poll(lambda: 0 < width_now(bob) < layers["h"], 20, "bob below the top layer")
+                dropped_at = latest(bob)["t"]
+                before = relay_camera_layers(alice)["h"]["frames"]
+                limited = poll(
+                    lambda: (sent := relay_camera_layers(alice))["h"]["frames"] == before and sent,
+                    15,
+                    "the publisher's top layer stopped",
+                )
+            unshaped_at = now_ms(bob)
+            poll(lambda: width_now(bob) == layers["h"], 40, "bob back on the top layer")
+            samples = bob.evaluate(SAMPLES_JS, shaped_at - 2000)
+            return {
+                "drop_s": (dropped_at - shaped_at) / 1000,
+                "recover_s": (latest(bob)["t"] - unshaped_at) / 1000,
+                "limited": limited,
+                "whole": period(samples, shaped_at, samples[-1]["t"]),
+                "widths": timeline(samples, shaped_at),
+                "errors": alice.errors + bob.errors,
+            }
+        finally:
+            shaped_browser.close()
+
+    r = await run_scenario(scenario, secure_args(base))
+    print(
+        f"weak uplink: subscriber below the top layer after {r['drop_s']:.1f} s, back {r['recover_s']:.1f} s"
+    )
+    print(f"subscriber's width (s from shaping): {r['widths']}; whole {r['whole']}")
+    print(f"the publisher's layers while limited: {r['limited']}")
+    assert r["limited"]["h"]["limit"] == "bandwidth" or r["limited"]["m"]["limit"] == "bandwidth", r[
+        "limited"
+    ]
+    # What the narrowed uplink dropped before the publisher's estimate caught up cannot be
+    # repaired over that same uplink: the subscriber's video may hold until the next keyframe
+    # of a layer that gets through (1.2 s measured), never longer than 2 s.
+    assert r["whole"]["video_stall_ms"] <= 2000, r["whole"]
+    assert r["whole"]["audio_gap_ms"] <= 200, r["whole"]
+    assert r["errors"] == []
