@@ -494,7 +494,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"args": vars(args), "loadavg_start": os.getloadavg()}
     started = time.monotonic()
     if not args.skip_meet:
-        report["meet"] = await run_ladder(relay.Bench("meet", frames), args, "meet")
+        layers = None
+        if args.meet_layers == 3:  # meet receives Chrome's simulcast camera; Janus the one stream
+            layers = [relay.encode_vp8(relay.FPS * 4, w, h, rate) for _rid, w, h, rate in relay.SIMULCAST]
+            print(f"meet's publisher: simulcast camera, {len(layers)} layers", flush=True)
+        bench = relay.Bench("meet", frames, layers, args.transport_cc)
+        report["meet"] = await run_ladder(bench, args, "meet")
     ice.configure_ice([CLIENT_IP], None)  # peer connections created from now on
     for loops in args.janus_event_loops:
         label = janus_label(loops)
@@ -518,6 +523,19 @@ def main() -> int:
         " handle), N = event_loops N (N threads shared by all handles); default 0,1",
     )
     parser.add_argument("--skip-meet", action="store_true", help="measure Janus only")
+    parser.add_argument(
+        "--meet-layers",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="meet's publisher camera as one stream (like Janus's) or as Chrome's three simulcast"
+        " layers (bench/relay.py --layers 3): the receive cost of simulcast beside Janus's single stream",
+    )
+    parser.add_argument(
+        "--transport-cc",
+        action="store_true",
+        help="with --meet-layers 3: number the camera's packets (relay.py)",
+    )
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
