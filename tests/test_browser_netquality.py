@@ -268,6 +268,14 @@ async def test_relay_call_shows_each_publisher_with_the_relay_connection_figures
             "bob_sees_alice": wait_level(bob, a, {"good", "fair"}),
             "alice_self": wait_level(alice, "local", {"good", "fair"}),
         }
+        # Loss is a difference of two readings of the relay connection's streams: a level can
+        # show (from the round trip) a reading before it. Wait for it rather than race it.
+        for page, other in ((alice, b), (bob, a)):
+            poll(
+                lambda page=page, other=other: network(page)[other]["figures"]["loss"] is not None,
+                timeout=20,
+                what="a loss figure for the other publisher",
+            )
         return {
             "seen": seen,
             "alice": network(alice),
