@@ -309,6 +309,13 @@ def test_allocation(budget: float, current: tuple[int | None, ...], expected: tu
     assert allocation.used <= budget
 
 
+def test_after_a_drop_the_video_goes_straight_to_the_layer_that_fits_with_headroom() -> None:
+    rates = (137_000.0, 288_000.0, 552_000.0)  # measured in Chromium
+    # The estimate fell under the middle layer's rate plus headroom: not one step, all the way.
+    assert allocate(300_000, [rates], (2,)).layers == (0,)
+    assert allocate(300_000, [rates], (1,)).layers == (1,)  # held: its bare rate suffices
+
+
 def test_allocation_names_the_rate_worth_probing_for() -> None:
     allocation = allocate(400_000, [RATES, RATES], (0, 0))
     assert allocation.layers == (0, 0)

@@ -10,7 +10,7 @@ subscribes to, as Jitsi and LiveKit do:
 
 Until views report their sizes (a later issue), every tile counts the same and the order is the
 subscription order. Two margins keep a choice from flapping: a layer the subscriber already
-receives (or a lower one) needs only its rate, a higher one :data:`UP_MARGIN` times its rate;
+receives needs only its rate, any other (higher, or lower after a drop) :data:`UP_MARGIN` times it;
 and when not every video fits, those already flowing keep their place. When a video could move
 up if only the estimate were higher, :func:`allocate` names the rate to probe for — what every
 video at its top layer would take — so the estimate can grow past what is being sent
@@ -49,14 +49,15 @@ def allocate(budget: float, videos: Sequence[Sequence[float]], current: Sequence
     """Choose one layer per video (rates low → high per video) within ``budget`` bps.
 
     ``current`` is what each video receives now (index, or None when paused or new): staying
-    or going down needs the layer's rate, going up needs :data:`UP_MARGIN` times it.
+    needs the layer's rate, moving to another layer :data:`UP_MARGIN` times its rate.
     """
     chosen: list[int | None] = [None] * len(videos)
     used = 0.0
 
     def cost(i: int, layer: int) -> float:
-        held = current[i]
-        return videos[i][layer] * (1.0 if held is not None and layer <= held else UP_MARGIN)
+        # Only the layer a video holds keeps it at its bare rate: any other, higher or lower,
+        # needs the headroom, or a link that just narrowed would step down one layer at a time.
+        return videos[i][layer] * (1.0 if layer == current[i] else UP_MARGIN)
 
     # Videos flowing now first: when only some fit, the ones already shown keep their place
     # rather than trading it with a paused one at every change of the estimate.
