@@ -391,14 +391,7 @@ class OutStream:
 
     def _padding_only(self, abs3: bytes, now: float) -> int:
         """One RTX packet of nothing but :data:`PADDING_SIZE` bytes of padding (RFC 3550 P bit)."""
-        ext = self._ext
-        if self._link is not None and len(ext) == 3:
-            size = 12 + self._ext_size + PADDING_SIZE
-            block = ext[0] + abs3 + ext[1] + _SEQ.pack(self._link.sent(size, now)) + ext[2]
-        elif len(ext) == 2:
-            block = ext[0] + abs3 + ext[1]
-        else:
-            block = b"".join(ext)
+        block = self._video_block(abs3, PADDING_SIZE, now)
         first = 0xB0 if block else 0xA0  # version 2, padding, extension
         header = _HDR.pack(first, self.rtx_pt or 0, self.rtx_seq, self.last_ts_out, self.rtx_ssrc)
         self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
@@ -501,18 +494,22 @@ class OutStream:
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
         else:
             body, pt, seq, ssrc = payload, self.pt, out_seq, self.ssrc
-        ext = self._ext
-        if len(ext) == 1:
-            block = ext[0]
-        elif self._link is not None and len(ext) == 3:
-            size = 12 + self._ext_size + len(body)
-            block = ext[0] + abs3 + ext[1] + _SEQ.pack(self._link.sent(size, now)) + ext[2]
-        elif self._link is not None:  # transport-cc without abs-send-time
-            block = ext[0] + _SEQ.pack(self._link.sent(12 + self._ext_size + len(body), now)) + ext[1]
-        else:
-            block = ext[0] + abs3 + ext[1]
+        block = self._video_block(abs3, len(body), now)
         data = _HDR.pack(0x90 if block else 0x80, pt | (marker << 7), seq, out_ts, ssrc) + block + body
         return len(data) if self._send(data) else 0
+
+    def _video_block(self, abs3: bytes, body_size: int, now: float) -> bytes:
+        """The extension block of a packet sent outside the hot path (RTX, padding), numbered
+        for transport-wide cc when negotiated (mid, abs-send-time and transport seq as negotiated)."""
+        ext = self._ext
+        if len(ext) == 1:
+            return ext[0]
+        if self._link is None:
+            return ext[0] + abs3 + ext[1]
+        transport_seq = _SEQ.pack(self._link.sent(12 + self._ext_size + body_size, now))
+        if len(ext) == 3:
+            return ext[0] + abs3 + ext[1] + transport_seq + ext[2]
+        return ext[0] + transport_seq + ext[1]  # transport-cc without abs-send-time
 
 
 def _extension_parts(static: list[tuple[int, bytes]], dynamic: list[tuple[int, int]]) -> list[bytes]:
