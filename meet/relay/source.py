@@ -107,7 +107,7 @@ class Source:
 
     __slots__ = (
         "_deferred", "_last_pli", "_loop", "_mark", "_pending", "_send_pli", "clock_rate", "counters",
-        "history", "kind", "label", "live", "octets", "packets", "publisher", "rate", "rid", "sr", "ssrc",
+        "history", "kind", "octets", "packets", "publisher", "rate", "rid", "sr", "ssrc",
         "targets", "video",
     )  # fmt: skip
 
@@ -121,7 +121,6 @@ class Source:
         scheduler: Scheduler | None = None,
     ) -> None:
         self.publisher = publisher
-        self.label: str | None = None  # "audio" | "camera" | "screen", fixed when first published
         self.kind = kind
         self.video = kind == "video"
         self.clock_rate = clock_rate or (90000 if self.video else 48000)
@@ -130,7 +129,6 @@ class Source:
         self.ssrc: int | None = None
         self.sr: tuple[int, int, float] | None = None  # the last SR: (NTP, RTP timestamp, arrival)
         self.packets = self.octets = 0
-        self.live = False  # negotiated as sending to the relay
         self.rid: str | None = None  # the simulcast encoding it is (None: a single encoding)
         self.rate = 0.0  # bits per second, smoothed (Publication.measure)
         self._mark: tuple[float, int, int] | None = None  # (time, packets, octets) when last measured
@@ -187,7 +185,6 @@ class Source:
 
     def close(self) -> None:
         """The track is gone: stop its subscribers and any deferred PLI."""
-        self.live = False
         if self._deferred is not None:
             self._deferred.cancel()
             self._deferred = None
@@ -310,5 +307,4 @@ class Publication:
     def _layer(self, rid: str | None) -> Source:
         source = Source(self.publisher, self.kind, self._send_pli, self.counters, scheduler=self._scheduler)
         source.rid = rid
-        source.live = True
         return source
