@@ -237,7 +237,8 @@ class Participant:
     def pace(self, now: float) -> None:
         """Report this publisher's arrivals; send the padding a probe of the estimate asks for."""
         self._report_uplink(now)
-        self.bandwidth.pace(self._subscribed("video"), now)
+        if self.bandwidth.link is not None:  # no estimate, no probe: spare the list every round
+            self.bandwidth.pace(self._subscribed("video"), now)
 
     def _report_uplink(self, now: float) -> None:
         """Transport-cc feedback on what this participant sent us, when due."""

@@ -10,6 +10,7 @@ place that does; the rest of the relay sees plain functions and plain values:
   or task wake-up per packet) and smaller datagram reads.
 - :mod:`.simulcast`: ``a=rid``/``a=simulcast`` read from offers and written into the relay's
   answers and offers; the simulcast stream-id header extensions parsed by aiortc.
+- :mod:`.srtp`: SRTP protect/unprotect bound once per pylibsrtp session (no wrapper per packet).
 - :mod:`.gathering`: host candidates on sockets the relay binds itself (addresses, port range),
   no default public STUN server, STUN/TURN URL validation.
 
@@ -44,7 +45,7 @@ import aiortc.sdp
 import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 
-from meet.relay.compat import gathering, receiving
+from meet.relay.compat import gathering, receiving, srtp
 from meet.relay.compat.feedback import problems as feedback_problems
 from meet.relay.compat.simulcast import problems as simulcast_problems
 
@@ -123,6 +124,8 @@ _CALL_PATHS = (
         for name in ("_conn_lost", "_sock", "recvfrom", "_protocol", "datagram_received", "error_received")
     ),
     (receiving.DATAGRAM_TRANSPORT, "__init__", "_sock_fd"),
+    # forwarding.transport_sender writes to the socket itself when asyncio would (nothing queued)
+    *((receiving.DATAGRAM_TRANSPORT, "sendto", name) for name in ("_buffer", "_sock", "_extra", "sendto")),
     (receiving.DATAGRAM_TRANSPORT, "__init__", "_read_ready"),
     (receiving.DATAGRAM_TRANSPORT, "resume_reading", "_read_ready"),
     (RTCRtpSender, "_run_rtcp", "_send_rtcp"),
@@ -209,6 +212,7 @@ def problems() -> list[str]:
     if vars(aiortc.rtcicetransport).get(gathering.CONNECTION) not in gathering.CONNECTION_CLASSES:
         found.append("aiortc.rtcicetransport.Connection is not aioice's Connection")
     found += receiving.problems()  # its RTP parser against aiortc's
+    found += srtp.problems()  # pylibsrtp's session fields
     return found + _instance_problems() + simulcast_problems() + feedback_problems()
 
 

@@ -71,6 +71,7 @@ from aiortc import (
 )
 
 from meet.relay.compat import receiving, simulcast
+from meet.relay.compat import srtp as srtp_fast
 
 _CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
 _PLI = struct.Struct("!BBHLL")
@@ -134,23 +135,60 @@ def transport_sender(dtls: Any, rtcp: bool = False) -> Callable[[bytes], bool]:
     """
     nominated = dtls.transport._connection._nominated
     stun_protocol = aioice.ice.StunProtocol
+    # What the last packet went through, kept while it stays the same (it does for a whole
+    # call): the SRTP session's bound protect, the pair, its address and its socket's sendto.
+    session: Any = None
+    protect: Callable[[bytes], bytes] | None = None
+    route: tuple[Any, Any, Any] | None = None  # (pair, remote address, socket sendto or None)
 
     def send(data: bytes) -> bool:
+        nonlocal session, protect, route
         if dtls._state is not _CONNECTED:
             return False
         pair = nominated.get(1)
         if pair is None:
             return False
         srtp = dtls._tx_srtp
-        data = srtp.protect_rtcp(data) if rtcp else srtp.protect(data)
+        if rtcp:
+            data = srtp.protect_rtcp(data)
+        else:
+            if srtp is not session:
+                session, protect = srtp, srtp_fast.protector(srtp)
+            data = protect(data)  # type: ignore[misc]
+        if route is None or route[0] is not pair:
+            route = _route(pair, stun_protocol)
+        _pair, addr, sendto = route
+        if sendto is not None and not pair.protocol.transport._buffer:
+            try:
+                sendto(data, addr)
+                return True
+            except OSError:
+                pass  # full, or an error: asyncio's sendto buffers it or reports it, as stock
         protocol = pair.protocol
         if type(protocol) is stun_protocol:
-            protocol.transport.sendto(data, pair.remote_addr)
+            protocol.transport.sendto(data, addr)
         else:  # a TURN allocation: its send_data wraps the datagram
-            asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
+            asyncio.ensure_future(protocol.send_data(data, addr))
         return True
 
     return send
+
+
+def _route(pair: Any, stun_protocol: type) -> tuple[Any, Any, Any]:
+    """(pair, its remote address, its socket's ``sendto`` when packets may go straight to it).
+
+    asyncio's ``DatagramTransport.sendto`` runs a dozen lines of checks before the socket call;
+    with nothing queued on the transport the packet may go straight to the socket (what asyncio
+    does first too). Anything queued, a closed transport or a TURN pair takes the stock path.
+    """
+    protocol = pair.protocol
+    transport: Any = getattr(protocol, "transport", None)
+    direct = (
+        type(protocol) is stun_protocol
+        and isinstance(transport, receiving.DATAGRAM_TRANSPORT)
+        and not transport._extra.get("peername")
+    )
+    return pair, pair.remote_addr, transport._sock.sendto if direct else None
 
 
 def is_connected(dtls: Any) -> bool:
@@ -180,6 +218,7 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
     is_rtx = aiortc.codecs.is_rtx
     new_nacks = aiortc.rtcrtpreceiver.NackGenerator
     routes: dict[int, tuple[PacketSink, Any]] = {}  # media SSRC -> (layer, its NACK generator)
+    kinds: dict[int, tuple[RTCRtpCodecParameters, bool]] = {}  # payload type -> (codec, is RTX)
     repairs: dict[int, int] = {}  # RTX SSRC -> media SSRC, learned from repaired-rtp-stream-id
     setattr(receiver, _ROUTES, (routes, repairs))  # forgotten when the layers change (set_layers)
 
@@ -249,7 +288,10 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
         if stats is None:
             stats = streams[packet.ssrc] = aiortc.rtcrtpreceiver.StreamStatistics(codec.clockRate)
         stats.add(packet)
-        if is_rtx(codec):
+        kind = kinds.get(packet.payload_type)
+        if kind is None or kind[0] is not codec:  # is_rtx parses the MIME type: once per codec
+            kind = kinds[packet.payload_type] = (codec, is_rtx(codec))
+        if kind[1]:
             apt = codec.parameters.get("apt")
             if len(packet.payload) < 2 or apt not in codecs:
                 return  # padding-only probe: nothing to forward

@@ -45,6 +45,8 @@ import aiortc.rtp
 import pylibsrtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
+from meet.relay.compat import srtp as srtp_fast
+
 #: The attribute ``forwarding.hook_receiver`` sets on a receiver: ``receive(packet, arrival_ms)``.
 RECEIVE = "_meet_receive"
 _HOOKED = "_meet_fast_receive"  # marks a connection (with the DTLS transport it serves)
@@ -329,8 +331,11 @@ def _srtp_receiver(dtls: Any, stock: Callable[[bytes, int], None]) -> Callable[[
     router = dtls._rtp_router
     extensions = dtls._rtp_header_extensions_map
     srtp_error = pylibsrtp.Error
+    session: Any = None  # the SRTP session unprotect is bound to (the same for a whole call)
+    unprotect: Callable[[bytes], bytes] = bytes
 
     def data_received(data: bytes, component: int) -> None:
+        nonlocal session, unprotect
         if not data:
             return  # e.g. through a TURN allocation: see _demultiplexer
         srtp = dtls._rx_srtp
@@ -347,8 +352,10 @@ def _srtp_receiver(dtls: Any, stock: Callable[[bytes, int], None]) -> Callable[[
         dtls._RTCDtlsTransport__rx_packets += 1
         now = time.time()
         arrival_ms = int((now + NTP_EPOCH) * 1000)
+        if srtp is not session:
+            session, unprotect = srtp, srtp_fast.unprotector(srtp)
         try:
-            packet = parse_rtp(srtp.unprotect(data), extensions)
+            packet = parse_rtp(unprotect(data), extensions)
         except (srtp_error, ValueError):
             return  # stock drops these too (after a debug log line)
         transport_seq = packet.extensions.transport_sequence_number
