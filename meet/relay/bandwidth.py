@@ -63,7 +63,7 @@ class Bandwidth:
         """The connection's estimate (made now if need be), fed by its transport-cc feedback."""
         link = self.link
         if link is None:
-            link = self.link = Link()
+            link = self.link = Link(name=self.peer)
 
         def on_feedback(fci: bytes, now: float) -> None:
             link.on_feedback(fci, now)

@@ -26,6 +26,9 @@ each arrived. From those pairs of (send time, arrival time) the link derives:
   full drop-tail queue, a tbf, shows no delay *trend* to react to), and the burst of loss of
   a link that just shrank must not cut to the floor; between 2 and 10 % it holds;
   below 2 % it may increase. Probe packets are left out (they are meant to fill queues).
+  A decrease while the last interval lost more than 10 % also holds probes off for 8 s
+  (:meth:`.probe.Prober.hold`): the path is full, and behind a token bucket, whose queue is a
+  few packets deep, a probe would cost the media a burst of loss.
 - **Probing** (:mod:`.probe`). Since the estimate cannot grow much past what is sent, the
   allocator asks :meth:`Link.probe` whether a higher rate fits; the link sends two clusters
   back to back, each at least 40 ms and 5 packets, at 1.15 × that rate (a measurement comes
@@ -33,12 +36,16 @@ each arrived. From those pairs of (send time, arrival time) the link derives:
   :meth:`Link.padding` asks for. A cluster measures min(send rate, receive rate); the probe's
   result is the smaller of the two (a token bucket lets the first through on its saved
   tokens) and, above the estimate, is adopted at once, so a recovered link gets its top layer
-  back in seconds instead of at +8 %/s. A cluster sent as planned but delivered slower is a
-  capacity measurement: the rate goes down to it, and for :data:`MEASURED_FOR` 2 s it is the
+  back in seconds instead of at +8 %/s. A cluster of which less than 80 % arrived fails the
+  probe whatever the survivors' rate (two back to back read as any rate at all; one alone
+  as a capacity of 0). A cluster sent as planned but delivered slower is a capacity
+  measurement: the rate goes down to it, and for :data:`MEASURED_FOR` 2 s it is the
   floor a decrease starts from (the probe's own queue triggers one, and 0.85 × a sender's
   far lower media rate would be a needless fall). A probe that fails — or that succeeded and
   was followed by a decrease within 2 s — delays the next, 1 s → 2 s → 4 s → 8 s at most, so
-  a capped link is probed rarely and a recovered one is found within about 8 s.
+  a capped link is probed rarely and a recovered one is found within about 8 s; a probe that
+  fell short of its target (the pacer sent less) but found more than the estimate without
+  saturating the path is a success.
 
 The estimate is that one rate, clamped to [:data:`MIN_RATE`, :data:`MAX_RATE`], starting at
 :data:`INITIAL`. Everything is pure (no I/O, no clock): times come in as ``now`` (seconds,
@@ -49,6 +56,7 @@ the history); malformed feedback is counted (``stats()["malformed"]``) and ignor
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from typing import Any
@@ -56,6 +64,8 @@ from typing import Any
 from meet.relay.delay import Detector, Groups, Trendline
 from meet.relay.probe import Cluster, Prober
 from meet.relay.twcc import REFERENCE_UNIT, Feedback, build_feedback, parse_feedback, rtcp_packet
+
+log = logging.getLogger("meet.relay.bwe")
 
 __all__ = ["INITIAL", "MAX_RATE", "MIN_RATE", "Link", "build_feedback", "parse_feedback", "rtcp_packet"]
 
@@ -251,6 +261,11 @@ class _Loss:
             return None
         self.loss = self.lost / self.total if self.total else 0.0
         span = self.last - self.first
+        if self.lost:
+            log.debug(
+                "loss interval %.3f-%.3f: lost %d of %d, %d bytes arrived over %.3f s",
+                *(self.started, now, self.lost, self.total, self.bytes, span),
+            )
         rate = self.bytes * 8 / span if span >= 0.1 else None
         self.lost = self.total = self.bytes = 0
         self.started, self.first, self.last = None, math.inf, -math.inf
@@ -267,9 +282,13 @@ class Link:
     """
 
     def __init__(
-        self, initial: float = INITIAL, minimum: float = MIN_RATE, maximum: float = MAX_RATE
+        self,
+        initial: float = INITIAL,
+        minimum: float = MIN_RATE,
+        maximum: float = MAX_RATE,
+        name: str = "",
     ) -> None:
-        self.minimum, self.maximum = minimum, maximum
+        self.minimum, self.maximum, self.name = minimum, maximum, name
         self._history = _History()
         self._throughput = _Throughput()
         self._groups = Groups()
@@ -309,6 +328,7 @@ class Link:
             self.malformed += 1
             return False
         self.feedbacks += 1
+        before = self.estimate
         received = self._account(feedback, now)
         signal = self._detect(received)
         if received:
@@ -321,7 +341,27 @@ class Link:
         self._aimd.rate = min(max(self._aimd.rate, self.minimum), self.maximum)  # room to move at once
         if self._aimd.rate < rate:
             self._prober.on_decrease(now)
+            if self._loss.loss > LOSS_HIGH:
+                self._prober.hold(now)
+        self._trace(before, now)
         return True
+
+    def _trace(self, before: float, now: float) -> None:
+        """Log (debug) a decrease, or a change of more than 10 %: what the estimate went by."""
+        after = self.estimate
+        if (after < before or abs(after - before) > 0.1 * before) and log.isEnabledFor(logging.DEBUG):
+            acked = self._throughput.rate()
+            log.debug(
+                "%s %.3f: estimate %.0f -> %.0f kbit/s (acked %s, loss %.3f, signal %s, rtt %s ms)",
+                self.name,
+                now,
+                before / 1000,
+                after / 1000,
+                None if acked is None else round(acked / 1000),
+                self._loss.loss,
+                self._detector.signal,
+                None if self.rtt is None else round(self.rtt * 1000),
+            )
 
     def _on_loss(self, now: float) -> None:
         """Heavy loss over an interval: cut at once, below what the path delivered meanwhile."""
@@ -336,11 +376,13 @@ class Link:
         # the first feedback behind a token bucket, would otherwise cut to the floor and pause
         # every video for seconds).
         cut = self.estimate * (1 - 0.5 * loss)
+        log.debug("%s %.3f: loss %.3f, delivered %s", self.name, now, loss, delivered)
         self._aimd.cut(max(cut, BETA * delivered) if delivered else cut, now)
 
     def probe(self, target_bps: float, now: float) -> None:
         """Find out whether ``target_bps`` fits (ignored while a probe runs or backs off)."""
-        self._prober.probe(target_bps, self.estimate, self.maximum, now)
+        if self._prober.probe(target_bps, self.estimate, self.maximum, now):
+            log.debug("%s %.3f: probe for %s", self.name, now, self._prober.target)
 
     def padding(self, now: float) -> int:
         """Bytes of padding to send now for the probe in progress (0: none)."""
@@ -426,6 +468,7 @@ class Link:
         if outcome is None:
             return
         result, capacity = outcome
+        log.debug("%s %.3f: probe result %.0f, capacity %s", self.name, now, result, capacity)
         if result > self.estimate:
             self._aimd.adopt(min(result, self.maximum))
         elif capacity is not None:

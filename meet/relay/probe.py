@@ -14,8 +14,11 @@ packet counted (their bytes are not inside the span measured). Pure: no I/O, tim
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
+
+log = logging.getLogger("meet.relay.probe")
 
 CLUSTERS = 2  # per probe
 PROBE_DURATION = 0.040  # s a cluster lasts at least: several of the caller's 10 ms ticks
@@ -23,6 +26,8 @@ PROBE_PACKETS = 5  # packets a cluster holds at least
 PROBE_GIVE_UP = 4 * PROBE_DURATION  # s after which a cluster closes even if short of packets
 PROBE_TIMEOUT = 1.0  # s after a cluster closed without feedback covering it: failed
 PROBE_SUCCESS = 0.9  # a probe succeeds when a cluster measured this fraction of its rate
+PROBE_GAIN = 1.05  # a probe is worth it (and found something) above this × the estimate
+PROBE_RECEIVED = 0.8  # of a cluster's packets that must arrive for it to measure anything
 OVERSHOOT = 1.15  # clusters aim this far above the rate asked for: a measurement is a bit low
 MAX_FACTOR = 2.0  # a probe never aims above this × the estimate
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 8.0  # s before the next probe after failures, doubling
@@ -58,6 +63,12 @@ class Cluster:
     def on_arrival(self, arrival: float, size: int) -> None:
         self.arrivals.append((arrival, size))
 
+    def delivered(self) -> bool:
+        """Whether enough of its packets arrived for its rates to mean anything: a cluster
+        that a full queue mostly dropped failed, and says nothing of the path's capacity
+        (the few packets that did arrive may have come back to back, at any rate)."""
+        return len(self.arrivals) >= PROBE_RECEIVED * self.packets
+
     def due(self, now: float) -> int:
         """Bytes to send now so the cluster keeps to its rate until the next tick."""
         return max(0, int(self.rate / 8 * (now - self.start + PACE)) - self.sent_bytes)
@@ -75,7 +86,7 @@ class Cluster:
 
 def _saturated(rate: float, send: float, receive: float) -> bool:
     """Sent as planned, delivered slower: the path's capacity is the receive rate."""
-    return send >= 0.8 * rate and receive < 0.9 * send
+    return send >= 0.8 * rate and 0 < receive < 0.9 * send
 
 
 def _receive_rate(arrivals: list[tuple[float, int]]) -> float:
@@ -89,10 +100,12 @@ class Prober:
 
     def __init__(self) -> None:
         self.target: float | None = None  # bps of the probe in progress
+        self.base = 0.0  # bps: the estimate when it started
         self.queued = 0  # its clusters still to start
         self.active: Cluster | None = None
         self.waiting: list[Cluster] = []  # closed, their results not known yet
-        self.measured: list[tuple[float, float, float]] = []  # (rate, send, receive) per cluster
+        # (rate, send, receive, delivered) per cluster: delivered, whether enough of it arrived
+        self.measured: list[tuple[float, float, float, bool]] = []
         self.next_allowed = -math.inf
         self.backoff = FIRST_BACKOFF
         self.probes = self.failed = 0
@@ -103,10 +116,10 @@ class Prober:
         """Start probing for ``target`` bps unless busy, backing off or pointless."""
         if self.target is not None or now < self.next_allowed:
             return False
-        if not min(target, maximum) > estimate * 1.05:  # (NaN included)
+        if not min(target, maximum) > estimate * PROBE_GAIN:  # (NaN included)
             return False  # nothing the estimate does not already allow
         target = min(target * OVERSHOOT, MAX_FACTOR * estimate, maximum)
-        self.target, self.queued, self.measured = target, CLUSTERS, []
+        self.target, self.queued, self.measured, self.base = target, CLUSTERS, [], estimate
         self.probes += 1
         return True
 
@@ -144,7 +157,10 @@ class Prober:
         — a token bucket lets the first cluster through at line rate, the next one shows its
         real rate; the capacity, a receive rate below what a cluster sent as planned (None if
         no cluster saturated the path). A cluster feedback has not covered
-        :data:`PROBE_TIMEOUT` after it closed counts as nothing received.
+        :data:`PROBE_TIMEOUT` after it closed counts as nothing received. One of which less
+        than :data:`PROBE_RECEIVED` arrived failed the probe (result 0): what did arrive came
+        out of a full queue at the path's rate, a capacity, if at least two packets did (one
+        alone measures no rate: it used to read as a capacity of 0 and cut to the floor).
         """
         capacities: list[float] = []
         for cluster in list(self.waiting):
@@ -152,7 +168,7 @@ class Prober:
             if covered or (cluster.closed is not None and now - cluster.closed > PROBE_TIMEOUT):
                 self.waiting.remove(cluster)
                 send, receive = cluster.rates() if covered else (0.0, 0.0)
-                self.measured.append((cluster.rate, send, receive))
+                self.measured.append((cluster.rate, send, receive, covered and cluster.delivered()))
                 if _saturated(cluster.rate, send, receive):
                     capacities.append(receive)
         if self.target is None or self.queued or self.active is not None or self.waiting:
@@ -165,6 +181,12 @@ class Prober:
         if now - self.succeeded < FALSE_SUCCESS:
             self.succeeded = -math.inf
             self._back_off(now)
+
+    def hold(self, now: float) -> None:
+        """Heavy loss just cut the estimate: the path is full, and a probe would only add to
+        its loss (a token bucket's queue is shallow). Wait as long as after repeated failures."""
+        self.backoff = MAX_BACKOFF
+        self.next_allowed = max(self.next_allowed, now + MAX_BACKOFF)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -185,10 +207,15 @@ class Prober:
     def _conclude(self, now: float) -> tuple[float, float | None]:
         """The probe is over: allow the next at once after success, later after failure."""
         assert self.target is not None
-        result = min((min(send, receive) for _rate, send, receive in self.measured), default=0.0)
-        saturated = [receive for rate, send, receive in self.measured if _saturated(rate, send, receive)]
+        result = min(
+            (min(send, receive) if ok else 0.0 for _, send, receive, ok in self.measured), default=0.0
+        )
+        saturated = [receive for rate, send, receive, _ in self.measured if _saturated(rate, send, receive)]
         self.last_result = result
-        if result >= PROBE_SUCCESS * self.target:
+        log.debug("probe for %.0f: clusters (rate, send, receive) %s", self.target, self.measured)
+        # Success also when short of the target, if no cluster saturated the path and it
+        # found more than the estimate: the path carried that much, the next probe starts there.
+        if result >= PROBE_SUCCESS * self.target or (not saturated and result > PROBE_GAIN * self.base):
             self.backoff, self.next_allowed, self.succeeded = FIRST_BACKOFF, now, now
         else:
             self._back_off(now)
