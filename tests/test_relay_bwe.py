@@ -10,6 +10,7 @@ TWCC feedback built by ``build_feedback``, on its own clock (1000 s ahead of the
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import random
@@ -23,7 +24,9 @@ import pytest
 
 from meet.relay import bwe, probe
 from meet.relay.allocate import UP_MARGIN
+from meet.relay.bandwidth import Bandwidth
 from meet.relay.bwe import Link
+from meet.relay.forward import Counters, OutStream, Publication
 from meet.relay.twcc import build_feedback, parse_feedback, rtcp_packet
 
 LAYERS = (150_000.0, 500_000.0, 1_500_000.0)
@@ -338,6 +341,25 @@ def test_a_probe_short_of_its_target_that_found_more_does_not_back_off() -> None
     assert stats["probes_failed"] == 0, stats
     link.probe(5_000_000.0, 0.31)
     assert link.stats()["probes"] == 2
+
+
+def test_audio_takes_nothing_from_the_estimate_the_videos_share() -> None:
+    """Only video m-lines carry transport-cc: what the subscriber acknowledges and probes measure
+    is the room left for video beside the audio. Taking the audio off again counted it twice (a
+    low layer that fitted was paused, as behind the browser test's 400 kbit/s token bucket)."""
+
+    async def main() -> None:
+        publication = Publication("alice", "video", lambda ssrc: True, Counters())
+        publication.set_rids(["l", "m", "h"])  # not measured yet: 150 k, 500 k, 1.5 M
+        out = OutStream("video", Counters())
+        voices = [OutStream("audio", Counters()) for _ in range(2)]
+        bandwidth = Bandwidth("bob")
+        bandwidth.link = Link(initial=200_000.0)  # the lowest layer and its headroom: 180 k
+        bandwidth.rebalance([(publication, out)], voices, 0.0)
+        assert not out.paused
+        assert (out.target or out.source) is publication.layer_for_rid("l")
+
+    asyncio.run(main())  # a layer asked for a keyframe arms its timer on the running loop
 
 
 # --- feedback bookkeeping ------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Which layer of each video a subscriber receives, from its bandwidth estimate.
 
 A subscriber's connection has one estimate of what it can receive (``bwe.Link``). Audio is
-never chosen away: its rate comes off the top. What remains is shared among the videos it
-subscribes to, as Jitsi and LiveKit do:
+never chosen away, and is outside the estimate (it carries no transport-cc: see
+``Bandwidth.video_budget``). The estimate is shared among the videos it subscribes to, as
+Jitsi and LiveKit do:
 
 1. every video gets its lowest layer, in order, while the budget allows; a video that does not
    fit is paused (nothing sent) — a video goes before any audio suffers;
@@ -26,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 UP_MARGIN = 1.2  # a higher layer is chosen only with this much headroom over its rate
-AUDIO_RATE = 48_000.0  # bps an audio subscription is assumed to take when not measured yet
 NOMINAL = {1: (800_000.0,), 2: (250_000.0, 1_000_000.0), 3: (150_000.0, 500_000.0, 1_500_000.0)}
 
 

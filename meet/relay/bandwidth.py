@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from meet.relay.allocate import AUDIO_RATE, Allocation, allocate, nominal
+from meet.relay.allocate import Allocation, allocate, nominal
 from meet.relay.bwe import Link
 from meet.relay.compat import feedback
 from meet.relay.forward import OutStream, Publication, Source
@@ -72,10 +72,13 @@ class Bandwidth:
         return link
 
     def rebalance(self, videos: Sequence[Subscription], audio: Sequence[OutStream], now: float) -> None:
-        """Choose each video's layer within the link's estimate; probe for more when it helps."""
+        """Choose each video's layer within the link's estimate; probe for more when it helps.
+
+        ``audio`` (the participant's audio streams) takes nothing from it: see :meth:`video_budget`.
+        """
         if not videos:
             return
-        budget = self.video_budget(audio)
+        budget = self.video_budget()
         allocation = self._allocation(videos, budget)
         for (publication, out), index in zip(videos, allocation.layers, strict=True):
             layers = selectable(publication)
@@ -91,8 +94,7 @@ class Bandwidth:
                 )
             out.switch(chosen)
         if self.link is not None and allocation.probe is not None:
-            audio_rate = self.link.estimate - budget  # the probe is for the whole link
-            self.link.probe(allocation.probe + audio_rate, now)
+            self.link.probe(allocation.probe, now)
 
     @property
     def probing(self) -> bool:
@@ -112,22 +114,30 @@ class Bandwidth:
     def first_layer(
         self, publication: Publication, videos: Sequence[Subscription], audio: Sequence[OutStream]
     ) -> Source:
-        """The layer a new subscription starts on: what the estimate allows next to the others."""
+        """The layer a new subscription starts on: what the estimate allows next to the others
+        (``audio`` aside: see :meth:`video_budget`)."""
         layers = selectable(publication)
         if publication.kind != "video" or len(layers) == 1:
             return layers[-1]
-        budget = self.video_budget(audio)
+        budget = self.video_budget()
         room = budget - self._allocation(videos, budget).used
         rates = [layer.rate or nominal(len(layers), i) for i, layer in enumerate(layers)]
         fitting = [i for i, rate in enumerate(rates) if rate <= room]
         return layers[fitting[-1]] if fitting else layers[0]
 
-    def video_budget(self, audio: Sequence[OutStream]) -> float:
-        """The link's estimate less what the audio takes (audio is never chosen away)."""
+    def video_budget(self) -> float:
+        """What the videos may take: the link's whole estimate.
+
+        The estimate is made of the packets that carry transport-cc, and the relay negotiates
+        it on video m-lines only (``compat.feedback``, as browsers do for what they send): the
+        rate acknowledged, the rates probes measure, are the room left for video beside the
+        audio, which flows whatever the estimate says (it is never chosen away). Taking the
+        audio off again counted it twice: behind a 400 kbit/s token bucket, the low layer no
+        longer fitted beside two Opus streams and every video paused.
+        """
         if self.link is None:
             return math.inf  # no estimate negotiated: every video at its best layer
-        taken = sum((out.source.rate if out.source is not None else 0.0) or AUDIO_RATE for out in audio)
-        return self.link.estimate - taken
+        return self.link.estimate
 
     def stats(self, subscriptions: Sequence[tuple[str, Publication, OutStream]]) -> dict[str, Any]:
         """The estimate and, per subscription (mid, publication, out), the layer it receives."""
