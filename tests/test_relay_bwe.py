@@ -278,6 +278,24 @@ def test_loss_cuts_the_estimate_when_delay_says_nothing() -> None:
     assert link.stats()["loss"] > 0.2
 
 
+def test_a_loss_burst_too_short_to_measure_cuts_no_lower_than_what_arrived_lately() -> None:
+    """Behind a token bucket, 19 of 20 packets lost arrive within a few ms: the interval measures
+    no delivered rate, and rate × (1 − 0.5 × loss) alone halved the estimate (the low layer
+    paused for 8 s). The receive rate of the last 500 ms bounds the cut instead."""
+    link = Link(initial=300_000.0)
+    now = 0.0
+    for tick in range(10):  # 1 s of 300 kbit/s, all received, a feedback every 100 ms
+        sent = [(link.sent(1000, now + i * 0.025), now + i * 0.025) for i in range(4)]
+        now += 0.1
+        report(link, sent, [RECEIVER_CLOCK + t + DELAY for _, t in sent], now + DELAY)
+        assert tick < 5 or link.stats()["acknowledged"] == pytest.approx(320_000, rel=0.1)
+    before = link.estimate
+    sent = [(link.sent(1000, now + i * 0.0025), now + i * 0.0025) for i in range(20)]
+    report(link, sent, [RECEIVER_CLOCK + sent[0][1] + DELAY] + [None] * 19, now + 0.1)
+    assert link.stats()["loss"] == 0.95
+    assert bwe.BETA * 300_000 <= link.estimate < before, link.stats()
+
+
 def probe_once(link: Link, start: float, most: int = 1 << 20) -> list[tuple[int, float]]:
     """Carry out the probe ``link`` started at ``start``: every 10 ms, the padding it asks for
     (at ``most`` bytes), in 150-byte packets, for 200 ms. (seq, send time) of each packet sent."""

@@ -22,7 +22,8 @@ each arrived. From those pairs of (send time, arrival time) the link derives:
 - **Loss** (:class:`_Loss`), over intervals of at least :data:`LOSS_PACKETS` 20 packets or
   :data:`LOSS_PERIOD` 1 s (fewer would make one lost packet look like 20 %): above 10 % the
   rate is cut at once to rate × (1 − 0.5 × loss), but no lower than :data:`BETA` × the rate
-  delivered during the interval — under heavy loss what arrives is what the path carries (a
+  delivered during the interval (over the last 500 ms when the interval is too short to
+  tell and lost more than half) — under heavy loss what arrives is what the path carries (a
   full drop-tail queue, a tbf, shows no delay *trend* to react to), and the burst of loss of
   a link that just shrank must not cut to the floor; between 2 and 10 % it holds;
   below 2 % it may increase. Probe packets are left out (they are meant to fill queues).
@@ -80,6 +81,7 @@ MEASURED_FOR = 2.0  # s a probe's capacity measurement stays the floor of a decr
 THROUGHPUT_WINDOW = 0.5  # s of arrivals the acknowledged throughput is measured over
 LOSS_PACKETS, LOSS_PERIOD = 20, 1.0  # a loss interval: this many packets, or this long
 LOSS_HIGH, LOSS_LOW = 0.10, 0.02  # loss fractions: cut above, grow below
+BURST_LOSS = 0.5  # above this, a loss interval is a queue overflowing (see Link._on_loss)
 
 
 class _History:
@@ -374,9 +376,13 @@ class Link:
         # A drop-tail queue that overflows shows no delay trend: what arrived is what it carries,
         # so the cut goes no lower than that (a burst of loss while a link shrinks, 85 % at
         # the first feedback behind a token bucket, would otherwise cut to the floor and pause
-        # every video for seconds).
-        cut = self.estimate * (1 - 0.5 * loss)
+        # every video for seconds). An interval of 20 packets that lost 19 spans too little
+        # time to measure a rate: when most of a burst was lost (a full queue, not random loss,
+        # which cuts as rate × (1 − 0.5 × loss) alone), the last 500 ms stand in for it.
+        if delivered is None and loss > BURST_LOSS:
+            delivered = self._throughput.rate()
         log.debug("%s %.3f: loss %.3f, delivered %s", self.name, now, loss, delivered)
+        cut = self.estimate * (1 - 0.5 * loss)
         self._aimd.cut(max(cut, BETA * delivered) if delivered else cut, now)
 
     def probe(self, target_bps: float, now: float) -> None:
