@@ -90,6 +90,7 @@ class LiveRoom:
     host_id: int = 0
     cohosts: set[int] = field(default_factory=set)  # user ids
     knocks: dict[str, Knock] = field(default_factory=dict)  # by connection id, oldest first
+    speaker: str | None = None  # relay mode: the dominant speaker's peer id (the relay judges it)
 
     def __post_init__(self) -> None:
         if not self.host_id:

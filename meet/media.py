@@ -157,14 +157,20 @@ class MediaRouter:
             raise RelayFailure(str(exc)) from exc
 
     def event(self, live: LiveRoom | None, message: dict[str, Any]) -> None:
-        """An event from the relay about one participant of ``live``.
+        """An event from the relay about one participant of ``live`` (to it, or about it: ``speaker``).
 
         Every event follows the participant's first offer (the relay never speaks first), so
         the participant is in ``live.peers`` by then, or already gone.
         """
         peer = live.peers.get(str(message.get("peer"))) if live is not None else None
-        if peer is not None:
-            self._deliver(peer, message)
+        if peer is None or live is None:
+            return
+        if message.get("event") == "speaker":  # about the room, not to the peer it names
+            if live.mode == "relay" and live.speaker != peer.peer_id:
+                live.speaker = peer.peer_id
+                live.broadcast(p.Speaker(peer_id=peer.peer_id))
+            return
+        self._deliver(peer, message)
 
     def _deliver(self, peer: Participant, message: dict[str, Any]) -> None:
         kind = message.get("event")

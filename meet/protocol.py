@@ -222,6 +222,7 @@ class Welcome(Message):
     messages: list[dict[str, Any]]
     ice_servers: list[dict[str, Any]]
     mode: str = "mesh"
+    speaker: str | None = None  # relay rooms: the dominant speaker's peer id, once there is one
     protocol: int = PROTOCOL_VERSION
 
 
@@ -285,6 +286,14 @@ class Tracks(Message):
 
     type: ClassVar[str] = "tracks"
     tracks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Speaker(Message):
+    """Relay mode: the room's dominant speaker changed (from the audio levels the relay receives)."""
+
+    type: ClassVar[str] = "speaker"
+    peer_id: str
 
 
 @dataclass(frozen=True)
@@ -419,7 +428,8 @@ ROOM_CLIENT_MESSAGES: dict[str, type[Message]] = {
 }
 USER_CLIENT_MESSAGES: dict[str, type[Message]] = {m.type: m for m in (Ring, RingAnswer, RingCancel, Ping, Pong)}
 SERVER_MESSAGES: tuple[type[Message], ...] = (
-    Welcome, SignalFrom, ChatPosted, StateChanged, PeerJoined, PeerLeft, RoomUpdated, Mode, Tracks, RoomEnded, Kicked,
+    Welcome, SignalFrom, ChatPosted, StateChanged, PeerJoined, PeerLeft, RoomUpdated, Mode, Tracks, Speaker, RoomEnded,
+    Kicked,
     MuteRequest, Lobby, Knock, KnockEnded, RoleChanged, Reaction, Error, Ping, Pong, Presence, Online, Offline,
     Ringing, IncomingCall, RingAnswer, RingCancel, RingTimeout,
 )

@@ -290,6 +290,7 @@ class Rooms:
             messages=[m.public() for m in history],
             ice_servers=self.ice.for_user(peer.user.id),
             mode=live.mode,
+            speaker=live.speaker if live.speaker in live.peers else None,
         )
 
     async def leave(self, peer: Participant) -> None:

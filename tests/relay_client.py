@@ -108,8 +108,11 @@ class MediaPeer:
     from it in the trio thread is safe (the GIL makes each ``dict.get`` atomic).
     """
 
-    def __init__(self, shade: int = 0, fps: int = 15, size: tuple[int, int] = (160, 120)) -> None:
-        self.shade, self.fps, self.size = shade, fps, size
+    def __init__(
+        self, shade: int = 0, fps: int = 15, size: tuple[int, int] = (160, 120), loud: bool = True
+    ) -> None:
+        self.shade, self.fps, self.size, self.loud = shade, fps, size, loud
+        self.voice = SineAudio(loud)  # the microphone of the current connection: set voice.loud
         self.pc: RTCPeerConnection | None = None
         self.frames: dict[str, int] = defaultdict(int)
         self.media_added = False
@@ -143,7 +146,8 @@ class MediaPeer:
         if not self.media_added:
             self.media_added = True
             width, height = self.size
-            self.pc.addTransceiver(SineAudio(), direction="sendrecv")
+            self.voice = SineAudio(self.voice.loud)  # a fresh track per connection
+            self.pc.addTransceiver(self.voice, direction="sendrecv")
             video = SyntheticVideo(fps=self.fps, width=width, height=height, shade=self.shade)
             self.pc.addTransceiver(video, direction="sendrecv")
         return any(t.mid is None for t in self.pc.getTransceivers())
@@ -430,10 +434,10 @@ class RelayClient:
 @asynccontextmanager
 async def relay_client(
     http_url: str, code: str, token: str, aio: AsyncioThread, *, name: str = "client", shade: int = 0,
-    auto_start: bool = True,
+    auto_start: bool = True, loud: bool = True,
 ) -> AsyncIterator[RelayClient]:
     """Join ``code`` and run a :class:`RelayClient` until the block ends (then leave)."""
-    media = MediaPeer(shade=shade)
+    media = MediaPeer(shade=shade, loud=loud)
     await aio.run(media.reset())
     try:
         async with connect(room_ws_url(http_url, code), token) as ws, trio.open_nursery() as nursery:

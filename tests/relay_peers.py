@@ -96,14 +96,19 @@ class SyntheticVideo(MediaStreamTrack):
 
 
 class SineAudio(MediaStreamTrack):
-    """A 440 Hz tone in 20 ms frames (48 kHz mono)."""
+    """A 440 Hz tone in 20 ms frames (48 kHz mono); digital silence while ``loud`` is False.
+
+    aiortc's sender puts each frame's level in the RFC 6464 header extension (about -15 dBov for
+    the tone, -127 for silence): what the relay's dominant-speaker detection reads.
+    """
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, loud: bool = True) -> None:
         super().__init__()
         self.samples = 0
         self.start: float | None = None
+        self.loud = loud
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -114,7 +119,8 @@ class SineAudio(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         t = (numpy.arange(960) + self.samples) / 48000
-        data = (numpy.sin(2 * numpy.pi * 440 * t) * 8000).astype(numpy.int16).reshape(1, -1)
+        amplitude = 8000 if self.loud else 0
+        data = (numpy.sin(2 * numpy.pi * 440 * t) * amplitude).astype(numpy.int16).reshape(1, -1)
         frame = AudioFrame.from_ndarray(data, format="s16", layout="mono")
         frame.sample_rate = 48000
         frame.pts = self.samples
@@ -206,6 +212,7 @@ class TestPeer:
         self.hub, self.peer = hub, peer
         self.audio, self.video, self.screen, self.recvonly, self.shade = audio, video, screen, recvonly, shade
         self.chrome = chrome  # number payload types and extension ids like Chrome, not like aiortc
+        self.voice = SineAudio()  # its microphone: set voice.loud to speak or fall silent
         # A browser answers the relay's offers after a signaling round trip, typically after
         # its ICE/DTLS handshake completed; in-process answers would come before it.
         self.answer_delay = 0.3 if chrome else 0.0
@@ -239,7 +246,7 @@ class TestPeer:
         """open, then the first offer (mic, camera, screen, recvonly slots) and the relay's answer."""
         await self.hub.request("open", peer=self.peer)
         if self.audio:
-            self.pc.addTransceiver(SineAudio(), direction="sendrecv")
+            self.pc.addTransceiver(self.voice, direction="sendrecv")
         if self.video:
             camera = self.pc.addTransceiver(SyntheticVideo(shade=self.shade), direction="sendrecv")
             self.camera_ssrc = camera.sender._ssrc

@@ -232,6 +232,26 @@ async def test_a_publisher_leaving_is_renegotiated_away(
         no_errors([a, b])
 
 
+async def test_the_dominant_speaker_reaches_everyone_and_the_welcome_of_late_joiners(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
+) -> None:
+    async with open_clients(server, aio) as clients:
+        code = await make_room(client, alice)
+        a = await clients.join(code, alice, loud=False)
+        b = await clients.join(code, bob)  # the only one with a tone on its microphone
+        for x in (a, b):
+            await x.frame_after(0, "speaker", lambda f: f["peer_id"] == b.peer_id, timeout=NEGOTIATE)
+        assert all(f["peer_id"] == b.peer_id for x in (a, b) for f in x.frames_of("speaker"))
+        c = await clients.join(code, carol, loud=False)
+        assert c.welcome["speaker"] == b.peer_id
+        mark = a.mark()
+        await clients.leave("bob")
+        await a.frame_after(mark, "peer-left", lambda f: f["peer_id"] == b.peer_id)
+        d = await clients.join(code, bob, name="bob again", loud=False)
+        assert "speaker" not in d.welcome  # the speaker left, and nobody spoke since
+        no_errors([a, c, d])
+
+
 async def test_a_killed_worker_is_restarted_and_clients_reconnect(
     server: RunningServer, client: httpx.AsyncClient, aio: AsyncioThread, alice: User, bob: User
 ) -> None:

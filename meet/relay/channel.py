@@ -26,6 +26,7 @@ Events (worker → server) carry ``event`` and no ``id``:
 - ``tracks {room, peer, tracks: [{mid, publisher, source}]}`` — which publisher (peer id) and
   source ("audio" | "camera" | "screen") each of the subscriber's m-lines carries.
 - ``failed {room, peer, reason}`` — the participant's connection failed.
+- ``speaker {room, peer}`` — ``peer`` became the room's dominant speaker (``meet.relay.speaker``).
 """
 
 from __future__ import annotations

@@ -215,6 +215,11 @@ class Participant:
         """This participant's live publications, in m-line order."""
         return [publication for publication in self.pubs.values() if publication.live]
 
+    def speech_packets(self) -> int | None:
+        """Audio packets of speech received from this participant (None: it publishes no audio)."""
+        audio = [publication for publication in self.publications() if publication.kind == "audio"]
+        return sum(layer.speech for publication in audio for layer in publication.layers) if audio else None
+
     def out_streams(self) -> list[OutStream]:
         return [slot.out for slot in self.slots.values()]
 

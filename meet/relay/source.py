@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from meet.relay import vp8
+from meet.relay.speaker import SPEECH_LEVEL
 
 HISTORY = 1024  # packets kept per video source for NACKs (~1-6 s of video); a power of two
 MASK = HISTORY - 1
@@ -107,7 +108,7 @@ class Source:
 
     __slots__ = (
         "_deferred", "_last_pli", "_loop", "_mark", "_pending", "_send_pli", "clock_rate", "counters",
-        "history", "kind", "octets", "packets", "publisher", "rate", "rid", "sr", "ssrc",
+        "history", "kind", "octets", "packets", "publisher", "rate", "rid", "speech", "sr", "ssrc",
         "targets", "video",
     )  # fmt: skip
 
@@ -129,6 +130,7 @@ class Source:
         self.ssrc: int | None = None
         self.sr: tuple[int, int, float] | None = None  # the last SR: (NTP, RTP timestamp, arrival)
         self.packets = self.octets = 0
+        self.speech = 0  # audio packets at least speaker.SPEECH_LEVEL loud (the dominant speaker)
         self.rid: str | None = None  # the simulcast encoding it is (None: a single encoding)
         self.rate = 0.0  # bits per second, smoothed (Publication.measure)
         self._mark: tuple[float, int, int] | None = None  # (time, packets, octets) when last measured
@@ -156,6 +158,8 @@ class Source:
             keyframe = bool(payload) and payload[0] & 0x10 != 0 and vp8.keyframe_start(payload)
         else:
             keyframe = True  # audio: any packet starts a stream
+            if level is not None and level & 0x7F <= SPEECH_LEVEL:  # RFC 6464: -dBov, V bit on top
+                self.speech += 1
         if self._pending:
             self._try_pli()
         targets = self.targets

@@ -2,10 +2,10 @@
 
 :class:`Relay` implements the channel contract of :mod:`meet.relay.channel`: ``handle(request)``
 answers one request (``configure``, ``open``, ``offer``, ``answer``, ``candidate``, ``close``,
-``stats``) and ``on_event`` receives the events (``offer``, ``tracks``, ``failed``). It can run
-in-process (tests drive it directly) or as ``python -m meet.relay.worker --fd N``: the process
-entry speaks channel frames on the inherited Unix socket ``N`` and exits when the socket closes
-or on SIGTERM/SIGINT, closing every peer connection first.
+``stats``) and ``on_event`` receives the events (``offer``, ``tracks``, ``failed``, ``speaker``).
+It can run in-process (tests drive it directly) or as ``python -m meet.relay.worker --fd N``: the
+process entry speaks channel frames on the inherited Unix socket ``N`` and exits when the socket
+closes or on SIGTERM/SIGINT, closing every peer connection first.
 
 Requests are handled concurrently, each as soon as it arrives; the requests of one participant
 are applied in arrival order (its lock is FIFO). A reply is written right after its handler
@@ -34,11 +34,12 @@ from typing import Any
 from aiortc import RTCConfiguration
 from aiortc.exceptions import InvalidStateError
 
-from meet.relay import compat, ice, uplink
+from meet.relay import compat, ice, speaker, uplink
 from meet.relay.channel import ChannelError, Decoder, encode
 from meet.relay.forward import Counters, Publication
 from meet.relay.peer import Participant, RequestError
 from meet.relay.probe import PACE
+from meet.relay.speaker import DominantSpeaker
 
 log = logging.getLogger("meet.relay.worker")
 
@@ -56,6 +57,24 @@ class Room:
         self.name = name
         self.counters = counters
         self.participants: dict[str, Participant] = {}
+        self.speaker = DominantSpeaker()
+        self._spoken: dict[str, int] = {}  # peer -> its speech packets at the last judgement
+        self._judged: float | None = None
+
+    def judge_speaker(self, now: float) -> str | None:
+        """Feed each participant's speech since the last call to the detector; a new speaker or None."""
+        elapsed = speaker.INTERVAL if self._judged is None else now - self._judged
+        self._judged = now
+        activity: dict[str, float] = {}
+        spoken: dict[str, int] = {}
+        for peer, participant in self.participants.items():
+            total = participant.speech_packets()
+            if total is None:
+                continue  # publishes no audio: not a candidate
+            spoken[peer] = total
+            activity[peer] = speaker.activity(max(total - self._spoken.get(peer, total), 0), elapsed)
+        self._spoken = spoken
+        return self.speaker.update(activity, now)
 
     def wanted_publications(self, peer: str) -> list[Publication]:
         """Every live publication of the others, in join then m-line order."""
@@ -80,6 +99,7 @@ class Relay:
         self._retired = [0, 0]  # packets, octets of closed subscriptions
         self._pacer: asyncio.Task[None] | None = None
         self._next_rebalance = 0.0
+        self._next_speaker = 0.0
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "configure": self._configure,
             "open": self._open,
@@ -126,8 +146,18 @@ class Relay:
                     publication.measure(now)
             for participant in participants:
                 participant.rebalance(now)
+        if now >= self._next_speaker:
+            self._next_speaker = now + speaker.INTERVAL
+            for room in self.rooms.values():
+                self._judge_speaker(room, now)
         probing = any(participant.bandwidth.probing for participant in participants)
         return PACE_INTERVAL if probing else IDLE_INTERVAL
+
+    def _judge_speaker(self, room: Room, now: float) -> None:
+        dominant = room.judge_speaker(now)
+        if dominant is not None:
+            log.debug("%s: %s is the dominant speaker", room.name, dominant)
+            self.on_event({"event": "speaker", "room": room.name, "peer": dominant})
 
     async def _run_pacer(self) -> None:
         delay = PACE_INTERVAL

@@ -271,7 +271,7 @@ function detach(ws) {
 
 /**
  * One meeting's signaling channel.
- * Events: welcome, peer-joined, peer-left, signal, chat, state, room-updated, mode, tracks,
+ * Events: welcome, peer-joined, peer-left, signal, chat, state, room-updated, mode, tracks, speaker,
  * room-ended, kicked, mute-request, role, lobby, knock, knock-ended, reaction, error (+ the life
  * cycle events above). Before `welcome` a connection may wait in the lobby (`lobby`, repeated
  * when a host comes or goes); `welcome` then follows on the same socket.

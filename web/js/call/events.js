@@ -17,6 +17,7 @@ import {
   renderControls,
   renderHeader,
   renderPeople,
+  showDominant,
   showPeerTile,
   tickTimer,
 } from "./render.js";
@@ -56,6 +57,7 @@ export function onWelcome(welcome) {
   for (const id of call.roster.keys()) if (!next.has(id)) dropPeer(id);
   call.roster = next;
   for (const peer of next.values()) showPeerTile(peer).setStatus(initialStatus());
+  showDominant(welcome.speaker || null);
   call.chat.setHistory(welcome.messages || []);
   syncLocalMedia();
   sendState();
@@ -208,6 +210,7 @@ export function wireClient(client) {
   on("role", onRole);
   on("reaction", (message) => call.reactions.show(message));
   on("mode", (message) => setMode(message.mode, { announce: true }));
+  on("speaker", (message) => showDominant(message.peer_id));
   on("error", onServerError);
   on("disconnected", onDisconnected);
 }

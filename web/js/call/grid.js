@@ -18,7 +18,8 @@
  *   .tile.screen[data-peer-id]  remote screen .tile.screen.local     my presenting card
  *   .tile.pip (my floating camera), .tile.pinned, .tile-pin (pin button), .presenting-card
  *   .tile-net[data-level] (network quality, netquality.js)
- *   classes: muted (mic off), camera-off, hand, speaking
+ *   classes: muted (mic off), camera-off, hand, speaking (heard here now), dominant (the room's
+ *   dominant speaker, judged by the relay)
  */
 
 import { avatarHue, initialOf } from "./avatar.js";
@@ -159,6 +160,11 @@ class Tile {
 
   setSpeaking(on) {
     this.el.classList.toggle("speaking", on);
+  }
+
+  /** Whether this is the room's dominant speaker (relay rooms: the server's `speaker`). */
+  setDominant(on) {
+    this.el.classList.toggle("dominant", on);
   }
 
   /** A small notice over the video ("Connecting…"), or null to hide it. */

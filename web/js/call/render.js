@@ -22,13 +22,24 @@ export function showPeerTile(peer) {
   const name = peer.guest ? `${peer.user.username} (guest)` : peer.user.username;
   const tile = call.grid.ensure(`cam:${peer.peer_id}`, { peerId: peer.peer_id, name, user: peer.user });
   tile.setState(peer);
+  tile.setDominant(peer.peer_id === call.dominant);
   return tile;
 }
 
 export function dropPeer(peerId) {
+  if (call.dominant === peerId) call.dominant = null;
   call.grid.remove(`cam:${peerId}`);
   call.grid.remove(`screen:${peerId}`);
   call.speaking.unwatch(peerId);
+}
+
+/** The room's dominant speaker changed (relay rooms): frame their camera tile, only theirs. */
+export function showDominant(peerId) {
+  call.dominant = peerId && call.roster.has(peerId) ? peerId : null;
+  for (const id of call.roster.keys()) {
+    const tile = call.grid.get(`cam:${id}`);
+    if (tile) tile.setDominant(id === call.dominant);
+  }
 }
 
 export function renderPeople() {

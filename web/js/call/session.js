@@ -23,6 +23,7 @@ export const call = {
   people: null,
   controls: null,
   speaking: null,
+  dominant: null, // relay rooms: the dominant speaker's peer id (the server's `speaker`)
   invite: null, // the invite card shown while I am alone
   guest: false, // joined with a guest pass (no account): no dashboard, no ring, no history
   lobby: null, // LobbyScreen: waiting for a host to let me in
