@@ -91,6 +91,24 @@ def tone_file(folder: Path) -> Path:
     return path
 
 
+AUDIO_SENT_RATE_JS = """async () => {
+  const pc = window.meetCall.peers().get("relay");
+  const sent = async () => {
+    let packets = 0;
+    (await pc.getStats()).forEach((r) => { if (r.type === "outbound-rtp" && r.kind === "audio") packets += r.packetsSent; });
+    return packets;
+  };
+  const before = await sent();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  return (await sent()) - before;
+}"""
+
+
+def audio_sent_per_second(page: Any) -> int:
+    """Audio packets the page sent the relay over one second (measured in the page)."""
+    return int(page.evaluate(AUDIO_SENT_RATE_JS))
+
+
 def dominant_tiles(page: Any) -> list[str]:
     """The peer ids whose camera tile the page frames as the room's dominant speaker."""
     script = "[...document.querySelectorAll('.tile.dominant:not(.screen)')].map((t) => t.dataset.peerId)"
@@ -150,6 +168,15 @@ async def test_four_pages_in_a_relay_room_share_a_screen_and_leave(
             return speaker if marked == expected else None
 
         poll(agreed, SWITCH, "every page framing the same dominant speaker")
+
+        # The relay asks for Opus DTX: a muted microphone (track.enabled = false: silence) sends
+        # a packet every 400 ms or so instead of fifty a second, and fifty again once unmuted.
+        quiet = pages[list(pages)[2]]
+        poll(lambda: audio_sent_per_second(quiet) >= 30, 15, "fifty audio packets a second")
+        quiet.click("#toggle-mic")
+        poll(lambda: audio_sent_per_second(quiet) <= 10, 15, "a muted microphone's packets thinning out")
+        quiet.click("#toggle-mic")
+        poll(lambda: audio_sent_per_second(quiet) >= 30, 15, "the packets back after unmuting")
 
         ids = list(pages)
         sharer = ids[1]

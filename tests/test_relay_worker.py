@@ -461,6 +461,37 @@ def test_the_one_pin_matches_pyproject() -> None:
     text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     dependencies = tomllib.loads(text)["project"]["dependencies"]
     assert {f"{name}=={version}" for name, version in compat.PINNED.items()} <= set(dependencies)
+    assert f"pylibsrtp=={compat.srtp.PINNED}" in dependencies
+
+
+def _opus_parameters(sdp: str) -> list[dict[str, Any]]:
+    """The Opus codec parameters of every audio m-line of ``sdp``."""
+    description = SessionDescription.parse(sdp)
+    return [
+        dict(codec.parameters)
+        for media in description.media
+        if media.kind == "audio"
+        for codec in media.rtp.codecs
+        if codec.mimeType.lower() == "audio/opus"
+    ]
+
+
+def test_the_relay_asks_for_opus_dtx_in_its_answers_and_offers() -> None:
+    """usedtx=1 on every Opus m-line the relay describes: silent microphones send almost nothing."""
+
+    async def scenario(hub: Hub) -> None:
+        alice = TestPeer(hub, "alice", video=False, chrome=True)
+        await alice.join()
+        (answer,) = [e["sdp"] for e in hub.events if e["event"] == "answer" and e["peer"] == "alice"]
+        assert _opus_parameters(answer) and all(str(p.get("usedtx")) == "1" for p in _opus_parameters(answer))
+
+        bob = TestPeer(hub, "bob", video=False)  # a new audio m-line for alice: the relay offers
+        await bob.join()
+        await until(lambda: alice.offers_applied >= 1, 10, "the relay's offer to alice")
+        offered = _opus_parameters(alice.pc.remoteDescription.sdp)
+        assert len(offered) == 2 and all(str(p.get("usedtx")) == "1" for p in offered), offered
+
+    run_hub(scenario)
 
 
 @pytest.mark.parametrize(
