@@ -3,12 +3,14 @@ worker being restarted with its rooms reported lost."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 import trio
 
 from meet.config import config_from_mapping
+from meet.errors import ConfigError
 from meet.relay.bridge import RelayBridge, RelayError
 
 
@@ -28,6 +30,18 @@ class Recorder:
     async def on_lost(self, rooms: list[str]) -> None:
         self.lost.append(rooms)
         self.lost_event.set()
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(0, os.cpu_count() or 1), (1, 1), (3, 3)])
+def test_one_worker_per_core_by_default(configured: int, expected: int) -> None:
+    bridge = RelayBridge(settings(relay_workers=configured), Recorder().on_event, Recorder().on_lost)
+    assert len(bridge.workers) == expected
+    assert settings().relay_workers == 0  # the default: every core
+
+
+def test_a_negative_worker_count_is_refused() -> None:
+    with pytest.raises(ConfigError, match="relay_workers"):
+        settings(relay_workers=-1)
 
 
 async def test_requests_reach_the_worker_and_errors_come_back() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,7 +256,9 @@ class RtcConfig:
         '"always", or "off" (never; joins beyond mesh_limit are refused as room_full).',
     )
     mesh_limit: int = setting(4, "Most participants a room holds peer-to-peer (mesh).")
-    relay_workers: int = setting(1, "Relay worker processes; each room lives on one of them.")
+    relay_workers: int = setting(
+        0, "Relay worker processes (each room lives on one of them); 0 means one per CPU core."
+    )
     host_addresses: tuple[str, ...] = setting(
         (),
         "IP addresses the relay gathers and announces as host candidates; empty means the "
@@ -290,7 +293,7 @@ class RtcConfig:
         _require(0.01 <= self.offer_rate <= 100, "rtc", "offer_rate", "must be 0.01 to 100 per second")
         _require(1 <= self.offer_burst <= 1000, "rtc", "offer_burst", "must be 1 to 1000")
         _require(2 <= self.mesh_limit <= 16, "rtc", "mesh_limit", "must be 2 to 16")
-        _require(1 <= self.relay_workers <= 64, "rtc", "relay_workers", "must be 1 to 64")
+        _require(0 <= self.relay_workers <= 64, "rtc", "relay_workers", "must be 0 (one per CPU core) to 64")
         for address in self.host_addresses:
             try:
                 ipaddress.ip_address(address)
@@ -317,6 +320,11 @@ class RtcConfig:
             return None
         low, high = int(match[1]), int(match[2])
         return (low, high) if 1024 <= low <= high <= 65535 else None
+
+    @property
+    def worker_count(self) -> int:
+        """How many relay workers run: ``relay_workers``, or one per CPU core when it is 0."""
+        return self.relay_workers or min(os.cpu_count() or 1, 64)
 
 
 @dataclass(frozen=True)

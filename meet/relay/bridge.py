@@ -53,7 +53,7 @@ class RelayBridge:
         self.settings = settings
         self.on_event = on_event
         self.on_lost = on_lost
-        self.workers = [_Worker(i) for i in range(settings.relay_workers)]
+        self.workers = [_Worker(i) for i in range(settings.worker_count)]
         self.placement: dict[str, _Worker] = {}
         self._ids = itertools.count(1)
         self._changed = trio.Event()  # set (and replaced) whenever a worker becomes ready
