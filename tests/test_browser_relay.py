@@ -109,6 +109,11 @@ def audio_sent_per_second(page: Any) -> int:
     return int(page.evaluate(AUDIO_SENT_RATE_JS))
 
 
+def main_tiles(page: Any) -> list[str]:
+    """The peer ids of the tiles in the stage's main area (spotlight and speaker view)."""
+    return list(page.evaluate("[...document.querySelectorAll('#screens .tile')].map((t) => t.dataset.peerId)"))
+
+
 def dominant_tiles(page: Any) -> list[str]:
     """The peer ids whose camera tile the page frames as the room's dominant speaker."""
     script = "[...document.querySelectorAll('.tile.dominant:not(.screen)')].map((t) => t.dataset.peerId)"
@@ -167,7 +172,19 @@ async def test_four_pages_in_a_relay_room_share_a_screen_and_leave(
             expected = {me: [] if me == speaker else [speaker] for me in pages}
             return speaker if marked == expected else None
 
-        poll(agreed, SWITCH, "every page framing the same dominant speaker")
+        speaker = poll(agreed, SWITCH, "every page framing the same dominant speaker")
+
+        # Speaker view, on a listener's page: the speaker's camera large, everyone else in the strip.
+        listener_id = next(peer for peer in pages if peer != speaker)
+        listener = pages[listener_id]
+        listener.click("#toggle-speaker-view")
+        poll(lambda: main_tiles(listener) == dominant_tiles(listener) != [], 10, "the speaker large")
+        assert listener.get_attribute("#toggle-speaker-view", "aria-pressed") == "true"
+        strip = listener.evaluate("[...document.querySelectorAll('#tiles .tile')].map((t) => t.dataset.peerId || 'me')")
+        (large,) = main_tiles(listener)
+        assert sorted(strip) == sorted(["me", *(p for p in pages if p not in (listener_id, large))]), strip
+        listener.click("#toggle-speaker-view")
+        poll(lambda: main_tiles(listener) == [], 10, "the grid again")
 
         # The relay asks for Opus DTX: a muted microphone (track.enabled = false: silence) sends
         # a packet every 400 ms or so instead of fifty a second, and fifty again once unmuted.

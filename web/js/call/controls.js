@@ -8,7 +8,7 @@
  * controls marked data-overflow go into the "More" menu (menu.js). Notices dock beside the bar
  * (toast.js dockToasts).
  *
- * Hooks: #toggle-mic, #toggle-camera, #toggle-screen, #toggle-hand, #toggle-chat,
+ * Hooks: #toggle-mic, #toggle-camera, #toggle-screen, #toggle-speaker-view, #toggle-hand, #toggle-chat,
  *        #toggle-participants, #copy-link, #leave, #more-actions, #more-menu
  */
 
@@ -20,19 +20,21 @@ const HINTS = {
   "toggle-mic": ["Turn on microphone (Ctrl+D)", "Turn off microphone (Ctrl+D)"],
   "toggle-camera": ["Turn on camera (Ctrl+E)", "Turn off camera (Ctrl+E)"],
   "toggle-screen": ["Share your screen", "Stop sharing your screen"],
+  "toggle-speaker-view": ["Show whoever speaks large", "Show everyone the same size"],
   "toggle-hand": ["Raise your hand", "Lower your hand"],
   "toggle-chat": ["Open the chat", "Close the chat"],
   "toggle-participants": ["Show everyone in the meeting", "Hide the people panel"],
 };
 
 export class Controls {
-  /** handlers: {mic, camera, screen, hand, chat, participants, leave} → called on click */
+  /** handlers: {mic, camera, screen, speakerView, hand, chat, participants, leave} → called on click */
   constructor(handlers) {
     this.buttons = {};
     const map = {
       "toggle-mic": "mic",
       "toggle-camera": "camera",
       "toggle-screen": "screen",
+      "toggle-speaker-view": "speakerView",
       "toggle-hand": "hand",
       "toggle-chat": "chat",
       "toggle-participants": "participants",
@@ -89,12 +91,13 @@ export class Controls {
     dockToasts(bar, bar.querySelector(".controls-main"));
   }
 
-  /** state: {mic, camera, screen, hand, chat, participants} booleans */
+  /** state: {mic, camera, screen, speakerView, hand, chat, participants} booleans */
   render(state) {
     const on = {
       "toggle-mic": state.mic,
       "toggle-camera": state.camera,
       "toggle-screen": state.screen,
+      "toggle-speaker-view": state.speakerView,
       "toggle-hand": state.hand,
       "toggle-chat": state.chat,
       "toggle-participants": state.participants,

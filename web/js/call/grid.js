@@ -5,8 +5,11 @@
  *   grid       every camera in #tiles, sized by a ResizeObserver for the largest tiles; my own
  *              camera floats as a small draggable picture-in-picture (pip.js) as soon as
  *              someone else is here on a phone, or when one other person is (they get the stage)
- *   spotlight  a pinned tile, else the screens, large in #screens ("main"), every other tile in
- *              a strip (#tiles) that shows only whole tiles and scrolls tile by tile
+ *   spotlight  a pinned tile, else the screens, else (speaker view, stage[data-view=speaker]) the
+ *              speaker's camera, large in #screens ("main"), every other tile in a strip (#tiles)
+ *              that shows only whole tiles and scrolls tile by tile. The speaker: the room's
+ *              dominant speaker (relay rooms), else whoever was last heard here (mesh), else the
+ *              first other person
  * A camera is cropped to its tile only when their shapes nearly match (layout.js mayCover),
  * otherwise letterboxed: a single person's tile takes their camera's own shape.
  * My own screen is never shown back to me (a hall of mirrors): its tile is a "You are
@@ -200,6 +203,8 @@ export class Grid {
     this.tilesEl = tiles;
     this.tiles = new Map(); // key → Tile
     this.pinned = null;
+    this.view = "grid"; // "grid" | "speaker" (setView)
+    this.speaker = null; // the speaker's camera key, for the speaker view (setSpeaker)
     this.onStopPresenting = onStopPresenting;
     this.pip = new Pip(stage);
     this.narrow = window.matchMedia(NARROW);
@@ -253,6 +258,20 @@ export class Grid {
     this.layout();
   }
 
+  /** "grid" (everyone the same size) or "speaker" (the speaker large, the others in a strip). */
+  setView(view) {
+    this.view = view === "speaker" ? "speaker" : "grid";
+    this.stage.dataset.view = this.view;
+    this.layout();
+  }
+
+  /** Whose camera the speaker view shows large ("cam:<peer>"), or null (the first other person). */
+  setSpeaker(key) {
+    if (key === this.speaker) return;
+    this.speaker = key;
+    if (this.view === "speaker") this.layout();
+  }
+
   schedule() {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
@@ -269,9 +288,17 @@ export class Grid {
     cams.sort((a, b) => Number(b === "local") - Number(a === "local")); // mine first
     if (this.pinned) return { main: [this.pinned], rest: [...screens, ...cams].filter((k) => k !== this.pinned), pip: null };
     if (screens.length) return { main: screens, rest: cams, pip: null };
+    const speaker = this.view === "speaker" ? this.speakerKey(cams) : null;
+    if (speaker) return { main: [speaker], rest: cams.filter((k) => k !== speaker), pip: null };
     const others = cams.filter((k) => k !== "local").length;
     const pip = cams.includes("local") && others > 0 && (this.narrow.matches || others === 1) ? "local" : null;
     return { main: [], rest: cams.filter((k) => k !== pip), pip };
+  }
+
+  /** The camera the speaker view shows large: the speaker's, else the first other person's. */
+  speakerKey(cams) {
+    if (this.speaker && cams.includes(this.speaker)) return this.speaker;
+    return cams.find((k) => k !== "local") || null;
   }
 
   /** Put the tiles' elements into `container` in this order (moving only what must move). */

@@ -36,6 +36,7 @@ export function dropPeer(peerId) {
 /** The room's dominant speaker changed (relay rooms): frame their camera tile, only theirs. */
 export function showDominant(peerId) {
   call.dominant = peerId && call.roster.has(peerId) ? peerId : null;
+  call.grid.setSpeaker(call.dominant ? `cam:${call.dominant}` : null);
   for (const id of call.roster.keys()) {
     const tile = call.grid.get(`cam:${id}`);
     if (tile) tile.setDominant(id === call.dominant);
@@ -71,6 +72,7 @@ export function renderControls() {
     mic: call.local.audio,
     camera: call.local.video,
     screen: call.local.screen,
+    speakerView: call.grid.view === "speaker",
     hand: call.local.hand,
     chat: call.panel === "chat",
     participants: call.panel === "participants",

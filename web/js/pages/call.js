@@ -83,19 +83,46 @@ async function endForAll() {
   finish("ended"); // "room-ended" is on its way too; this makes it immediate for me
 }
 
+// ---- Layout -----------------------------------------------------------------------------
+
+const VIEW_KEY = "meet.call.view"; // this browser's choice of grid or speaker view
+
+function readView() {
+  try {
+    return window.localStorage.getItem(VIEW_KEY) === "speaker" ? "speaker" : "grid";
+  } catch {
+    return "grid"; // storage refused (private mode): the default
+  }
+}
+
+function toggleSpeakerView() {
+  const view = call.grid.view === "speaker" ? "grid" : "speaker";
+  call.grid.setView(view);
+  try {
+    window.localStorage.setItem(VIEW_KEY, view);
+  } catch {
+    // not remembered, still applied
+  }
+  renderControls();
+}
+
 // ---- Start-up -------------------------------------------------------------------------
 
 /** Build the call view's modules (once; reconnects reuse them). */
 function setUpCallView() {
   call.grid = new Grid({ stage: $("stage"), screens: $("screens"), tiles: $("tiles"), onStopPresenting: stopScreen });
+  call.grid.setView(readView());
   call.speaking = new SpeakingDetector((key, on) => {
     const tile = call.grid.get(key === "local" ? "local" : `cam:${key}`);
     if (tile) tile.setSpeaking(on);
+    // Mesh rooms have no relay to judge the dominant speaker: the last person heard here.
+    if (on && key !== "local" && call.mode === "mesh") call.grid.setSpeaker(`cam:${key}`);
   });
   call.controls = new Controls({
     mic: toggleMic,
     camera: toggleCamera,
     screen: toggleScreen,
+    speakerView: toggleSpeakerView,
     hand: toggleHand,
     chat: () => setPanel("chat"),
     participants: () => setPanel("participants"),
