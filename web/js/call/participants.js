@@ -6,7 +6,11 @@
  * handler it calls. They all look alike (quiet secondary buttons): "Remove" turns red only on
  * hover and focus, not at rest.
  *
- * Hooks: #participants-panel, .participant[data-peer-id], .ask-mute, .kick, #lock-room, #end-room
+ * Big rooms: from SEARCH_FROM people on, a search field filters the list as you type (by name,
+ * ignoring case and accents); the order is me, the host, raised hands, then by arrival.
+ *
+ * Hooks: #participants-panel, .participant[data-peer-id], .ask-mute, .kick, #lock-room, #end-room,
+ *        #people-search-form, #people-search, #people-none
  */
 
 import { avatarHue, initialOf } from "./avatar.js";
@@ -67,6 +71,13 @@ export const ROW_ACTIONS = [
   },
 ];
 
+export const SEARCH_FROM = 6; // people in the room from which the search field shows
+
+/** A name folded for matching: lower case, without accents. */
+export function fold(text) {
+  return text.normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
+}
+
 function stateIcon(name, label) {
   const span = document.createElement("span");
   span.className = `participant-flag flag-${name}`;
@@ -110,6 +121,23 @@ export class ParticipantsPanel {
     });
     this.lockButton.addEventListener("click", () => onLock());
     this.endButton.addEventListener("click", () => onEnd());
+    this.searchForm = document.getElementById("people-search-form");
+    this.search = document.getElementById("people-search");
+    this.none = document.getElementById("people-none");
+    this.search.addEventListener("input", () => this.filter());
+    this.searchForm.addEventListener("submit", (event) => event.preventDefault());
+  }
+
+  /** Show only the rows whose name holds what the search field holds. */
+  filter() {
+    const query = fold(this.search.value.trim());
+    let shown = 0;
+    for (const row of this.list.children) {
+      row.hidden = Boolean(query) && !fold(row.dataset.name).includes(query);
+      if (!row.hidden) shown += 1;
+    }
+    this.none.hidden = shown > 0;
+    this.none.textContent = shown ? "" : `No one here matches “${this.search.value.trim()}”.`;
   }
 
   /**
@@ -129,11 +157,14 @@ export class ParticipantsPanel {
       (a, b) =>
         Number(Boolean(b.me)) - Number(Boolean(a.me)) ||
         Number(b.role === "host") - Number(a.role === "host") ||
+        Number(Boolean(b.hand)) - Number(Boolean(a.hand)) ||
         a.joined_at - b.joined_at,
     );
     const ctx = { isHost, room, role };
     this.list.replaceChildren(...sorted.map((p) => this.row(p, ctx)));
     this.count.textContent = `(${people.length})`;
+    this.searchForm.hidden = people.length < SEARCH_FROM && !this.search.value;
+    this.filter();
 
     this.hostControls.hidden = !isHost;
     const locked = Boolean(room && room.locked);
