@@ -1,8 +1,8 @@
-"""The People panel of a big room in headless Chromium: search, order, and no one matching.
+"""A big room in headless Chromium: the People panel (search, order) and the paged grid.
 
-One real call page (alice, the host) and seven more participants on plain room WebSockets
-(wsclient): the room uses the relay, so the page opens no connection to them and the panel is
-all that is being tested.
+One real call page (alice, the host) and ten more participants on plain room WebSockets
+(wsclient): the room uses the relay, so the page opens no connection to them; each still has
+a camera tile (their camera off) and a row in the People panel.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from meet.server import RunningServer
 
 pytestmark = pytest.mark.browser
 
-OTHERS = ("bea", "cyd", "dave", "dana", "fay", "gus", "hal")
+OTHERS = ("bea", "cyd", "dave", "dana", "fay", "gus", "hal", "ivy", "jon", "kim")
 
 
 @pytest.fixture
@@ -36,6 +36,31 @@ def rows(page: Any) -> list[str]:
     """The names of the People panel's visible rows, in order."""
     script = "[...document.querySelectorAll('.participant:not([hidden])')].map((r) => r.dataset.name)"
     return list(page.evaluate(script))
+
+
+def shown_tiles(page: Any) -> list[str]:
+    """The camera tiles shown on the grid page: peer ids, and "me" for my own."""
+    script = "[...document.querySelectorAll('#tiles .tile:not([hidden])')].map((t) => t.dataset.peerId || 'me')"
+    return list(page.evaluate(script))
+
+
+def pages_of_the_grid(page: Any) -> None:
+    """Nine tiles a page on a desktop, four on a phone; the pager turns them."""
+    poll(lambda: page.inner_text("#page-label") == "1 / 2", 10, "two pages of the grid")
+    first = shown_tiles(page)
+    assert len(first) == 9 and first[0] == "me", first
+    assert page.is_disabled("#page-prev") and page.is_enabled("#page-next")
+    page.click("#page-next")
+    poll(lambda: page.inner_text("#page-label") == "2 / 2", 10, "the second page")
+    second = shown_tiles(page)
+    assert len(second) == 2 and not set(first) & set(second), second
+    assert page.is_enabled("#page-prev") and page.is_disabled("#page-next")
+    page.set_viewport_size({"width": 390, "height": 780})  # a phone: my camera floats
+    poll(lambda: page.inner_text("#page-label") == "2 / 3", 10, "pages of four on a phone")
+    remote = [t for t in shown_tiles(page) if t != "me"]
+    assert len(remote) == 4, remote
+    page.click("#page-prev")
+    poll(lambda: page.inner_text("#page-label") == "1 / 3", 10, "the first phone page")
 
 
 async def test_the_people_panel_of_a_big_room_searches_and_puts_raised_hands_first(
@@ -54,7 +79,7 @@ async def test_the_people_panel_of_a_big_room_searches_and_puts_raised_hands_fir
             page = open_page(browser, base, "alice")
             join(page, base, code)
             page.click("#toggle-participants")
-            poll(lambda: len(rows(page)) == 8, 20, "eight people in the panel")
+            poll(lambda: len(rows(page)) == 11, 20, "eleven people in the panel")
             order = rows(page)
             assert order[:2] == ["alice", "gus"], order  # me (the host), then the raised hand
             assert page.is_visible("#people-search")
@@ -65,7 +90,9 @@ async def test_the_people_panel_of_a_big_room_searches_and_puts_raised_hands_fir
             poll(lambda: rows(page) == [], 10, "no one")
             assert page.inner_text("#people-none") == "No one here matches “zoe”."
             page.fill("#people-search", "")
-            poll(lambda: len(rows(page)) == 8, 10, "everyone again")
+            poll(lambda: len(rows(page)) == 11, 10, "everyone again")
+            page.click("#toggle-participants")
+            pages_of_the_grid(page)
             return {"errors": page.errors}
 
         result = await run_scenario(scenario)

@@ -10,6 +10,8 @@
  *              that shows only whole tiles and scrolls tile by tile. The speaker: the room's
  *              dominant speaker (relay rooms), else whoever was last heard here (mesh), else the
  *              first other person
+ *   A grid holds at most PAGE_SIZE tiles (PHONE_PAGE_SIZE on a phone); more people make pages,
+ *   turned with the pager under the grid ("2 / 6", #pager). My camera is on the first page.
  * A camera is cropped to its tile only when their shapes nearly match (layout.js mayCover),
  * otherwise letterboxed: a single person's tile takes their camera's own shape.
  * My own screen is never shown back to me (a hall of mirrors): its tile is a "You are
@@ -31,6 +33,8 @@ import { bestOfRatios, GAP, mayCover, stripFit } from "./layout.js";
 import { Pip } from "./pip.js";
 
 const NARROW = "(max-width: 720px)";
+const PAGE_SIZE = 9; // tiles per grid page: a 3×3 grid (the relay's video slots, [rtc] video_slots)
+const PHONE_PAGE_SIZE = 4; // phones show at most four video tiles
 
 function button(className, content, onClick) {
   const b = document.createElement("button");
@@ -204,6 +208,13 @@ export class Grid {
     this.tiles = new Map(); // key → Tile
     this.pinned = null;
     this.view = "grid"; // "grid" | "speaker" (setView)
+    this.page = 0; // the grid page shown (0-based)
+    this.pages = 1;
+    this.pager = stage.querySelector("#pager");
+    if (this.pager) {
+      this.pager.querySelector("#page-prev").addEventListener("click", () => this.turn(-1));
+      this.pager.querySelector("#page-next").addEventListener("click", () => this.turn(1));
+    }
     this.speaker = null; // the speaker's camera key, for the speaker view (setSpeaker)
     this.onStopPresenting = onStopPresenting;
     this.pip = new Pip(stage);
@@ -272,6 +283,12 @@ export class Grid {
     if (this.view === "speaker") this.layout();
   }
 
+  /** Show the previous (-1) or next (+1) grid page. */
+  turn(step) {
+    this.page = Math.min(Math.max(this.page + step, 0), this.pages - 1);
+    this.layout();
+  }
+
   schedule() {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
@@ -292,7 +309,26 @@ export class Grid {
     if (speaker) return { main: [speaker], rest: cams.filter((k) => k !== speaker), pip: null };
     const others = cams.filter((k) => k !== "local").length;
     const pip = cams.includes("local") && others > 0 && (this.narrow.matches || others === 1) ? "local" : null;
-    return { main: [], rest: cams.filter((k) => k !== pip), pip };
+    return { main: [], rest: this.paged(cams.filter((k) => k !== pip)), pip };
+  }
+
+  /** The grid page of `keys` to show (and the page count, for the pager). */
+  paged(keys) {
+    const size = this.narrow.matches ? PHONE_PAGE_SIZE : PAGE_SIZE;
+    this.pages = Math.max(1, Math.ceil(keys.length / size));
+    this.page = Math.min(this.page, this.pages - 1);
+    return keys.slice(this.page * size, (this.page + 1) * size);
+  }
+
+  /** The pager: shown with more than one page, "page / pages". */
+  renderPager(grid) {
+    const pages = grid ? this.pages : 1;
+    this.stage.classList.toggle("paged", pages > 1);
+    if (!this.pager) return;
+    this.pager.hidden = pages <= 1;
+    this.pager.querySelector("#page-label").textContent = `${this.page + 1} / ${pages}`;
+    this.pager.querySelector("#page-prev").disabled = this.page === 0;
+    this.pager.querySelector("#page-next").disabled = this.page >= pages - 1;
   }
 
   /** The camera the speaker view shows large: the speaker's, else the first other person's. */
@@ -313,6 +349,9 @@ export class Grid {
     const { main, rest, pip } = this.plan();
     this.place(this.screens, main);
     this.place(this.tilesEl, pip ? [...rest, pip] : rest);
+    const shown = new Set([...main, ...rest, pip]);
+    for (const [key, tile] of this.tiles) tile.el.hidden = !shown.has(key); // on another grid page
+    this.renderPager(main.length === 0);
     for (const [key, tile] of this.tiles) tile.setPinned(key === this.pinned);
     const spotlight = main.length > 0;
     this.stage.classList.toggle("presenting", spotlight);
