@@ -115,6 +115,24 @@ class MediaRouter:
         except RelayFailure as exc:
             raise p.ProtocolError("relay_error", str(exc)) from None
 
+    async def view(self, live: LiveRoom, peer: Participant, message: p.View) -> None:
+        """A page's ``view``: in relay rooms the relay forwards it only the videos listed.
+
+        Tiles of peers not in the room (any more), or of the sender itself, are left out; mesh
+        rooms have nothing to do (each browser sends to each other directly).
+        """
+        if live.mode != "relay":
+            return
+        tiles = [
+            {"publisher": t.peer_id, "source": t.source, "width": t.width, "height": t.height}
+            for t in message.entries()
+            if t.peer_id in live.peers and t.peer_id != peer.peer_id
+        ]
+        try:
+            await self._call("view", live, peer.peer_id, tiles=tiles)
+        except RelayFailure as exc:
+            raise p.ProtocolError("relay_error", str(exc)) from None
+
     async def _description(self, live: LiveRoom, peer: Participant, description: Any) -> None:
         if not isinstance(description, dict) or description.get("type") not in ("offer", "answer"):
             raise p.ProtocolError("invalid_message", "'description' needs type offer or answer")

@@ -168,6 +168,55 @@ class React(Message):
             raise ProtocolError("invalid_message", f"'emoji' must be one of {' '.join(REACTIONS)}")
 
 
+MAX_VIEW_TILES = 64  # tiles one `view` may list (a page shows far fewer)
+MAX_TILE_SIDE = 16384  # CSS pixels
+VIEW_SOURCES = ("camera", "screen")
+_TILE_KEYS = frozenset(("peer_id", "source", "width", "height"))
+
+
+@dataclass(frozen=True)
+class ViewTile:
+    """One video tile a page shows: whose, which source, at what CSS pixel size."""
+
+    peer_id: str
+    source: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class View(Message):
+    """Relay rooms: the video tiles this page shows now, so the relay forwards only those."""
+
+    type: ClassVar[str] = "view"
+    tiles: list[dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        if len(self.tiles) > MAX_VIEW_TILES:
+            raise ProtocolError("invalid_message", f"'tiles' lists at most {MAX_VIEW_TILES} tiles")
+        for index, tile in enumerate(self.tiles):
+            _check_tile(index, tile)
+
+    def entries(self) -> list[ViewTile]:
+        """The tiles as typed records (validated on parsing)."""
+        return [ViewTile(**tile) for tile in self.tiles]
+
+
+def _check_tile(index: int, tile: Any) -> None:
+    name = f"tiles[{index}]"
+    if not isinstance(tile, dict) or set(tile) != _TILE_KEYS:
+        raise ProtocolError("invalid_message", f"'{name}' must be an object with peer_id, source, width and height")
+    peer_id, source = tile["peer_id"], tile["source"]
+    if not isinstance(peer_id, str) or not 0 < len(peer_id) <= 64:
+        raise ProtocolError("invalid_message", f"'{name}.peer_id' must be a peer id")
+    if source not in VIEW_SOURCES:
+        raise ProtocolError("invalid_message", f"'{name}.source' must be \"camera\" or \"screen\"")
+    for side in ("width", "height"):
+        value = tile[side]
+        if type(value) is not int or not 0 <= value <= MAX_TILE_SIDE:
+            raise ProtocolError("invalid_message", f"'{name}.{side}' must be an integer from 0 to {MAX_TILE_SIDE}")
+
+
 @dataclass(frozen=True)
 class Ping(Message):
     type: ClassVar[str] = "ping"
@@ -423,7 +472,8 @@ class RingTimeout(Message):
 ROOM_CLIENT_MESSAGES: dict[str, type[Message]] = {
     m.type: m
     for m in (
-        Signal, Chat, State, Kick, Mute, End, MuteAll, LowerHand, Admit, Deny, Promote, Demote, React, Ping, Pong,
+        Signal, Chat, State, Kick, Mute, End, MuteAll, LowerHand, Admit, Deny, Promote, Demote, React, View, Ping,
+        Pong,
     )
 }
 USER_CLIENT_MESSAGES: dict[str, type[Message]] = {m.type: m for m in (Ring, RingAnswer, RingCancel, Ping, Pong)}

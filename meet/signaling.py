@@ -183,6 +183,9 @@ def room_handlers(rooms: Rooms, peer: Participant) -> Handler:
     async def on_react(m: Any) -> None:
         rooms.react(live(), peer, m)
 
+    async def on_view(m: Any) -> None:
+        await rooms.media.view(live(), peer, m)
+
     async def on_ping(m: Any) -> None:
         conn.send(p.Pong())
 
@@ -192,7 +195,8 @@ def room_handlers(rooms: Rooms, peer: Participant) -> Handler:
     table: dict[type[p.Message], Handler] = {
         p.Signal: on_signal, p.Chat: on_chat, p.State: on_state, p.Kick: on_kick, p.Mute: on_mute,
         p.End: on_end, p.MuteAll: on_mute_all, p.LowerHand: on_lower_hand, p.Admit: on_admit, p.Deny: on_deny,
-        p.Promote: on_promote, p.Demote: on_demote, p.React: on_react, p.Ping: on_ping, p.Pong: on_pong,
+        p.Promote: on_promote, p.Demote: on_demote, p.React: on_react, p.View: on_view, p.Ping: on_ping,
+        p.Pong: on_pong,
     }
 
     async def handle(message: p.Message) -> None:

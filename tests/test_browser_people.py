@@ -1,4 +1,4 @@
-"""A big room in headless Chromium: the People panel (search, order) and the paged grid.
+"""A big room in headless Chromium: the paged grid, the page's `view`, the People panel.
 
 One real call page (alice, the host) and ten more participants on plain room WebSockets
 (wsclient): the room uses the relay, so the page opens no connection to them; each still has
@@ -44,30 +44,51 @@ def shown_tiles(page: Any) -> list[str]:
     return list(page.evaluate(script))
 
 
-def pages_of_the_grid(page: Any) -> None:
-    """Nine tiles a page on a desktop, four on a phone; the pager turns them."""
+def viewed(views: list[list[dict[str, Any]]]) -> list[str]:
+    """The peers of the last `view` the server got (each tile a camera with a size)."""
+    if not views:
+        return []
+    assert all(t["source"] == "camera" and t["width"] > 0 and t["height"] > 0 for t in views[-1]), views[-1]
+    return sorted(t["peer_id"] for t in views[-1])
+
+
+def pages_of_the_grid(page: Any, views: list[list[dict[str, Any]]]) -> None:
+    """Nine tiles a page on a desktop, four on a phone; the pager turns them; the page's `view`
+    lists the other people's tiles it shows, and only those."""
     poll(lambda: page.inner_text("#page-label") == "1 / 2", 10, "two pages of the grid")
     first = shown_tiles(page)
     assert len(first) == 9 and first[0] == "me", first
+    poll(lambda: viewed(views) == sorted(first[1:]), 10, "a view of the first page")
     assert page.is_disabled("#page-prev") and page.is_enabled("#page-next")
     page.click("#page-next")
     poll(lambda: page.inner_text("#page-label") == "2 / 2", 10, "the second page")
     second = shown_tiles(page)
     assert len(second) == 2 and not set(first) & set(second), second
+    poll(lambda: viewed(views) == sorted(second), 10, "a view of the second page")
     assert page.is_enabled("#page-prev") and page.is_disabled("#page-next")
     page.set_viewport_size({"width": 390, "height": 780})  # a phone: my camera floats
     poll(lambda: page.inner_text("#page-label") == "2 / 3", 10, "pages of four on a phone")
     remote = [t for t in shown_tiles(page) if t != "me"]
     assert len(remote) == 4, remote
+    poll(lambda: viewed(views) == sorted(remote), 10, "a view of the phone page")
     page.click("#page-prev")
     poll(lambda: page.inner_text("#page-label") == "1 / 3", 10, "the first phone page")
 
 
-async def test_the_people_panel_of_a_big_room_searches_and_puts_raised_hands_first(
-    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+async def test_a_big_room_pages_its_grid_sends_its_view_and_searches_its_people(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code = await make_users(client, outbox, "alice", *OTHERS)
     base = server.url
+    media = server.services.rooms.media
+    views: list[list[dict[str, Any]]] = []  # the tiles of each `view` the server got
+    stock_view = media.view
+
+    async def recording(live: Any, peer: Any, message: Any) -> None:
+        views.append(message.tiles)
+        await stock_view(live, peer, message)
+
+    monkeypatch.setattr(media, "view", recording)
     async with AsyncExitStack() as stack:
         sockets = {}
         for name in OTHERS:
@@ -92,7 +113,7 @@ async def test_the_people_panel_of_a_big_room_searches_and_puts_raised_hands_fir
             page.fill("#people-search", "")
             poll(lambda: len(rows(page)) == 11, 10, "everyone again")
             page.click("#toggle-participants")
-            pages_of_the_grid(page)
+            pages_of_the_grid(page, views)
             return {"errors": page.errors}
 
         result = await run_scenario(scenario)

@@ -252,6 +252,54 @@ async def test_the_dominant_speaker_reaches_everyone_and_the_welcome_of_late_joi
         no_errors([a, c, d])
 
 
+async def camera_paused_for(bridge: Any, subscriber: str, publisher: str) -> bool | None:
+    """Whether the relay stopped ``publisher``'s camera for ``subscriber`` (None: no such subscription)."""
+    for worker in await bridge.stats():
+        for sub in worker.get("subscribers", []):
+            if sub["peer"] != subscriber:
+                continue
+            for x in sub["subscriptions"]:
+                if x["publisher"] == publisher and x["source"] == "camera":
+                    return bool(x["paused"])
+    return None
+
+
+async def test_a_view_reaches_the_relay_and_bad_ones_are_refused(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User
+) -> None:
+    bridge = server.services.rooms.media.relay
+    async with open_clients(server, aio) as clients:
+        code = await make_room(client, alice)
+        a, b = [await clients.join(code, user) for user in (alice, bob)]
+        await see_each_other([a, b])
+        await all_decoding([a, b])
+        assert await camera_paused_for(bridge, a.peer_id, b.peer_id) is False
+
+        async def paused_becomes(value: bool) -> None:
+            with trio.fail_after(NEGOTIATE):
+                while await camera_paused_for(bridge, a.peer_id, b.peer_id) is not value:
+                    await trio.sleep(0.05)
+
+        ghost = {"peer_id": "nobody-here", "source": "camera", "width": 640, "height": 360}
+        await a.send({"type": "view", "tiles": [ghost]})  # someone not in the room: ignored
+        await paused_becomes(True)  # and bob's camera, not listed, stops
+        mine = {"peer_id": b.peer_id, "source": "camera", "width": 640, "height": 360}
+        await a.send({"type": "view", "tiles": [mine]})
+        await paused_becomes(False)
+        await all_decoding([a])
+
+        mark = a.mark()
+        for bad in ({"tiles": "all"}, {"tiles": [{**mine, "source": "face"}]}, {"tiles": [{**mine, "width": -1}]}):
+            await a.send({"type": "view", **bad})
+        with trio.fail_after(10):
+            while len(a.frames_of("error", since=mark)) < 3:
+                await trio.sleep(0.05)
+        errors = a.frames_of("error", since=mark)
+        assert [e["code"] for e in errors] == ["invalid_message"] * 3, errors
+        assert "tiles[0].source" in errors[1]["message"] and "tiles[0].width" in errors[2]["message"]
+        assert await camera_paused_for(bridge, a.peer_id, b.peer_id) is False  # the last good view holds
+
+
 async def test_a_killed_worker_is_restarted_and_clients_reconnect(
     server: RunningServer, client: httpx.AsyncClient, aio: AsyncioThread, alice: User, bob: User
 ) -> None:

@@ -14,6 +14,8 @@ Requests (server → worker) carry ``id`` and ``op``; the worker answers each wi
 - ``answer {room, peer, sdp}`` — the participant's answer to a worker offer.
 - ``candidate {room, peer, candidate}`` — a trickled ICE candidate from the browser (or null).
 - ``close {room, peer}`` — the participant left.
+- ``view {room, peer, tiles: [{publisher, source, width, height}]}`` — the videos the participant's
+  page shows (``meet.relay.view``): only those are forwarded to it, largest first.
 - ``stats {}`` → counters (packets forwarded, NACKs answered, PLIs sent, …).
 
 Events (worker → server) carry ``event`` and no ``id``:

@@ -56,6 +56,7 @@ from aiortc import (
 from meet.relay.bandwidth import Bandwidth
 from meet.relay.compat import feedback, forwarding, receiving
 from meet.relay.forward import Counters, OutStream, Publication
+from meet.relay.view import View
 
 log = logging.getLogger("meet.relay.peer")
 
@@ -151,6 +152,7 @@ class Participant:
         self.extension_ids: dict[str, int] = {}  # uri -> id, the client's first, then ours
         self.tracks_sent: list[dict[str, Any]] = []
         self.bandwidth = Bandwidth(peer)  # its estimate, its layers, its uplink reports
+        self.view = View()  # what its page shows: the videos forwarded to it
         self.closed = False
         self.started = False  # the client's first offer was answered: we may offer from now on
         self._update: asyncio.Task[None] | None = None
@@ -247,15 +249,27 @@ class Participant:
     # --- layers and bandwidth (the worker's pacer calls these) ----------------------------------
 
     def rebalance(self, now: float) -> None:
-        """Choose each video subscription's layer within the link's estimate (bandwidth.py)."""
-        self.bandwidth.rebalance(self._subscribed("video"), self._audio_outs(), now)
+        """Choose each shown video's layer within the link's estimate (bandwidth.py); stop the rest."""
+        videos = self._subscribed("video")
+        for publication, out in videos:
+            if not self.view.shows(publication) and not out.paused:
+                out.switch(None)  # not on the page: nothing forwarded
+        self.bandwidth.rebalance(self.view.arrange(videos), self._audio_outs(), now)
         self._emit_tracks()  # a video paused or resumed for this link: the client shows it
+
+    def set_view(self, tiles: list[dict[str, Any]], now: float) -> None:
+        """The page's ``view``: forward the videos it shows (at once), and only those."""
+        try:
+            self.view.set(tiles)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        self.rebalance(now)
 
     def pace(self, now: float) -> None:
         """Report this publisher's arrivals; send the padding a probe of the estimate asks for."""
         self._report_uplink(now)
         if self.bandwidth.link is not None:  # no estimate, no probe: spare the list every round
-            self.bandwidth.pace(self._subscribed("video"), now)
+            self.bandwidth.pace(self.view.arrange(self._subscribed("video")), now)
 
     def _report_uplink(self, now: float) -> None:
         """Transport-cc feedback on what this participant sent us, when due."""
@@ -448,8 +462,9 @@ class Participant:
             return
         self._configure(slot)
         if publication.live and slot.out.publication is not publication:
+            shown = publication.kind != "video" or self.view.shows(publication)
             first = self.bandwidth.first_layer(publication, self._subscribed("video"), self._audio_outs())
-            slot.out.subscribe(publication, first)
+            slot.out.subscribe(publication, first if shown else None)
 
     def _configure(self, slot: Slot) -> None:
         transceiver = slot.transceiver
@@ -486,7 +501,7 @@ class Participant:
                 "mid": str(t.mid),
                 "publisher": slot.publication.publisher,
                 "source": str(slot.publication.label),
-                "paused": slot.out.paused,
+                "paused": slot.out.paused and self.view.shows(slot.publication),  # off the page: not "paused"
             }
             for t, slot in self.slots.items()
             if slot.publication is not None and slot.out.publication is slot.publication

@@ -2,7 +2,7 @@
 
 :class:`Relay` implements the channel contract of :mod:`meet.relay.channel`: ``handle(request)``
 answers one request (``configure``, ``open``, ``offer``, ``answer``, ``candidate``, ``close``,
-``stats``) and ``on_event`` receives the events (``offer``, ``tracks``, ``failed``, ``speaker``).
+``view``, ``stats``) and ``on_event`` receives the events (``offer``, ``tracks``, ``failed``, ``speaker``).
 It can run in-process (tests drive it directly) or as ``python -m meet.relay.worker --fd N``: the
 process entry speaks channel frames on the inherited Unix socket ``N`` and exits when the socket
 closes or on SIGTERM/SIGINT, closing every peer connection first.
@@ -107,6 +107,7 @@ class Relay:
             "answer": self._answer,
             "candidate": self._candidate,
             "close": self._close,
+            "view": self._view,
             "stats": self._stats,
         }
 
@@ -223,6 +224,13 @@ class Relay:
         room = self.rooms.get(_text(request, "room"))
         if room is not None:
             await self._remove(room, _text(request, "peer"))
+        return {}
+
+    async def _view(self, request: dict[str, Any]) -> dict[str, Any]:
+        tiles = request.get("tiles")
+        if not isinstance(tiles, list):
+            raise RequestError("view needs a list of tiles")
+        self._participant(request).set_view(tiles, time.time())
         return {}
 
     async def _stats(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -372,6 +372,11 @@ export class RoomClient extends SocketClient {
   react(emoji) {
     return this.send({ type: "react", emoji });
   }
+
+  /** The video tiles this page shows: [{peer_id, source, width, height}] (relay rooms). */
+  view(tiles) {
+    return this.send({ type: "view", tiles });
+  }
 }
 
 /** The reactions the server accepts, in the order a picker shows them. */

@@ -38,6 +38,7 @@ export function setMode(mode, { announce = false } = {}) {
     });
     return;
   }
+  if (mode === "relay" && before !== "relay" && call.view) call.view.resend(); // the relay forwards by it
   if (announce && mode !== before) {
     // The engines have already switched (they listen to the socket first); the tiles stay and
     // get their video back as the new connections deliver it.
@@ -58,6 +59,7 @@ export function onWelcome(welcome) {
   call.roster = next;
   for (const peer of next.values()) showPeerTile(peer).setStatus(initialStatus());
   showDominant(welcome.speaker || null);
+  if (call.view) call.view.resend(); // a new connection: the relay knows nothing of this page yet
   call.chat.setHistory(welcome.messages || []);
   syncLocalMedia();
   sendState();

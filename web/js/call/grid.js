@@ -17,6 +17,8 @@
  * My own screen is never shown back to me (a hall of mirrors): its tile is a "You are
  * presenting" card with a Stop presenting button.
  * Pinning is mine only: a pin button on each tile; a pinned tile that goes away unpins.
+ * After each layout, onView(tiles) gets the other people's tiles shown, with their CSS sizes
+ * ([{peer_id, source, width, height}]): the page's `view` (relay rooms forward only those).
  *
  * Tile markup (hooks used by tests):
  *   .tile[data-peer-id]  remote camera        .tile.local            my camera (mirrored)
@@ -201,7 +203,7 @@ function cameraShape(tiles) {
 
 export class Grid {
   /** `stage` holds two containers: `screens` (the main area) and `tiles` (grid or strip). */
-  constructor({ stage, screens, tiles, onStopPresenting = () => {} }) {
+  constructor({ stage, screens, tiles, onStopPresenting = () => {}, onView = () => {} }) {
     this.stage = stage;
     this.screens = screens;
     this.tilesEl = tiles;
@@ -217,6 +219,7 @@ export class Grid {
     }
     this.speaker = null; // the speaker's camera key, for the speaker view (setSpeaker)
     this.onStopPresenting = onStopPresenting;
+    this.onView = onView;
     this.pip = new Pip(stage);
     this.narrow = window.matchMedia(NARROW);
     this.frame = 0;
@@ -365,6 +368,20 @@ export class Grid {
       this.fitGrid(this.tilesEl, rest);
     }
     if (pip) this.fitPip(this.tiles.get(pip));
+    this.onView(this.shownTiles(shown));
+  }
+
+  /** Other people's tiles in `shown` keys, with their CSS sizes (for the page's `view`). */
+  shownTiles(shown) {
+    const tiles = [];
+    for (const key of shown) {
+      const match = key && /^(cam|screen):(.+)$/.exec(key);
+      if (!match) continue; // mine ("local", "local-screen")
+      const el = this.tiles.get(key).el;
+      const source = match[1] === "cam" ? "camera" : "screen";
+      tiles.push({ peer_id: match[2], source, width: el.clientWidth, height: el.clientHeight });
+    }
+    return tiles;
   }
 
   /** Tiles in a box, as large as they fit; one tile takes its picture's own shape. */

@@ -24,6 +24,7 @@ export const call = {
   controls: null,
   speaking: null,
   dominant: null, // relay rooms: the dominant speaker's peer id (the server's `speaker`)
+  view: null, // ViewSender: the tiles this page shows, for the relay
   invite: null, // the invite card shown while I am alone
   guest: false, // joined with a guest pass (no account): no dashboard, no ring, no history
   lobby: null, // LobbyScreen: waiting for a host to let me in

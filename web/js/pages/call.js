@@ -20,6 +20,7 @@
 import { endRoom, joinRoom, me, updateRoom } from "../api.js";
 import { ChatPanel } from "../call/chat.js";
 import { Controls } from "../call/controls.js";
+import { ViewSender } from "../call/view.js";
 import { DevicesDialog, SpeakerOutput } from "../call/devices.js";
 import { onClosed, onWelcome, wireClient, wireMedia } from "../call/events.js";
 import { Grid } from "../call/grid.js";
@@ -110,7 +111,17 @@ function toggleSpeakerView() {
 
 /** Build the call view's modules (once; reconnects reuse them). */
 function setUpCallView() {
-  call.grid = new Grid({ stage: $("stage"), screens: $("screens"), tiles: $("tiles"), onStopPresenting: stopScreen });
+  call.view = new ViewSender({
+    send: (tiles) => Boolean(call.client) && call.client.view(tiles),
+    active: () => call.mode === "relay",
+  });
+  call.grid = new Grid({
+    stage: $("stage"),
+    screens: $("screens"),
+    tiles: $("tiles"),
+    onStopPresenting: stopScreen,
+    onView: (tiles) => call.view.update(tiles),
+  });
   call.grid.setView(readView());
   call.speaking = new SpeakingDetector((key, on) => {
     const tile = call.grid.get(key === "local" ? "local" : `cam:${key}`);
