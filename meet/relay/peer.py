@@ -38,7 +38,6 @@ Decisions this module makes where the contract leaves room:
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -48,7 +47,6 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
-    RTCRtpCodecParameters,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -56,29 +54,13 @@ from aiortc import (
 from meet.relay.bandwidth import Bandwidth
 from meet.relay.compat import feedback, forwarding, receiving
 from meet.relay.forward import Counters, OutStream, Publication
+from meet.relay.numbering import Numbering
 from meet.relay.view import View
 
 log = logging.getLogger("meet.relay.peer")
 
-ROOM_CODECS = {"audio": "audio/opus", "video": "video/vp8"}
 SENDING = ("sendonly", "sendrecv")  # directions in which the relay sends
 RECEIVING = ("recvonly", "sendrecv")  # directions in which the relay receives
-
-
-def _is_codec(mime_type: str, codec: RTCRtpCodecParameters) -> bool:
-    return codec.mimeType.lower() == mime_type
-
-
-def _ask_dtx(codecs: list[RTCRtpCodecParameters]) -> None:
-    """Ask for Opus DTX (RFC 7587 ``usedtx=1``) in what we answer and offer.
-
-    A browser's Opus encoder then sends one packet every 400 ms instead of fifty a second while
-    its microphone is silent or muted: in a big room most people are, and each of their packets
-    costs the relay a receive (and, forwarded, a send per listener).
-    """
-    for codec in codecs:
-        if codec.mimeType.lower() == "audio/opus":
-            codec.parameters["usedtx"] = 1
 
 
 class RequestError(Exception):
@@ -147,9 +129,7 @@ class Participant:
         self.pubs: dict[RTCRtpTransceiver, Publication] = {}
         self.known: set[RTCRtpTransceiver] = set()
         self.refused: set[Publication] = set()
-        self.codec_book: dict[str, list[RTCRtpCodecParameters]] = {}
-        self.payload_types: set[int] = set()  # used by the client in any description
-        self.extension_ids: dict[str, int] = {}  # uri -> id, the client's first, then ours
+        self.numbering = Numbering()  # the client's payload types and extension ids, kept
         self.tracks_sent: list[dict[str, Any]] = []
         self.bandwidth = Bandwidth(peer)  # its estimate, its layers, its uplink reports
         self.view = View()  # what its page shows: the videos forwarded to it
@@ -169,10 +149,10 @@ class Participant:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             forwarding.accept_extensions(self.pc, sdp)  # at once: aiortc reads them in a task
             feedback.accept_transport_cc(self.pc, sdp)
-            self._learn(sdp)
+            self.numbering.learn(sdp)
             self._discover()
             forwarding.receive_simulcast(self.pc, self.pubs, sdp)
-            self._restrict_codecs()
+            self.numbering.restrict(self.pc.getTransceivers())
             self._plan(answering=True)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             self._negotiated()
@@ -193,7 +173,7 @@ class Participant:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             forwarding.accept_extensions(self.pc, sdp)
             feedback.accept_transport_cc(self.pc, sdp)
-            self._restrict_codecs()
+            self.numbering.restrict(self.pc.getTransceivers())
             self._negotiated()
         self.schedule_update()
         return {}
@@ -326,8 +306,8 @@ class Participant:
         if not self._plan(answering=False):
             return
         offer = await forwarding.create_offer(self.pc)
-        sdp = forwarding.rewrite_offer(offer, self._codec_plan(), self._extension_plan())
-        sdp = feedback.offer_transport_cc(sdp, feedback.transport_cc_id(self.extension_ids))
+        sdp = forwarding.rewrite_offer(offer, self.numbering.codec_plan(), self.numbering.extension_plan())
+        sdp = feedback.offer_transport_cc(sdp, feedback.transport_cc_id(self.numbering.extension_ids))
         await self.pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         sdp = forwarding.local_description(self.pc)  # with the simulcast it receives
         self.emit({"event": "offer", "room": self.room.name, "peer": self.peer, "sdp": sdp})
@@ -384,13 +364,6 @@ class Participant:
 
     # --- after setRemoteDescription / a completed negotiation ----------------------------------
 
-    def _learn(self, sdp: str) -> None:
-        """Remember the client's payload types and extension ids, to keep them in our offers."""
-        types, extensions = forwarding.describe_description(sdp)
-        self.payload_types |= types
-        for uri, ext_id in extensions.items():
-            self.extension_ids.setdefault(uri, ext_id)
-
     def _discover(self) -> None:
         """Adopt the m-lines the client's offer added."""
         for transceiver in self.pc.getTransceivers():
@@ -408,18 +381,6 @@ class Participant:
         publication = Publication(self.peer, transceiver.kind, forwarding.pli_sender(receiver), self.counters)
         forwarding.hook_receiver(receiver, publication, self.counters)
         self.pubs[transceiver] = publication
-
-    def _restrict_codecs(self) -> None:
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.mid is None:
-                continue  # not negotiated yet (an offer of ours that failed half-way)
-            wanted = ROOM_CODECS[transceiver.kind]
-            forwarding.restrict_codecs(transceiver, partial(_is_codec, wanted))
-            codecs = forwarding.negotiated_codecs(transceiver)
-            if not codecs:
-                raise RequestError(f"m-line {transceiver.mid}: the relay needs {wanted}")
-            _ask_dtx(codecs)
-            self.codec_book.setdefault(transceiver.kind, copy.deepcopy(codecs))
 
     def _negotiated(self) -> None:
         """A negotiation completed: update publications, start/stop forwarding, emit tracks."""
@@ -509,48 +470,6 @@ class Participant:
         if tracks != self.tracks_sent:
             self.tracks_sent = tracks
             self.emit({"event": "tracks", "room": self.room.name, "peer": self.peer, "tracks": tracks})
-
-    # --- offers keep the client's numbering -----------------------------------------------------
-
-    def _codec_plan(self) -> dict[str, list[RTCRtpCodecParameters]]:
-        plan: dict[str, list[RTCRtpCodecParameters]] = {}
-        taken = set(self.payload_types)
-        for kind in ("audio", "video"):
-            if kind not in self.codec_book:
-                self.codec_book[kind] = self._fresh_codecs(kind, taken)
-            plan[kind] = self.codec_book[kind]
-            taken |= {c.payloadType for c in plan[kind] if c.payloadType is not None}
-        return plan
-
-    def _fresh_codecs(self, kind: str, taken: set[int]) -> list[RTCRtpCodecParameters]:
-        """aiortc's room codec (+ RTX) for a kind the client never offered, on free payload types."""
-        codecs = [c for c in forwarding.default_codecs(kind) if c.mimeType.lower() == ROOM_CODECS[kind]]
-        codecs += [
-            c
-            for c in forwarding.default_codecs(kind)
-            if forwarding.is_rtx(c) and c.parameters.get("apt") in {m.payloadType for m in codecs}
-        ]
-        free = (pt for pt in range(96, 128) if pt not in taken and pt not in {c.payloadType for c in codecs})
-        renumber = {c.payloadType: (next(free) if c.payloadType in taken else c.payloadType) for c in codecs}
-        for codec in codecs:
-            codec.payloadType = renumber[codec.payloadType]
-            if forwarding.is_rtx(codec):
-                codec.parameters["apt"] = renumber[int(str(codec.parameters["apt"]))]
-        _ask_dtx(codecs)
-        return codecs
-
-    def _extension_plan(self) -> dict[str, list[tuple[int, str]]]:
-        plan: dict[str, list[tuple[int, str]]] = {}
-        for kind in ("audio", "video"):
-            plan[kind] = []
-            for default_id, uri in forwarding.SUPPORTED_EXTENSIONS[kind]:
-                if uri not in self.extension_ids:
-                    used = set(self.extension_ids.values())
-                    self.extension_ids[uri] = (
-                        default_id if default_id not in used else min(set(range(1, 15)) - used)
-                    )
-                plan[kind].append((self.extension_ids[uri], uri))
-        return plan
 
     # --- misc -----------------------------------------------------------------------------------
 

@@ -69,7 +69,9 @@ class View:
         parsed: dict[tuple[str, str], Tile] = {}
         for tile in tiles:
             try:
-                entry = Tile(str(tile["publisher"]), str(tile["source"]), int(tile["width"]), int(tile["height"]))
+                entry = Tile(
+                    str(tile["publisher"]), str(tile["source"]), int(tile["width"]), int(tile["height"])
+                )
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"malformed view tile {tile!r}") from exc
             parsed[entry.publisher, entry.source] = entry
