@@ -16,7 +16,7 @@ import aiortc.rtcrtpreceiver
 import aiortc.rtp
 import pytest
 from relay_peers import ROOM, Hub, TestPeer, run_hub, until
-from simulcast_publisher import SimulcastPublisher
+from simulcast_publisher import LAYERS, SimulcastPublisher
 
 from meet.relay import compat, ice
 from meet.relay.compat import simulcast
@@ -122,6 +122,9 @@ def test_three_layers_answered_received_and_kept_in_later_offers() -> None:
         await packets_later(pub, 20, "layers still received after the renegotiation")
         stats = await hub.stats()
         assert stats["ok"] and stats["publications"] >= 3
+        # Each layer's picture size, read from its keyframes (nothing decoded).
+        sizes = {x["rid"]: x["size"] for x in stats["layers"] if x["publisher"] == "alice" and x["rid"]}
+        assert sizes == {rid: [width, height] for rid, width, height in LAYERS}, sizes
 
     run(scenario)
 

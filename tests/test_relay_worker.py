@@ -28,6 +28,7 @@ from relay_peers import Hub, TestPeer, picture, run_hub, until
 from meet.relay import compat, forward, ice
 from meet.relay.channel import Decoder, encode
 from meet.relay.forward import Counters, OutStream, Source
+from meet.relay.vp8 import keyframe_size
 
 LOOPBACK = ["127.0.0.1"]
 
@@ -446,6 +447,15 @@ def test_vp8_keyframe_detection() -> None:
     assert not forward.vp8_keyframe_start(vp8(5, keyframe=True, start=False))
     assert forward.vp8_keyframe_start(b"\x10\x00\x9d\x01\x2a")  # no extension bits at all
     assert not forward.vp8_keyframe_start(b"\x90\x80")  # truncated
+
+
+def test_vp8_keyframe_size_is_read_from_the_frame_header() -> None:
+    header = b"\x00\x00\x00\x9d\x01\x2a" + (960 | 0x4000).to_bytes(2, "little") + (540).to_bytes(2, "little")
+    assert keyframe_size(b"\x90\x80\x05" + header) == (960, 540)  # with a picture id; scale bits dropped
+    assert keyframe_size(b"\x10" + header) == (960, 540)
+    assert keyframe_size(b"\x10" + header[:8]) is None  # truncated
+    assert keyframe_size(b"\x10" + b"\x01" + header[1:]) is None  # an interframe
+    assert keyframe_size(b"\x10" + header[:3] + b"\x00\x00\x00" + header[6:]) is None  # no start code
 
 
 # --- the aiortc internals guard -----------------------------------------------------------------

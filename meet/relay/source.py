@@ -108,7 +108,7 @@ class Source:
 
     __slots__ = (
         "_deferred", "_last_pli", "_loop", "_mark", "_pending", "_send_pli", "clock_rate", "counters",
-        "history", "kind", "octets", "packets", "publisher", "rate", "rid", "speech", "sr", "ssrc",
+        "history", "kind", "octets", "packets", "publisher", "rate", "rid", "size", "speech", "sr", "ssrc",
         "targets", "video",
     )  # fmt: skip
 
@@ -131,6 +131,7 @@ class Source:
         self.sr: tuple[int, int, float] | None = None  # the last SR: (NTP, RTP timestamp, arrival)
         self.packets = self.octets = 0
         self.speech = 0  # audio packets at least speaker.SPEECH_LEVEL loud (the dominant speaker)
+        self.size: tuple[int, int] | None = None  # video: (width, height) of its latest keyframe
         self.rid: str | None = None  # the simulcast encoding it is (None: a single encoding)
         self.rate = 0.0  # bits per second, smoothed (Publication.measure)
         self._mark: tuple[float, int, int] | None = None  # (time, packets, octets) when last measured
@@ -156,6 +157,8 @@ class Source:
                 return
             history[slot] = (seq, ts, marker, payload, level)
             keyframe = bool(payload) and payload[0] & 0x10 != 0 and vp8.keyframe_start(payload)
+            if keyframe:
+                self.size = vp8.keyframe_size(payload) or self.size
         else:
             keyframe = True  # audio: any packet starts a stream
             if level is not None and level & 0x7F <= SPEECH_LEVEL:  # RFC 6464: -dBov, V bit on top

@@ -56,6 +56,21 @@ def keyframe_start(payload: bytes) -> bool:
         return False
 
 
+def keyframe_size(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) of the picture a keyframe's first packet starts, or None.
+
+    A key frame's VP8 payload header is the 3-byte frame tag, the start code 9d 01 2a, then the
+    width and height as 14-bit little-endian numbers (RFC 6386 9.1; the top two bits scale).
+    """
+    if not keyframe_start(payload):
+        return None
+    at = descriptor(payload).end
+    header = payload[at : at + 10]
+    if len(header) < 10 or header[3:6] != b"\x9d\x01\x2a":
+        return None
+    return int.from_bytes(header[6:8], "little") & 0x3FFF, int.from_bytes(header[8:10], "little") & 0x3FFF
+
+
 def picture_id(payload: bytes) -> tuple[int, int, int] | None:
     """(offset, bits, value) of the picture id in a VP8 payload descriptor, or None."""
     if len(payload) < 3 or not payload[0] & 0x80 or not payload[1] & 0x80:

@@ -259,6 +259,7 @@ class Relay:
                     "rid": layer.rid,
                     "packets": layer.packets,
                     "rate": round(layer.rate),
+                    "size": list(layer.size) if layer.size else None,  # of its latest keyframe
                 }
                 for s in sources
                 for layer in s.layers
