@@ -54,7 +54,7 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp
 
 from meet.relay import ice
 from meet.relay.channel import Decoder, encode
-from meet.relay.compat import feedback, forwarding, simulcast
+from meet.relay.compat import feedback, sending, simulcast
 from meet.relay.peer import ForwardTrack
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -202,7 +202,7 @@ class SimulcastCamera:
     VP8 packer (its own picture ids), and sent on the layer's own SSRC, sequence numbers and RTP
     timestamp origin with the mid, rid and abs-send-time extensions (and transport-wide sequence
     numbers across the layers with ``transport_cc``), SRTP-protected and written to the socket by
-    ``compat.forwarding.transport_sender``. Keyframe requests are ignored, as for one layer.
+    ``compat.sending.transport_sender``. Keyframe requests are ignored, as for one layer.
     """
 
     def __init__(self, layers: list[list[tuple[bytes, bool]]], transport_cc: bool) -> None:
@@ -249,7 +249,7 @@ class SimulcastCamera:
         ]
         self.ids.configure(RTCRtpParameters(headerExtensions=extensions))
         self.mid = str(transceiver.mid)
-        self.send = forwarding.transport_sender(transceiver.sender.transport)
+        self.send = sending.transport_sender(transceiver.sender.transport)
         self._count_feedback(transceiver.sender.transport)
         self.task = asyncio.ensure_future(self._run(client))
 

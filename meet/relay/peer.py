@@ -52,7 +52,7 @@ from aiortc import (
 )
 
 from meet.relay.bandwidth import Bandwidth
-from meet.relay.compat import feedback, forwarding, receiving
+from meet.relay.compat import feedback, forwarding, receiving, sending
 from meet.relay.forward import Counters, OutStream, Publication
 from meet.relay.numbering import Numbering
 from meet.relay.view import View
@@ -446,8 +446,8 @@ class Participant:
             clock_rate=main.clockRate,
             extensions=extensions,
             mid=transceiver.mid,
-            send=forwarding.transport_sender(dtls),
-            ready=partial(forwarding.is_connected, dtls),
+            send=sending.transport_sender(dtls),
+            ready=partial(sending.is_connected, dtls),
             link=self.bandwidth.link_for(dtls) if feedback.URI in extensions else None,
         )
 

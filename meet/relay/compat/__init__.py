@@ -10,6 +10,7 @@ place that does; the rest of the relay sees plain functions and plain values:
   or task wake-up per packet) and smaller datagram reads.
 - :mod:`.simulcast`: ``a=rid``/``a=simulcast`` read from offers and written into the relay's
   answers and offers; the simulcast stream-id header extensions parsed by aiortc.
+- :mod:`.sending`: SRTP RTP/RTCP sent on the nominated pair in one call (no coroutine layers).
 - :mod:`.srtp`: SRTP protect/unprotect bound once per pylibsrtp session (no wrapper per packet).
 - :mod:`.gathering`: host candidates on sockets the relay binds itself (addresses, port range),
   no default public STUN server, STUN/TURN URL validation.
@@ -124,7 +125,7 @@ _CALL_PATHS = (
         for name in ("_conn_lost", "_sock", "recvfrom", "_protocol", "datagram_received", "error_received")
     ),
     (receiving.DATAGRAM_TRANSPORT, "__init__", "_sock_fd"),
-    # forwarding.transport_sender writes to the socket itself when asyncio would (nothing queued)
+    # sending.transport_sender writes to the socket itself when asyncio would (nothing queued)
     *((receiving.DATAGRAM_TRANSPORT, "sendto", name) for name in ("_buffer", "_sock", "_extra", "sendto")),
     (receiving.DATAGRAM_TRANSPORT, "__init__", "_read_ready"),
     (receiving.DATAGRAM_TRANSPORT, "resume_reading", "_read_ready"),

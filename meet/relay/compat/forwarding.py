@@ -25,9 +25,9 @@ What is touched, and why:
   ``__ntp_timestamp``, ``__rtp_timestamp`` and ``__lsr`` are updated too, for getStats and RTT).
   ``_stream_id`` is set to the publisher's peer id (the msid stream id); ``_ssrc``/``_rtx_ssrc``
   are read.
-- Sending: RTP is SRTP-protected with ``RTCDtlsTransport._tx_srtp`` and written straight to the
-  nominated candidate pair's datagram transport (``aioice.Connection._nominated``), skipping
-  the four coroutine layers of ``_send_rtp`` (the stock path, used for TURN pairs).
+- Sending (:mod:`.sending`): RTP is SRTP-protected with ``RTCDtlsTransport._tx_srtp`` and
+  written straight to the nominated candidate pair's socket (``aioice.Connection._nominated``),
+  skipping the four coroutine layers of ``_send_rtp`` (the stock path, used for TURN pairs).
 - Negotiation: ``RTCRtpTransceiver._codecs``/``_headerExtensions``/``_offerDirection`` are read
   and ``_codecs`` narrowed to the room's codecs. aiortc's ``createOffer`` resets every
   transceiver's ``_codecs``/``_headerExtensions`` to its own defaults: :func:`create_offer`
@@ -44,14 +44,11 @@ What is touched, and why:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-import aioice
-import aioice.ice
 import aiortc
 import aiortc.codecs
 import aiortc.rtcdtlstransport
@@ -71,9 +68,8 @@ from aiortc import (
 )
 
 from meet.relay.compat import receiving, simulcast
-from meet.relay.compat import srtp as srtp_fast
+from meet.relay.compat.sending import transport_sender
 
-_CONNECTED = aiortc.rtcdtlstransport.State.CONNECTED
 _PLI = struct.Struct("!BBHLL")
 _FEEDBACK = _PLI  # same header: V/P/FMT, type, length, sender SSRC, media SSRC
 _FMT_TWCC = 15
@@ -122,78 +118,6 @@ class Layered(Protocol):
 class Counters(Protocol):
     upstream_nacks: int
     remb_sent: int
-
-
-# --- sending -----------------------------------------------------------------------------------
-
-
-def transport_sender(dtls: Any, rtcp: bool = False) -> Callable[[bytes], bool]:
-    """A function that SRTP-protects and sends one packet on ``dtls`` now; False if it cannot.
-
-    Cheaper than ``await dtls._send_rtp(data)``: no coroutine chain, and nothing raised while
-    the transport is not (or no longer) connected — a forwarder drops those packets.
-    """
-    nominated = dtls.transport._connection._nominated
-    stun_protocol = aioice.ice.StunProtocol
-    # What the last packet went through, kept while it stays the same (it does for a whole
-    # call): the SRTP session's bound protect, the pair, its address and its socket's sendto.
-    session: Any = None
-    protect: Callable[[bytes], bytes] | None = None
-    route: tuple[Any, Any, Any] | None = None  # (pair, remote address, socket sendto or None)
-
-    def send(data: bytes) -> bool:
-        nonlocal session, protect, route
-        if dtls._state is not _CONNECTED:
-            return False
-        pair = nominated.get(1)
-        if pair is None:
-            return False
-        srtp = dtls._tx_srtp
-        if rtcp:
-            data = srtp.protect_rtcp(data)
-        else:
-            if srtp is not session:
-                session, protect = srtp, srtp_fast.protector(srtp)
-            data = protect(data)  # type: ignore[misc]
-        if route is None or route[0] is not pair:
-            route = _route(pair, stun_protocol)
-        _pair, addr, sendto = route
-        if sendto is not None and not pair.protocol.transport._buffer:
-            try:
-                sendto(data, addr)
-                return True
-            except OSError:
-                pass  # full, or an error: asyncio's sendto buffers it or reports it, as stock
-        protocol = pair.protocol
-        if type(protocol) is stun_protocol:
-            protocol.transport.sendto(data, addr)
-        else:  # a TURN allocation: its send_data wraps the datagram
-            asyncio.ensure_future(protocol.send_data(data, addr))
-        return True
-
-    return send
-
-
-def _route(pair: Any, stun_protocol: type) -> tuple[Any, Any, Any]:
-    """(pair, its remote address, its socket's ``sendto`` when packets may go straight to it).
-
-    asyncio's ``DatagramTransport.sendto`` runs a dozen lines of checks before the socket call;
-    with nothing queued on the transport the packet may go straight to the socket (what asyncio
-    does first too). Anything queued, a closed transport or a TURN pair takes the stock path.
-    """
-    protocol = pair.protocol
-    transport: Any = getattr(protocol, "transport", None)
-    direct = (
-        type(protocol) is stun_protocol
-        and isinstance(transport, receiving.DATAGRAM_TRANSPORT)
-        and not transport._extra.get("peername")
-    )
-    return pair, pair.remote_addr, transport._sock.sendto if direct else None
-
-
-def is_connected(dtls: Any) -> bool:
-    """Whether ``dtls`` can send SRTP now."""
-    return dtls._state is _CONNECTED
 
 
 # --- inbound: the publisher's receiver ---------------------------------------------------------
