@@ -7,12 +7,14 @@ receives per m-line. Before a view everything flows; a view stops the videos it 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from relay_peers import ROOM, Hub, TestPeer, run_hub, until
+from simulcast_publisher import SimulcastPublisher
 
 from meet.relay import ice
 from meet.relay.view import Tile, View
@@ -40,6 +42,35 @@ def test_a_view_shows_what_it_lists_largest_first() -> None:
     view.set([tile("a", 320, 180), tile("b", 1280, 720, "screen")])
     assert [n for _, n in view.arrange(videos)] == [3, 1]
     assert not view.shows(videos[1][0])
+
+
+class Layer:
+    def __init__(self, size: tuple[int, int] | None) -> None:
+        self.size = size
+
+
+CHROME = [Layer((240, 135)), Layer((480, 270)), Layer((960, 540))]  # the call page's three layers
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "needed"),
+    [
+        (320, 180, 1),  # a thumbnail: the low layer (240 wide, scaled up by 4/3 at most)
+        (640, 360, 2),
+        (960, 540, 3),  # the large speaker tile
+        (1920, 1080, 3),
+        (180, 320, 1),  # a portrait tile on a phone: the picture is letterboxed to 180 wide
+        (0, 0, 1),  # not laid out (yet)
+    ],
+)
+def test_a_tile_needs_the_layers_up_to_the_first_that_fills_it(width: int, height: int, needed: int) -> None:
+    view = View()
+    alice = Named("alice", "camera")
+    assert view.needs(alice, CHROME) == 3  # no view: no cap
+    view.set([tile("alice", width, height)])
+    assert view.needs(alice, CHROME) == needed
+    assert view.needs(Named("bob", "camera"), CHROME) == 3  # not listed: not capped (not forwarded either)
+    assert view.needs(alice, [Layer((240, 135)), Layer(None), Layer((960, 540))]) == (1 if needed == 1 else 3)
 
 
 @pytest.mark.parametrize(
@@ -107,3 +138,36 @@ def test_only_the_videos_in_view_are_forwarded() -> None:
         await flowing([cams["alice"], cams["bob"]], [cams["carol"]], "the previous view kept")
 
     run_hub(scenario, timeout=90)
+
+
+def test_a_small_tile_gets_the_low_layer_and_a_large_one_the_high_layer() -> None:
+    """A simulcast publisher (80x60, 160x120, 320x240) and a subscriber without an estimate
+    (all layers fit): its view's tile size alone picks the layer."""
+
+    async def scenario(hub: Hub) -> None:
+        alice = SimulcastPublisher(hub, "alice")
+        bob = TestPeer(hub, "bob", audio=False, video=False, recvonly=(1, 1))
+        await alice.join()
+        await bob.join()
+        await until(lambda: bool(bob.mids_of("alice")), 10, "alice's camera at bob")
+
+        async def layer() -> str | None:
+            (mine,) = [s for s in (await hub.stats())["subscribers"] if s["peer"] == "bob"]
+            (camera,) = [x for x in mine["subscriptions"] if x["kind"] == "video"]
+            return camera["layer"] if camera["target"] is None else None  # settled on a layer
+
+        async def settles_on(rid: str) -> None:
+            deadline = time.monotonic() + 15
+            while await layer() != rid:
+                assert time.monotonic() < deadline, f"bob never settled on {rid}: {await layer()}"
+                await asyncio.sleep(0.05)
+
+        await settles_on("f")  # no view: the top layer
+        await hub.request("view", peer="bob", tiles=[tile("alice", 100, 75)])
+        await settles_on("q")
+        await hub.request("view", peer="bob", tiles=[tile("alice", 320, 240)])
+        await settles_on("f")
+        await hub.request("view", peer="bob", tiles=[tile("alice", 200, 150)])
+        await settles_on("h")
+
+    run_hub(scenario)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from meet.relay.allocate import Allocation, allocate, nominal
@@ -29,6 +29,8 @@ from meet.relay.uplink import Uplink
 log = logging.getLogger("meet.relay.bandwidth")
 
 Subscription = tuple[Publication, OutStream]
+#: How many of a video's selectable layers (low → high) the subscriber's page has use for.
+Needs = Callable[[Publication, Sequence[Source]], int]
 
 
 class LinkControl(Protocol):
@@ -71,15 +73,18 @@ class Bandwidth:
         feedback.on_transport_feedback(dtls, on_feedback)  # again after each negotiation: idempotent
         return link
 
-    def rebalance(self, videos: Sequence[Subscription], audio: Sequence[OutStream], now: float) -> None:
+    def rebalance(
+        self, videos: Sequence[Subscription], audio: Sequence[OutStream], now: float, needs: Needs | None = None
+    ) -> None:
         """Choose each video's layer within the link's estimate; probe for more when it helps.
 
         ``audio`` (the participant's audio streams) takes nothing from it: see :meth:`video_budget`.
+        ``needs`` caps each video at the layers its tile has use for (``view.View.needs``).
         """
         if not videos:
             return
         budget = self.video_budget()
-        allocation = self._allocation(videos, budget)
+        allocation = self._allocation(videos, budget, needs)
         for (publication, out), index in zip(videos, allocation.layers, strict=True):
             layers = selectable(publication)
             chosen = None if index is None else layers[index]
@@ -148,14 +153,15 @@ class Bandwidth:
             "subscriptions": [subscription_stats(mid, pub, out) for mid, pub, out in subscriptions],
         }
 
-    def _allocation(self, videos: Sequence[Subscription], budget: float) -> Allocation:
+    def _allocation(self, videos: Sequence[Subscription], budget: float, needs: Needs | None = None) -> Allocation:
         rates: list[list[float]] = []
         current: list[int | None] = []
         for publication, out in videos:
             layers = selectable(publication)
-            rates.append([layer.rate or nominal(len(layers), i) for i, layer in enumerate(layers)])
+            usable = layers[: max(1, needs(publication, layers))] if needs is not None else layers
+            rates.append([layer.rate or nominal(len(layers), i) for i, layer in enumerate(usable)])
             held = out.target or out.source
-            current.append(layers.index(held) if held in layers else None)
+            current.append(usable.index(held) if held in usable else None)
         return allocate(budget, rates, current)
 
 

@@ -234,7 +234,7 @@ class Participant:
         for publication, out in videos:
             if not self.view.shows(publication) and not out.paused:
                 out.switch(None)  # not on the page: nothing forwarded
-        self.bandwidth.rebalance(self.view.arrange(videos), self._audio_outs(), now)
+        self.bandwidth.rebalance(self.view.arrange(videos), self._audio_outs(), now, self.view.needs)
         self._emit_tracks()  # a video paused or resumed for this link: the client shows it
 
     def set_view(self, tiles: list[dict[str, Any]], now: float) -> None:

@@ -4,8 +4,10 @@ The page lists its video tiles — whose, camera or screen, at what CSS size —
 changes (``docs/protocol.md``, ``view``). A video it does not show (another page of a big room's
 grid) is not forwarded at all: no bandwidth, no decoding, and no share of the estimate. The
 others go to the allocator largest tile first, so when the estimate is short the small
-thumbnails give way before the large speaker tile. A subscriber that never sent a view is
-shown everything, in subscription order (what every page got before views existed).
+thumbnails give way before the large speaker tile, and each no higher than the layer its tile
+has use for (:meth:`View.needs`): a 320-pixel thumbnail gets the low layer of a camera, the large
+speaker tile the high one. A subscriber that never sent a view is shown everything, in
+subscription order (what every page got before views existed).
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from typing import Any, Protocol, TypeVar
 SOURCES = ("camera", "screen")
 MAX_TILES = 64
 MAX_SIDE = 16384
+
+
+class Sized(Protocol):
+    """A layer whose picture size is known from its keyframes (``source.Source``)."""
+
+    @property
+    def size(self) -> tuple[int, int] | None: ...
 
 
 class Shown(Protocol):
@@ -76,6 +85,24 @@ class View:
                 raise ValueError(f"malformed view tile {tile!r}") from exc
             parsed[entry.publisher, entry.source] = entry
         self.tiles = parsed
+
+    def needs(self, publication: Shown, layers: Sequence[Sized]) -> int:
+        """How many of ``layers`` (low → high) the tile of ``publication`` has use for.
+
+        Up to the first layer that fills the tile (letterboxed, as the page shows a picture of
+        another shape) scaled up by at most 4/3; all of them without a view, for a video not
+        listed, or while a layer's size is not known yet.
+        """
+        tile = self.tiles.get((publication.publisher, str(publication.label))) if self.tiles else None
+        if tile is None:
+            return len(layers)
+        for index, layer in enumerate(layers):
+            if layer.size is None:
+                return len(layers)
+            width, height = layer.size
+            if 3 * tile.width <= 4 * width or 3 * tile.height <= 4 * height:
+                return index + 1
+        return len(layers)
 
     def shows(self, publication: Shown) -> bool:
         """Whether the page shows this video (always, before its first view)."""
