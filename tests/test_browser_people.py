@@ -75,6 +75,33 @@ def pages_of_the_grid(page: Any, views: list[list[dict[str, Any]]]) -> None:
     poll(lambda: page.inner_text("#page-label") == "1 / 3", 10, "the first phone page")
 
 
+VISIBLE_IN_STRIP_JS = """() => {
+  const box = document.querySelector('#tiles').getBoundingClientRect();
+  return [...document.querySelectorAll('#tiles .tile:not([hidden])')].filter((t) => {
+    const r = t.getBoundingClientRect();
+    return r.bottom > box.top + 1 && r.top < box.bottom - 1 && r.right > box.left + 1 && r.left < box.right - 1;
+  }).map((t) => t.dataset.peerId || 'me');
+}"""
+
+
+def strip_in_view(page: Any, views: list[list[dict[str, Any]]]) -> None:
+    """Speaker view: the view lists the large tile and the strip tiles in sight, not those
+    scrolled away; scrolling the strip changes it."""
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.click("#toggle-speaker-view")
+    main = poll(lambda: page.evaluate("[...document.querySelectorAll('#screens .tile')].map((t) => t.dataset.peerId)"))
+
+    def expected() -> list[str]:
+        return sorted([*main, *(t for t in page.evaluate(VISIBLE_IN_STRIP_JS) if t != "me")])
+
+    poll(lambda: viewed(views) == expected(), 10, "a view of the large tile and the strip in sight")
+    assert 1 < len(viewed(views)) < len(OTHERS), viewed(views)
+    before = viewed(views)
+    page.evaluate("document.querySelector('#tiles').scrollTop = 1e6")
+    poll(lambda: viewed(views) == expected() and viewed(views) != before, 10, "the view after scrolling the strip")
+    page.click("#toggle-speaker-view")
+
+
 async def test_a_big_room_pages_its_grid_sends_its_view_and_searches_its_people(
     server: RunningServer, client: httpx.AsyncClient, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,6 +141,7 @@ async def test_a_big_room_pages_its_grid_sends_its_view_and_searches_its_people(
             poll(lambda: len(rows(page)) == 11, 10, "everyone again")
             page.click("#toggle-participants")
             pages_of_the_grid(page, views)
+            strip_in_view(page, views)
             return {"errors": page.errors}
 
         # Caught here and raised below, outside the ten sockets' nurseries: pytest would show a

@@ -18,7 +18,8 @@
  * presenting" card with a Stop presenting button.
  * Pinning is mine only: a pin button on each tile; a pinned tile that goes away unpins.
  * After each layout, onView(tiles) gets the other people's tiles shown, with their CSS sizes
- * ([{peer_id, source, width, height}]): the page's `view` (relay rooms forward only those).
+ * ([{peer_id, source, width, height}]): the page's `view` (relay rooms forward only those). A
+ * tile of the strip scrolled out of sight is not shown (an IntersectionObserver on the strip).
  *
  * Tile markup (hooks used by tests):
  *   .tile[data-peer-id]  remote camera        .tile.local            my camera (mirrored)
@@ -220,6 +221,9 @@ export class Grid {
     this.speaker = null; // the speaker's camera key, for the speaker view (setSpeaker)
     this.onStopPresenting = onStopPresenting;
     this.onView = onView;
+    this.lastShown = [];
+    this.outOfSight = new Set(); // strip tiles scrolled away (IntersectionObserver on #tiles)
+    this.sight = new IntersectionObserver((entries) => this.seen(entries), { root: tiles });
     this.pip = new Pip(stage);
     this.narrow = window.matchMedia(NARROW);
     this.frame = 0;
@@ -240,6 +244,8 @@ export class Grid {
       });
       // A picture's shape is known (or changes) only once frames arrive: lay out again then.
       tile.video.addEventListener("resize", () => this.schedule());
+      tile.el.dataset.key = key;
+      this.sight.observe(tile.el);
       this.tiles.set(key, tile);
       this.layout();
     }
@@ -254,6 +260,8 @@ export class Grid {
     const tile = this.tiles.get(key);
     if (!tile) return;
     if (tile.el === this.pip.el) this.pip.attach(null);
+    this.sight.unobserve(tile.el);
+    this.outOfSight.delete(key);
     tile.video.srcObject = null;
     tile.el.remove();
     this.tiles.delete(key);
@@ -368,15 +376,33 @@ export class Grid {
       this.fitGrid(this.tilesEl, rest);
     }
     if (pip) this.fitPip(this.tiles.get(pip));
-    this.onView(this.shownTiles(shown));
+    this.lastShown = [...shown];
+    this.onView(this.shownTiles(this.lastShown));
+  }
+
+  /** Strip tiles came into or went out of sight (scrolled): the view changes, not the layout. */
+  seen(entries) {
+    let changed = false;
+    for (const entry of entries) {
+      const key = entry.target.dataset.key;
+      const away = !entry.isIntersecting && this.tilesEl.contains(entry.target);
+      if (away !== this.outOfSight.has(key)) {
+        changed = true;
+        if (away) this.outOfSight.add(key);
+        else this.outOfSight.delete(key);
+      }
+    }
+    if (changed) this.onView(this.shownTiles(this.lastShown));
   }
 
   /** Other people's tiles in `shown` keys, with their CSS sizes (for the page's `view`). */
   shownTiles(shown) {
     const tiles = [];
+    const strip = this.stage.dataset.layout === "spotlight";
     for (const key of shown) {
       const match = key && /^(cam|screen):(.+)$/.exec(key);
       if (!match) continue; // mine ("local", "local-screen")
+      if (strip && this.outOfSight.has(key)) continue; // scrolled out of the strip
       const el = this.tiles.get(key).el;
       const source = match[1] === "cam" ? "camera" : "screen";
       tiles.push({ peer_id: match[2], source, width: el.clientWidth, height: el.clientHeight });
