@@ -164,6 +164,18 @@ def test_probes_reach_the_top_layer_on_a_fast_link() -> None:
     assert sim.bottleneck.dropped == 0
 
 
+def test_a_link_that_narrowed_under_heavy_loss_falls_under_its_new_rate_at_once() -> None:
+    """1.5 Mbit/s into a 400 kbit/s bottleneck: the first overuse amid heavy loss decreases from
+    what arrived in the last 250 ms, not the 500 ms that still hold the old rate (0.85 × that
+    left the middle layer chosen for another second: a needless switch on the way down)."""
+    sim = warmed_up()
+    sim.bottleneck.capacity = 400_000.0
+    drop = estimates(sim, 1.0)
+    below = [t for t, estimate in drop if estimate <= 1.05 * bwe.BETA * 400_000.0]
+    assert below and below[0] - 10.0 <= 0.6, drop  # 0.85 × what the link now delivers
+    assert min(estimate for _, estimate in drop) >= 0.6 * 400_000.0, drop
+
+
 def test_capacity_drop_then_steady_under_the_cap_then_recovery() -> None:
     sim = warmed_up()
     capacity = 400_000.0

@@ -14,11 +14,13 @@ each arrived. From those pairs of (send time, arrival time) the link derives:
   within 6–600 ms, so a competing TCP flow does not starve us). Above it for more than 10 ms
   and two groups: *overuse*; below its negative: *underuse*; else *normal*.
 - **AIMD rate control** (:class:`_Aimd`). Overuse: decrease to :data:`BETA` 0.85 × the
-  acknowledged throughput (what the subscriber received over the last 500 ms), at most once
-  per 200 ms. Normal: increase, multiplicatively (+8 %/s) while far from the last link
-  capacity measured at a decrease, additively (about one packet per response time) near it.
-  Underuse: hold (the queue drains). The estimate never grows past 1.5 × the acknowledged
-  throughput + 10 kbps: sending less than the estimate cannot prove the link carries more.
+  acknowledged throughput (what the subscriber received over the last 500 ms; under heavy
+  loss, over the last 250 ms if lower: a link that just narrowed delivers its new rate at
+  once), at most once per 200 ms. Normal: increase, multiplicatively (+8 %/s) while far from
+  the last link capacity measured at a decrease, additively (about one packet per response
+  time) near it. Underuse: hold (the queue drains). The estimate never grows past 1.5 × the
+  acknowledged throughput + 10 kbps: sending less than the estimate cannot prove the link
+  carries more.
 - **Loss** (:class:`_Loss`), over intervals of at least :data:`LOSS_PACKETS` 20 packets or
   :data:`LOSS_PERIOD` 1 s (fewer would make one lost packet look like 20 %): above 10 % the
   rate is cut at once to rate × (1 − 0.5 × loss), but no lower than :data:`BETA` × the rate
@@ -79,6 +81,7 @@ BETA = 0.85  # decrease to this × acknowledged throughput
 DECREASE_INTERVAL = 0.200  # s between two decreases
 MEASURED_FOR = 2.0  # s a probe's capacity measurement stays the floor of a decrease
 THROUGHPUT_WINDOW = 0.5  # s of arrivals the acknowledged throughput is measured over
+RECENT_WINDOW = 0.25  # s of arrivals it is measured over under heavy loss (Link._acknowledged)
 LOSS_PACKETS, LOSS_PERIOD = 20, 1.0  # a loss interval: this many packets, or this long
 LOSS_HIGH, LOSS_LOW = 0.10, 0.02  # loss fractions: cut above, grow below
 BURST_LOSS = 0.5  # above this, a loss interval is a queue overflowing (see Link._on_loss)
@@ -138,6 +141,18 @@ class _Throughput:
             self.bytes -= packets.popleft()[1]
         span = min(THROUGHPUT_WINDOW, self.latest - self.first)
         return self.bytes * 8 / span if span >= 0.1 else None
+
+    def recent(self) -> float | None:
+        """bps over the last :data:`RECENT_WINDOW` only (None: not that much known yet)."""
+        horizon = self.latest - RECENT_WINDOW
+        if self.first > horizon:
+            return None
+        total = 0
+        for arrival, size in reversed(self.packets):
+            if arrival <= horizon:
+                break
+            total += size
+        return total * 8 / RECENT_WINDOW
 
 
 class _Aimd:
@@ -339,7 +354,7 @@ class Link:
         self._settle(now)  # first: a capacity a probe measured is the floor of a decrease below
         rate = self._aimd.rate
         self._on_loss(now)
-        self._aimd.update(signal, self._throughput.rate(), now, self.rtt, self._loss.loss < LOSS_LOW)
+        self._aimd.update(signal, self._acknowledged(), now, self.rtt, self._loss.loss < LOSS_LOW)
         self._aimd.rate = min(max(self._aimd.rate, self.minimum), self.maximum)  # room to move at once
         if self._aimd.rate < rate:
             self._prober.on_decrease(now)
@@ -364,6 +379,17 @@ class Link:
                 self._detector.signal,
                 None if self.rtt is None else round(self.rtt * 1000),
             )
+
+    def _acknowledged(self) -> float | None:
+        """The receive rate a decrease starts from: over 500 ms, or the last 250 ms if lower
+        while most of what is sent is lost. A link that just narrowed (a token bucket) delivers
+        its new rate at once; the 500 ms still count what came before, and 0.85 × that was
+        the middle layer, one needless switch (and a keyframe's wait) on the way down."""
+        acked = self._throughput.rate()
+        if acked is None or self._loss.loss <= BURST_LOSS:
+            return acked
+        recent = self._throughput.recent()
+        return acked if recent is None else min(acked, recent)
 
     def _on_loss(self, now: float) -> None:
         """Heavy loss over an interval: cut at once, below what the path delivered meanwhile."""
