@@ -194,10 +194,11 @@ def waited(check: Any, timeout: float, what: str, failures: list[str]) -> bool:
         return False
 
 
-# Not in the default run yet: on this 2-core machine it passed in about half of the runs of the
-# last hour. The relay's estimate sometimes collapses behind the token bucket (95 % loss in the
-# first feedback, then the floor) or oscillates through probes, so the drop takes 3 s with a
-# 2-3 s freeze, or the low layer loses 2.1-2.5 %. Run it with MEET_UNSTABLE_TESTS=1 (issue 11).
+# Not in the default run yet. The estimate behind the token bucket is steadier now (drop to the
+# low layer in 0.7-2.3 s, 0 % loss settled, back on high 3-11 s after unshaping, in 8 passing runs
+# at moderate load; runs at a load of 20 on 2 cores failed), but the view cap of issue 12 (a tile gets no more than its size needs) keeps
+# these tiles off the high layer in most runs, and with two cameras for one low layer's room the
+# allocator sometimes keeps carol's instead of alice's. Run it with MEET_UNSTABLE_TESTS=1.
 @pytest.mark.skipif(
     not os.environ.get("MEET_UNSTABLE_TESTS"),
     reason="unstable: the estimate behind a 400 kbit/s token bucket (set MEET_UNSTABLE_TESTS=1)",
@@ -279,6 +280,7 @@ async def test_a_shaped_subscriber_drops_to_the_low_layer_and_comes_back(
                 "carol_widths": timeline(carol_samples, shaped_at),
                 "unshaped_after_s": (unshaped_at - shaped_at) / 1000,
                 "relay": relay,
+                "peers": names,  # the ids in the relay's log (MEET_RELAY_LOG=DEBUG)
                 "errors": alice.errors + bob.errors + carol.errors,
             }
         finally:
@@ -295,6 +297,7 @@ async def test_a_shaped_subscriber_drops_to_the_low_layer_and_comes_back(
     print(f"unshaped subscriber's width: {r['carol_widths']}")
     print(f"shaped period {r['shaped']}; settled on low {r['settled']}")
     print(f"whole {r['whole']}; unshaped subscriber {r['carol']}")
+    print(f"peers {r['peers']}")
     for moment, subscribers in r["relay"]:
         print(f"relay stats, {moment}: {subscribers}")
     high, low = r["layers"]["h"], r["layers"]["l"]
