@@ -382,10 +382,9 @@ def test_audio_takes_nothing_from_the_estimate_the_videos_share() -> None:
         publication = Publication("alice", "video", lambda ssrc: True, Counters())
         publication.set_rids(["l", "m", "h"])  # not measured yet: 150 k, 500 k, 1.5 M
         out = OutStream("video", Counters())
-        voices = [OutStream("audio", Counters()) for _ in range(2)]
         bandwidth = Bandwidth("bob")
         bandwidth.link = Link(initial=200_000.0)  # the lowest layer and its headroom: 180 k
-        bandwidth.rebalance([(publication, out)], voices, 0.0)
+        bandwidth.rebalance([(publication, out)], 0.0)
         assert not out.paused
         assert (out.target or out.source) is publication.layer_for_rid("l")
 

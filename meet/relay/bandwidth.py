@@ -73,13 +73,10 @@ class Bandwidth:
         feedback.on_transport_feedback(dtls, on_feedback)  # again after each negotiation: idempotent
         return link
 
-    def rebalance(
-        self, videos: Sequence[Subscription], audio: Sequence[OutStream], now: float, needs: Needs | None = None
-    ) -> None:
+    def rebalance(self, videos: Sequence[Subscription], now: float, needs: Needs | None = None) -> None:
         """Choose each video's layer within the link's estimate; probe for more when it helps.
 
-        ``audio`` (the participant's audio streams) takes nothing from it: see :meth:`video_budget`.
-        ``needs`` caps each video at the layers its tile has use for (``view.View.needs``).
+        Audio takes nothing from it (see :meth:`video_budget`). ``needs`` caps each video at the layers its tile has use for (``view.View.needs``).
         """
         if not videos:
             return
@@ -116,11 +113,8 @@ class Bandwidth:
                 break
             wanted -= out.pad(wanted, now)
 
-    def first_layer(
-        self, publication: Publication, videos: Sequence[Subscription], audio: Sequence[OutStream]
-    ) -> Source:
-        """The layer a new subscription starts on: what the estimate allows next to the others
-        (``audio`` aside: see :meth:`video_budget`)."""
+    def first_layer(self, publication: Publication, videos: Sequence[Subscription]) -> Source:
+        """The layer a new subscription starts on: what the estimate allows next to the others."""
         layers = selectable(publication)
         if publication.kind != "video" or len(layers) == 1:
             return layers[-1]

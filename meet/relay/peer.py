@@ -234,7 +234,7 @@ class Participant:
         for publication, out in videos:
             if not self.view.shows(publication) and not out.paused:
                 out.switch(None)  # not on the page: nothing forwarded
-        self.bandwidth.rebalance(self.view.arrange(videos), self._audio_outs(), now, self.view.needs)
+        self.bandwidth.rebalance(self.view.arrange(videos), now, self.view.needs)
         self._emit_tracks()  # a video paused or resumed for this link: the client shows it
 
     def set_view(self, tiles: list[dict[str, Any]], now: float) -> None:
@@ -272,9 +272,6 @@ class Participant:
             and slot.publication.live
             and slot.out.publication is slot.publication
         ]
-
-    def _audio_outs(self) -> list[OutStream]:
-        return [slot.out for slot in self.slots.values() if slot.kind == "audio" and slot.out.publication]
 
     # --- renegotiation --------------------------------------------------------------------------
 
@@ -424,7 +421,7 @@ class Participant:
         self._configure(slot)
         if publication.live and slot.out.publication is not publication:
             shown = publication.kind != "video" or self.view.shows(publication)
-            first = self.bandwidth.first_layer(publication, self._subscribed("video"), self._audio_outs())
+            first = self.bandwidth.first_layer(publication, self._subscribed("video"))
             slot.out.subscribe(publication, first if shown else None)
 
     def _configure(self, slot: Slot) -> None:
