@@ -16,9 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-SOURCES = ("camera", "screen")
-MAX_TILES = 64
-MAX_SIDE = 16384
+# The bounds the server checks a page's view against: the worker checks its channel input by them too.
+from meet.protocol import MAX_TILE_SIDE, MAX_VIEW_TILES, VIEW_SOURCES
 
 
 class Sized(Protocol):
@@ -52,10 +51,10 @@ class Tile:
     height: int
 
     def __post_init__(self) -> None:
-        if not self.publisher or self.source not in SOURCES:
-            raise ValueError(f"a view tile needs a publisher and a source in {SOURCES}")
-        if not (0 <= self.width <= MAX_SIDE and 0 <= self.height <= MAX_SIDE):
-            raise ValueError(f"a view tile is 0 to {MAX_SIDE} pixels a side")
+        if not self.publisher or self.source not in VIEW_SOURCES:
+            raise ValueError(f"a view tile needs a publisher and a source in {VIEW_SOURCES}")
+        if not (0 <= self.width <= MAX_TILE_SIDE and 0 <= self.height <= MAX_TILE_SIDE):
+            raise ValueError(f"a view tile is 0 to {MAX_TILE_SIDE} pixels a side")
 
     @property
     def area(self) -> int:
@@ -73,8 +72,8 @@ class View:
 
         Raises ValueError, and keeps the previous view, when a tile is malformed.
         """
-        if len(tiles) > MAX_TILES:
-            raise ValueError(f"a view lists at most {MAX_TILES} tiles")
+        if len(tiles) > MAX_VIEW_TILES:
+            raise ValueError(f"a view lists at most {MAX_VIEW_TILES} tiles")
         parsed: dict[tuple[str, str], Tile] = {}
         for tile in tiles:
             try:
