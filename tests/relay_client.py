@@ -111,7 +111,7 @@ class MediaPeer:
     def __init__(
         self, shade: int = 0, fps: int = 15, size: tuple[int, int] = (160, 120), loud: bool = True
     ) -> None:
-        self.shade, self.fps, self.size, self.loud = shade, fps, size, loud
+        self.shade, self.fps, self.size = shade, fps, size
         self.voice = SineAudio(loud)  # the microphone of the current connection: set voice.loud
         self.pc: RTCPeerConnection | None = None
         self.frames: dict[str, int] = defaultdict(int)

@@ -164,6 +164,17 @@ async def all_decoding(group: list[RelayClient], frames: int = FRAMES, timeout: 
     await until(done, timeout, state)
 
 
+async def two_decoding(
+    clients: Clients, client: httpx.AsyncClient, host: User, guest: User
+) -> tuple[RelayClient, RelayClient]:
+    """A room of ``host``'s with both in it, seeing and decoding each other."""
+    code = await make_room(client, host)
+    a, b = [await clients.join(code, user) for user in (host, guest)]
+    await see_each_other([a, b])
+    await all_decoding([a, b])
+    return a, b
+
+
 def renegotiated_without(client: RelayClient, since: int, gone: str) -> bool:
     """Since log index ``since``: a relay offer, and after it a ``tracks`` not naming ``gone``."""
     offers = [i for i in client.relay_offers if i >= since]
@@ -269,10 +280,7 @@ async def test_a_view_reaches_the_relay_and_bad_ones_are_refused(
 ) -> None:
     bridge = server.services.rooms.media.relay
     async with open_clients(server, aio) as clients:
-        code = await make_room(client, alice)
-        a, b = [await clients.join(code, user) for user in (alice, bob)]
-        await see_each_other([a, b])
-        await all_decoding([a, b])
+        a, b = await two_decoding(clients, client, alice, bob)
         assert await camera_paused_for(bridge, a.peer_id, b.peer_id) is False
 
         async def paused_becomes(value: bool) -> None:
@@ -304,12 +312,10 @@ async def test_a_killed_worker_is_restarted_and_clients_reconnect(
     server: RunningServer, client: httpx.AsyncClient, aio: AsyncioThread, alice: User, bob: User
 ) -> None:
     async with open_clients(server, aio) as clients:
-        code = await make_room(client, alice)
-        a, b = [await clients.join(code, user) for user in (alice, bob)]
-        await see_each_other([a, b])
-        await all_decoding([a, b])
+        a, b = await two_decoding(clients, client, alice, bob)
         bridge = server.services.rooms.media.relay
         assert bridge is not None
+        code = a.welcome["room"]["code"]
         worker = bridge.placement[code]  # the room's worker (there is one per core)
         assert worker.process is not None
         old_pid = worker.process.pid
@@ -599,10 +605,7 @@ async def test_an_offer_over_the_publication_cap_is_refused_and_the_connection_k
 ) -> None:
     bridge = server.services.rooms.media.relay
     async with open_clients(server, aio) as clients:
-        code = await make_room(client, alice)
-        a, b = [await clients.join(code, user) for user in (alice, bob)]
-        await see_each_other([a, b])
-        await all_decoding([a, b])
+        a, b = await two_decoding(clients, client, alice, bob)
         await until_stats(bridge, lambda s: s["publications"] == 4, "both publishing")
         # Three sending m-lines (two are allowed): refused by the server, never seen by the relay.
         assert await refusals(a, [offer_sdp("sendrecv", "sendonly", "sendrecv", "recvonly")]) == [
