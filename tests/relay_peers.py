@@ -129,6 +129,20 @@ class SineAudio(MediaStreamTrack):
         return frame
 
 
+async def alice_to_bob(hub: Hub) -> tuple[TestPeer, str]:
+    """alice publishes; bob, on one audio and one video slot, has decoded 10 of her frames.
+
+    Returns bob and the mid of alice's camera at bob (alice is ``hub.peers["alice"]``).
+    """
+    alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob", audio=False, video=False, recvonly=(1, 1))
+    await alice.join()
+    await bob.join()
+    await until(lambda: len(bob.tracks) == 2, 10, "bob's tracks")
+    (camera,) = bob.mids_of("alice")
+    await until(lambda: len(bob.frames.get(camera, [])) >= 10, 20, "10 frames decoded at bob")
+    return bob, camera
+
+
 def run_hub(
     scenario: Callable[[Hub], Any], timeout: float = 60, host_addresses: tuple[str, ...] = ("127.0.0.1",)
 ) -> None:

@@ -19,7 +19,7 @@ import aiortc.rtcdtlstransport
 import aiortc.rtp
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from relay_peers import ROOM, Hub, TestPeer, run_hub, until
+from relay_peers import ROOM, Hub, alice_to_bob, run_hub, until
 from simulcast_publisher import LAYERS, SimulcastPublisher
 
 from meet.relay import compat, ice
@@ -66,12 +66,7 @@ def test_incoming_rtp_skips_the_stun_parser_and_the_receive_task(monkeypatch: py
         monkeypatch.setattr(aioice.ice.StunProtocol, "datagram_received", datagram_received)
         monkeypatch.setattr(Dtls, "_handle_rtp_data", handle_rtp_data)
         asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
-        alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob", audio=False, video=False, recvonly=(1, 1))
-        await alice.join()
-        await bob.join()
-        await until(lambda: len(bob.tracks) == 2, 10, "bob's tracks")
-        (camera,) = bob.mids_of("alice")
-        await until(lambda: len(bob.frames.get(camera, [])) >= 10, 20, "10 frames decoded at bob")
+        bob, camera = await alice_to_bob(hub)
         (dtls,) = relay_transports(hub, "alice")
         connection = dtls.transport._connection
         assert stock_rtp[id(dtls)] == 0, "RTP went through aiortc's queue and receive task"

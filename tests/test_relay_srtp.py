@@ -16,7 +16,7 @@ from typing import Any
 
 import pylibsrtp
 import pytest
-from relay_peers import ROOM, Hub, TestPeer, run_hub, until
+from relay_peers import ROOM, Hub, alice_to_bob, run_hub, until
 
 from meet.relay import compat, ice
 from meet.relay.compat import receiving, srtp
@@ -116,12 +116,7 @@ def test_forwarded_packets_go_straight_to_the_socket_unless_asyncio_holds_some(
 
     async def scenario(hub: Hub) -> None:
         monkeypatch.setattr(receiving.DATAGRAM_TRANSPORT, "sendto", sendto)
-        alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob", audio=False, video=False, recvonly=(1, 1))
-        await alice.join()
-        await bob.join()
-        await until(lambda: len(bob.tracks) == 2, 10, "bob's tracks")
-        (camera,) = bob.mids_of("alice")
-        await until(lambda: len(bob.frames.get(camera, [])) >= 10, 20, "10 frames decoded at bob")
+        bob, camera = await alice_to_bob(hub)
         transports = _relay_transports(hub, "bob")
         assert transports and not any(calls[id(t)] for t in transports), "RTP went through asyncio's sendto"
 
