@@ -15,6 +15,7 @@
 
 import { guestPass, guestPreview } from "../api.js";
 import { bindForm } from "../forms.js";
+import { readJson, writeJson } from "../storage.js";
 import { withNext } from "../urls.js";
 
 const NAME_KEY = "meet.guest-name";
@@ -23,23 +24,6 @@ const NAME_MAX = 40;
 
 /** The sign-in page, coming back to this meeting afterwards. */
 export const signInLink = (code) => withNext("/signin", `/r/${code}`);
-
-function readJson(storage, key) {
-  try {
-    return JSON.parse(storage.getItem(key) || "null");
-  } catch {
-    return null; // storage disabled or garbage: nothing remembered
-  }
-}
-
-function writeJson(storage, key, value) {
-  try {
-    if (value === null) storage.removeItem(key);
-    else storage.setItem(key, JSON.stringify(value));
-  } catch {
-    // Storage disabled (private mode, policy): only convenience is lost.
-  }
-}
 
 /** The name this browser joined with last time ("" if none). */
 export function rememberedName() {

@@ -8,25 +8,19 @@
  * are remembered per browser.
  */
 
+import { readJson, writeJson } from "../storage.js";
+
 const VIDEO_CONSTRAINTS = { width: { ideal: 960 }, height: { ideal: 540 }, frameRate: { ideal: 30, max: 30 } };
 const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 const STORAGE_KEY = "meet-devices";
 
 function loadChoice() {
-  try {
-    const value = JSON.parse(window.localStorage.getItem(STORAGE_KEY) || "{}");
-    return value && typeof value === "object" ? value : {};
-  } catch {
-    return {};
-  }
+  const value = readJson(window.localStorage, STORAGE_KEY);
+  return value && typeof value === "object" ? value : {};
 }
 
 function saveChoice(choice) {
-  try {
-    window.localStorage.setItem(STORAGE_KEY, JSON.stringify(choice));
-  } catch {
-    /* storage disabled: the choice lasts for this page only */
-  }
+  writeJson(window.localStorage, STORAGE_KEY, choice);
 }
 
 /** A person-readable reason for a getUserMedia failure. */

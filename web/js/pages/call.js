@@ -18,6 +18,7 @@
 
 
 import { endRoom, joinRoom, me, updateRoom } from "../api.js";
+import { readJson, writeJson } from "../storage.js";
 import { ChatPanel } from "../call/chat.js";
 import { Controls } from "../call/controls.js";
 import { ViewSender } from "../call/view.js";
@@ -89,21 +90,13 @@ async function endForAll() {
 const VIEW_KEY = "meet.call.view"; // this browser's choice of grid or speaker view
 
 function readView() {
-  try {
-    return window.localStorage.getItem(VIEW_KEY) === "speaker" ? "speaker" : "grid";
-  } catch {
-    return "grid"; // storage refused (private mode): the default
-  }
+  return readJson(window.localStorage, VIEW_KEY) === "speaker" ? "speaker" : "grid";
 }
 
 function toggleSpeakerView() {
   const view = call.grid.view === "speaker" ? "grid" : "speaker";
   call.grid.setView(view);
-  try {
-    window.localStorage.setItem(VIEW_KEY, view);
-  } catch {
-    // not remembered, still applied
-  }
+  writeJson(window.localStorage, VIEW_KEY, view);
   renderControls();
 }
 
