@@ -381,8 +381,10 @@ class RelayClient:
                 self._queued.append((len(self.log) - 1, description["sdp"]))
             await self._settle()
         elif kind == "tracks":
-            self.tracks = {
-                t["mid"]: {"publisher": t["publisher"], "source": t["source"]} for t in frame["tracks"]
+            self.tracks = {  # empty receive slots left out: they carry nothing
+                t["mid"]: {"publisher": t["publisher"], "source": t["source"]}
+                for t in frame["tracks"]
+                if t["publisher"] is not None
             }
             self.tracks_log.append((len(self.log) - 1, self.tracks))
         elif kind == "mode":

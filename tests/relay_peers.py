@@ -144,16 +144,21 @@ async def alice_to_bob(hub: Hub) -> tuple[TestPeer, str]:
 
 
 def run_hub(
-    scenario: Callable[[Hub], Any], timeout: float = 60, host_addresses: tuple[str, ...] = ("127.0.0.1",)
+    scenario: Callable[[Hub], Any],
+    timeout: float = 60,
+    host_addresses: tuple[str, ...] = ("127.0.0.1",),
+    slots: tuple[int, int] = (9, 3),
 ) -> None:
     """Run ``scenario(hub)`` against a configured in-process relay in a fresh event loop; tear down.
 
-    Peers with a ``stop()`` (a ``SimulcastPublisher``'s sending task) are stopped first.
+    ``slots``: the receive slots (video, audio) of each connection; (0, 3) is one m-line per
+    publication of the others. Peers with a ``stop()`` (a ``SimulcastPublisher``'s sending
+    task) are stopped first.
     """
 
     async def main() -> None:
         hub = Hub()
-        await hub.configure(list(host_addresses))
+        await hub.configure(list(host_addresses), slots)
         try:
             await asyncio.wait_for(scenario(hub), timeout)
         finally:
@@ -174,7 +179,7 @@ class Hub:
         self.peers: dict[str, TestPeer] = {}
         self.events: list[dict[str, Any]] = []
 
-    async def configure(self, host_addresses: list[str] | None = None) -> None:
+    async def configure(self, host_addresses: list[str] | None = None, slots: tuple[int, int] = (9, 3)) -> None:
         reply = await self.relay.handle(
             {
                 "id": 0,
@@ -182,6 +187,8 @@ class Hub:
                 "ice_servers": [],
                 "host_addresses": host_addresses or [],
                 "udp_ports": None,
+                "video_slots": slots[0],
+                "audio_slots": slots[1],
             }
         )
         assert reply["ok"], reply
@@ -299,8 +306,10 @@ class TestPeer:
         kind = message["event"]
         if kind == "tracks":
             self.tracks_events.append(message["tracks"])
-            self.tracks = {
-                t["mid"]: {"publisher": t["publisher"], "source": t["source"]} for t in message["tracks"]
+            self.tracks = {  # empty receive slots left out: they carry nothing
+                t["mid"]: {"publisher": t["publisher"], "source": t["source"]}
+                for t in message["tracks"]
+                if t["publisher"] is not None
             }
         elif kind == "offer":
             if self.auto_answer:

@@ -133,8 +133,14 @@ def with_transport_cc(sdp: str, mid: str) -> str:
 
 
 def chrome_simulcast_answer(sdp: str, relay_offer: str) -> str:
-    """aiortc's answer to a relay offer, with the send side of the simulcast the offer receives."""
+    """aiortc's answer to a relay offer, with the send side of the simulcast the offer receives.
+
+    Like Chrome's, it keeps the stream-id and transport-cc header extensions the offer lists on
+    those m-lines (aiortc drops extensions it does not know): else they would no longer be
+    negotiated.
+    """
     wanted = {mid: rids for mid, rids in _received_rids(relay_offer).items()}
+    rid_maps = _rid_extmaps(relay_offer)
     head, *sections = re.split(r"\r\n(?=m=)", sdp.rstrip("\r\n"))
     out = [head]
     for section in sections:
@@ -142,10 +148,26 @@ def chrome_simulcast_answer(sdp: str, relay_offer: str) -> str:
         mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
         if mid in wanted:
             lines = [line for line in lines if not line.startswith(("a=ssrc:", "a=ssrc-group:"))]
+            at = next(i for i, line in enumerate(lines) if line.startswith("a=mid:"))
+            lines[at:at] = [line for line in rid_maps.get(mid, []) if line not in lines]
             lines += [f"a=rid:{rid} send" for rid in wanted[mid]]
             lines.append("a=simulcast:send " + ";".join(wanted[mid]))
         out.append("\r\n".join(lines))
     return "\r\n".join(out) + "\r\n"
+
+
+_KEPT_EXTENSION = re.compile(r"rtp-stream-id|transport-wide-cc")
+
+
+def _rid_extmaps(sdp: str) -> dict[str, list[str]]:
+    """mid -> the ``a=extmap`` lines of the stream-id and transport-cc extensions of a description."""
+    found: dict[str, list[str]] = {}
+    for section in re.split(r"\r\n(?=m=)", sdp)[1:]:
+        lines = section.split("\r\n")
+        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
+        if mid is not None:
+            found[mid] = [line for line in lines if line.startswith("a=extmap:") and _KEPT_EXTENSION.search(line)]
+    return found
 
 
 def _received_rids(sdp: str) -> dict[str, list[str]]:

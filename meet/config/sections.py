@@ -286,6 +286,16 @@ class RtcConfig:
         "offers beyond offer_rate/offer_burst are refused (rate_limited).",
     )
     offer_burst: int = setting(10, "Offers one participant may send the relay in a burst (joining, sharing a screen).")
+    video_slots: int = setting(
+        9,
+        "Camera videos one relay participant receives at most: its connection has this many video "
+        "m-lines (plus one per screen share its page shows), filled with the tiles its page shows, "
+        "largest first, whatever the size of the room. 0 turns slots off: one m-line per track of "
+        "everyone else, and every join renegotiates everyone (for comparison).",
+    )
+    audio_slots: int = setting(
+        3, "Voices one relay participant receives at most: the loudest current speakers (1 to 16)."
+    )
 
     def __post_init__(self) -> None:
         _require(self.relay in ("auto", "always", "off"), "rtc", "relay", 'must be "auto", "always" or "off"')
@@ -294,6 +304,8 @@ class RtcConfig:
         _require(1 <= self.offer_burst <= 1000, "rtc", "offer_burst", "must be 1 to 1000")
         _require(2 <= self.mesh_limit <= 16, "rtc", "mesh_limit", "must be 2 to 16")
         _require(0 <= self.relay_workers <= 64, "rtc", "relay_workers", "must be 0 (one per CPU core) to 64")
+        _require(0 <= self.video_slots <= 25, "rtc", "video_slots", "must be 0 (no slots) to 25")
+        _require(1 <= self.audio_slots <= 16, "rtc", "audio_slots", "must be 1 to 16")
         for address in self.host_addresses:
             try:
                 ipaddress.ip_address(address)

@@ -111,6 +111,8 @@ class RelayBridge:
             "ice_servers": [server.as_json() for server in self.settings.ice_servers],
             "host_addresses": list(self.settings.host_addresses),
             "udp_ports": list(self.settings.port_range) if self.settings.port_range else None,
+            "video_slots": self.settings.video_slots,
+            "audio_slots": self.settings.audio_slots,
         }
 
     async def _read(self, worker: _Worker) -> None:

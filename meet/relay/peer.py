@@ -51,6 +51,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from meet.relay import slots as receive_slots
 from meet.relay.bandwidth import Bandwidth
 from meet.relay.compat import feedback, forwarding, receiving, sending
 from meet.relay.forward import Counters, OutStream, Publication
@@ -72,8 +73,12 @@ class RoomView(Protocol):
 
     name: str
     counters: Counters
+    counts: receive_slots.Counts  # receive slots per connection (video 0: one m-line per publication)
+    recent: list[str]  # publishers most recently the dominant speaker, most recent first
 
     def wanted_publications(self, peer: str) -> list[Publication]: ...
+
+    def loudness(self) -> dict[str, tuple[float, float]]: ...
 
     def publications_changed(self, by: Participant) -> None: ...
 
@@ -243,6 +248,7 @@ class Participant:
             self.view.set(tiles)
         except ValueError as exc:
             raise RequestError(str(exc)) from None
+        self.assign()
         self.rebalance(now)
 
     def pace(self, now: float) -> None:
@@ -311,6 +317,8 @@ class Participant:
 
     def _plan(self, answering: bool) -> bool:
         """Match slots to the wanted publications; set directions; whether SDP must change."""
+        if self.room.counts.fixed:
+            return self._plan_fixed(answering)
         offered = self.room.wanted_publications(self.peer)
         self.refused.intersection_update(offered)  # forget the refusals of tracks that went away
         wanted = [p for p in offered if p not in self.refused]
@@ -337,6 +345,74 @@ class Participant:
             elif send and found is not None and found.out.publication is not found.publication:
                 changed = True  # reused for another publisher: its msid changes
         return changed
+
+    def _plan_fixed(self, answering: bool) -> bool:
+        """Fixed slots: add the m-lines missing (in offers: an answer cannot); every slot sends."""
+        if not answering:
+            videos, _ = self._wanted()
+            screens = sum(1 for video in videos if video.label == "screen")
+            for kind, count in (("audio", self.room.counts.audio), ("video", self.room.counts.video + screens)):
+                have = sum(1 for slot in self.slots.values() if slot.kind == kind and not slot.refused)
+                for _ in range(count - have):
+                    self._new_slot(kind)
+        changed = False
+        for transceiver in self.pc.getTransceivers():
+            slot = self.slots.get(transceiver)
+            send = slot is not None and not slot.refused
+            transceiver.direction = "sendrecv" if send else "recvonly"
+            if transceiver.mid is None or (transceiver.currentDirection in SENDING) != send:
+                changed = True
+        return changed
+
+    def _wanted(self) -> tuple[list[Publication], list[Publication]]:
+        """Fixed slots: the others' videos and voices this participant should receive, most wanted first."""
+        others = self.room.wanted_publications(self.peer)
+        counts = self.room.counts
+        videos = [p for p in others if p.kind == "video"]
+        voices = [p for p in others if p.kind == "audio"]
+        return (
+            receive_slots.wanted_videos(self.view, videos, self.room.recent, counts.video),
+            receive_slots.wanted_voices(voices, self.room.loudness(), counts.audio),
+        )
+
+    def assign(self) -> None:
+        """Fixed slots: fill them with what this participant should receive now, without renegotiating.
+
+        A change is announced (``tracks``) before the slot's first packet of its new source;
+        a video starts at that source's keyframe (``OutStream``). A screen share beyond the
+        slots negotiated adds one: a renegotiation of this participant alone.
+        """
+        if self.closed or not self.room.counts.fixed:
+            return
+        changed: list[Slot] = []
+        for kind, wanted in zip(("video", "audio"), self._wanted(), strict=True):
+            usable = [slot for slot in self.slots.values() if slot.kind == kind and self._usable(slot)]
+            filled = receive_slots.fill([slot.publication for slot in usable], wanted)
+            for slot, publication in zip(usable, filled, strict=True):
+                if publication is not slot.publication:
+                    slot.publication = publication
+                    changed.append(slot)
+            if len(wanted) > len(usable):
+                self.schedule_update()  # a screen more than the slots: the next offer adds one
+        if not changed:
+            return
+        self._emit_tracks()
+        for slot in changed:
+            self._start(slot)
+
+    def _usable(self, slot: Slot) -> bool:
+        """A fixed slot negotiated as sending: it can carry any publication of its kind at once."""
+        return not slot.refused and slot.transceiver.mid is not None and slot.transceiver.currentDirection in SENDING
+
+    def _start(self, slot: Slot) -> None:
+        """Forward the slot's publication (from its next keyframe, for a video), or nothing."""
+        publication = slot.publication
+        if publication is None:
+            slot.out.unsubscribe()
+            return
+        shown = publication.kind != "video" or self.view.shows(publication)
+        first = self.bandwidth.first_layer(publication, self._subscribed("video"))
+        slot.out.subscribe(publication, first if shown else None)
 
     def _free_slot(self, kind: str, answering: bool) -> Slot | None:
         for slot in self.slots.values():
@@ -396,12 +472,16 @@ class Participant:
                     publication.close()
         for slot in self.slots.values():
             self._settle(slot)
+        self.assign()
         self._emit_tracks()
         if published:
             self.room.publications_changed(self)
 
     def _settle(self, slot: Slot) -> None:
         """Start or stop forwarding on a slot as just negotiated."""
+        if self.room.counts.fixed:
+            self._settle_fixed(slot)
+            return
         publication = slot.publication
         if publication is None:
             return
@@ -420,9 +500,17 @@ class Participant:
             return
         self._configure(slot)
         if publication.live and slot.out.publication is not publication:
-            shown = publication.kind != "video" or self.view.shows(publication)
-            first = self.bandwidth.first_layer(publication, self._subscribed("video"))
-            slot.out.subscribe(publication, first if shown else None)
+            self._start(slot)
+
+    def _settle_fixed(self, slot: Slot) -> None:
+        """A fixed slot as just negotiated: configured to send, or refused for good."""
+        if slot.transceiver.currentDirection in SENDING:
+            self._configure(slot)
+        elif not slot.refused and slot.transceiver.mid is not None:
+            log.info("%s refused the receive slot on mid %s", self.peer, slot.transceiver.mid)
+            slot.refused = True
+            if slot.publication is not None:
+                self._unassign(slot)
 
     def _configure(self, slot: Slot) -> None:
         transceiver = slot.transceiver
@@ -454,7 +542,7 @@ class Participant:
         return "screen" if any(p.label == "camera" for p in self.pubs.values()) else "camera"
 
     def _emit_tracks(self) -> None:
-        tracks = [
+        tracks = self._fixed_tracks() if self.room.counts.fixed else [
             {
                 "mid": str(t.mid),
                 "publisher": slot.publication.publisher,
@@ -467,6 +555,24 @@ class Participant:
         if tracks != self.tracks_sent:
             self.tracks_sent = tracks
             self.emit({"event": "tracks", "room": self.room.name, "peer": self.peer, "tracks": tracks})
+
+    def _fixed_tracks(self) -> list[dict[str, Any]]:
+        """Every usable fixed slot: what it carries, or null publisher and source when empty."""
+        tracks: list[dict[str, Any]] = []
+        for transceiver, slot in self.slots.items():
+            if not self._usable(slot):
+                continue
+            publication = slot.publication
+            carried = publication is not None and slot.out.publication is publication
+            tracks.append(
+                {
+                    "mid": str(transceiver.mid),
+                    "publisher": publication.publisher if publication else None,
+                    "source": publication.label if publication else None,
+                    "paused": carried and slot.out.paused,
+                }
+            )
+        return tracks
 
     # --- misc -----------------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ class DominantSpeaker:
         self.current: str | None = None
         self._history: dict[str, deque[tuple[float, float]]] = {}  # peer -> (time, seconds of speech)
         self._last: float | None = None
+        self.scores: dict[str, float] = {}  # peer -> share of the last WINDOW spoken
+        self.heard: dict[str, float] = {}  # peer -> when last heard speaking
 
     def update(self, activity: Mapping[str, float], now: float) -> str | None:
         """Record each participant's activity since the last update; the new speaker, if it changed.
@@ -57,7 +59,9 @@ class DominantSpeaker:
             history.append((now, min(max(value, 0.0), 1.0) * elapsed))
             while history[0][0] <= now - WINDOW:
                 history.popleft()
-        scores = {
+            if value > 0:
+                self.heard[peer] = now
+        self.scores = scores = {
             peer: sum(spoken for _time, spoken in history) / WINDOW for peer, history in self._history.items()
         }
         best = max(scores, key=lambda peer: (scores[peer], peer != self.current), default=None)
@@ -68,9 +72,15 @@ class DominantSpeaker:
         self.current = best
         return best
 
+    def loudness(self) -> dict[str, tuple[float, float]]:
+        """peer → (share of the last second spoken, when last heard speaking): who fills audio slots."""
+        return {peer: (score, self.heard.get(peer, float("-inf"))) for peer, score in self.scores.items()}
+
     def remove(self, peer: str) -> None:
         """``peer`` left: forget it (the speaker stays unset until someone speaks)."""
         self._history.pop(peer, None)
+        self.scores.pop(peer, None)
+        self.heard.pop(peer, None)
         if self.current == peer:
             self.current = None
 

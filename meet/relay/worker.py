@@ -39,6 +39,7 @@ from meet.relay.channel import ChannelError, Decoder, encode
 from meet.relay.forward import Counters, Publication
 from meet.relay.peer import Participant, RequestError
 from meet.relay.probe import PACE
+from meet.relay.slots import Counts
 from meet.relay.speaker import DominantSpeaker
 
 log = logging.getLogger("meet.relay.worker")
@@ -53,11 +54,13 @@ REBALANCE_INTERVAL = 0.25  # seconds between two measurements of layers and choi
 class Room:
     """The participants of one room on this worker."""
 
-    def __init__(self, name: str, counters: Counters) -> None:
+    def __init__(self, name: str, counters: Counters, counts: Counts | None = None) -> None:
         self.name = name
         self.counters = counters
+        self.counts = counts or Counts()
         self.participants: dict[str, Participant] = {}
         self.speaker = DominantSpeaker()
+        self.recent: list[str] = []  # publishers most recently the dominant speaker, most recent first
         self._spoken: dict[str, int] = {}  # peer -> its speech packets at the last judgement
         self._judged: float | None = None
 
@@ -74,17 +77,29 @@ class Room:
             spoken[peer] = total
             activity[peer] = speaker.activity(max(total - self._spoken.get(peer, total), 0), elapsed)
         self._spoken = spoken
-        return self.speaker.update(activity, now)
+        dominant = self.speaker.update(activity, now)
+        self.recent = [peer for peer in self.recent if peer in self.participants and peer != dominant]
+        if dominant is not None:
+            self.recent.insert(0, dominant)
+        return dominant
+
+    def loudness(self) -> dict[str, tuple[float, float]]:
+        """peer → (share of the last second spoken, when last heard speaking)."""
+        return self.speaker.loudness()
 
     def wanted_publications(self, peer: str) -> list[Publication]:
         """Every live publication of the others, in join then m-line order."""
         return [s for pid, p in self.participants.items() if pid != peer for s in p.publications()]
 
     def publications_changed(self, by: Participant) -> None:
-        """Someone's publications came or went: everyone else renegotiates if needed."""
-        for participant in self.participants.values():
+        """Someone's publications came or went: everyone else's slots follow (or, without fixed
+        slots, everyone else renegotiates if needed)."""
+        for participant in list(self.participants.values()):
             if participant is not by:
-                participant.schedule_update()
+                if self.counts.fixed:
+                    participant.assign()
+                else:
+                    participant.schedule_update()
 
 
 class Relay:
@@ -96,6 +111,7 @@ class Relay:
         self.counters = Counters()
         self.ice_servers: list[dict[str, Any]] = []
         self.configured = False
+        self.counts = Counts()  # receive slots of the connections of rooms opened from now on
         self._retired = [0, 0]  # packets, octets of closed subscriptions
         self._pacer: asyncio.Task[None] | None = None
         self._next_rebalance = 0.0
@@ -159,6 +175,9 @@ class Relay:
         if dominant is not None:
             log.debug("%s: %s is the dominant speaker", room.name, dominant)
             self.on_event({"event": "speaker", "room": room.name, "peer": dominant})
+        if room.counts.fixed:  # the loudest voices fill the audio slots (and, without a view, video)
+            for participant in room.participants.values():
+                participant.assign()
 
     async def _run_pacer(self) -> None:
         delay = PACE_INTERVAL
@@ -192,6 +211,10 @@ class Relay:
         addresses = [str(a) for a in request.get("host_addresses") or []]
         ports = _port_range(request.get("udp_ports"))
         ice.configure_ice(addresses, ports)
+        try:
+            self.counts = Counts(int(request.get("video_slots", 9)), int(request.get("audio_slots", 3)))
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
         self.configured = True
         return {}
 
@@ -199,7 +222,7 @@ class Relay:
         name, peer = _text(request, "room"), _text(request, "peer")
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(name, self.counters)
+            room = self.rooms[name] = Room(name, self.counters, self.counts)
         if peer in room.participants:
             await self._remove(room, peer)  # a reconnect: start afresh
             self.rooms[name] = room
