@@ -229,10 +229,13 @@ class TestPeer:
         recvonly: tuple[int, int] = (0, 0),
         shade: int = 0,
         chrome: bool = False,
+        size: tuple[int, int] = (320, 240),
+        fps: int = 20,
     ) -> None:
         self.hub, self.peer = hub, peer
         self.audio, self.video, self.screen, self.recvonly, self.shade = audio, video, screen, recvonly, shade
         self.chrome = chrome  # number payload types and extension ids like Chrome, not like aiortc
+        self.size, self.fps = size, fps  # of its camera
         self.voice = SineAudio()  # its microphone: set voice.loud to speak or fall silent
         # A browser answers the relay's offers after a signaling round trip, typically after
         # its ICE/DTLS handshake completed; in-process answers would come before it.
@@ -269,7 +272,7 @@ class TestPeer:
         if self.audio:
             self.pc.addTransceiver(self.voice, direction="sendrecv")
         if self.video:
-            camera = self.pc.addTransceiver(SyntheticVideo(shade=self.shade), direction="sendrecv")
+            camera = self.pc.addTransceiver(SyntheticVideo(self.fps, *self.size, shade=self.shade), direction="sendrecv")
             self.camera_ssrc = camera.sender._ssrc
         if self.screen:
             self.pc.addTransceiver(SyntheticVideo(fps=5, shade=self.shade + 100), direction="sendrecv")

@@ -217,6 +217,30 @@ async def test_three_publishers_receive_and_decode_each_other(
         no_errors(group)
 
 
+async def test_a_join_renegotiates_only_the_joiner_who_gets_fixed_slots(
+    client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
+) -> None:
+    async with open_clients(server, aio) as clients:
+        a, b = await two_decoding(clients, client, alice, bob)
+        marks = {x.name: x.mark() for x in (a, b)}
+        c = await clients.join(a.welcome["room"]["code"], carol)
+        await see_each_other([a, b, c])
+        await all_decoding([a, b, c])
+        for x in (a, b):  # carol moved into their empty slots: announced, not negotiated
+            assert [i for i in x.relay_offers if i >= marks[x.name]] == [], x.describe()
+        # carol: her first offer (microphone, camera) answered, then one relay offer adding
+        # [rtc] audio_slots (3) + video_slots (9) receiving m-lines; `tracks` lists them all.
+        assert len(c.relay_offers) == 1, c.describe()
+        pc = c.media.pc
+        assert pc is not None
+        kinds = [t.kind for t in pc.getTransceivers()[2:] if t.mid is not None]
+        assert (kinds.count("audio"), kinds.count("video")) == (3, 9), kinds
+        slots = c.frames_of("tracks")[-1]["tracks"]
+        assert len(slots) == 12 and sum(t["publisher"] is None for t in slots) == 12 - 4, slots
+        assert all(t["source"] is None for t in slots if t["publisher"] is None)
+        no_errors([a, b, c])
+
+
 async def test_a_publisher_leaving_empties_its_slots_without_renegotiating(
     client: httpx.AsyncClient, server: RunningServer, aio: AsyncioThread, alice: User, bob: User, carol: User
 ) -> None:
