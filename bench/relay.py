@@ -55,7 +55,7 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp
 from meet.relay import ice
 from meet.relay.channel import Decoder, encode
 from meet.relay.compat import feedback, sending, simulcast
-from meet.relay.peer import ForwardTrack
+from meet.relay.slot import ForwardTrack
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOOPBACK = ["127.0.0.1"]

@@ -52,7 +52,7 @@ from relay_peers import Hub, SineAudio, SyntheticVideo, until
 
 from meet.relay.compat import forwarding, simulcast
 from meet.relay.forward import vp8_keyframe_start
-from meet.relay.peer import ForwardTrack
+from meet.relay.slot import ForwardTrack
 
 LAYERS = (("q", 80, 60), ("h", 160, 120), ("f", 320, 240))  # rid, width, height: low to high
 FPS = 20

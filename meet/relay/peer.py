@@ -14,25 +14,24 @@ Decisions this module makes where the contract leaves room:
   any later one ``"screen"`` (in m-line order when several start together). That is the mesh
   client's rule (first audio/video transceivers carry the microphone and camera). Every audio
   m-line is labelled ``"audio"`` (a second one, e.g. a shared tab's sound, is played like any).
-- **Subscribing.** Each other participant's live publication gets one m-line ("slot") on this
-  connection, sending with msid stream id = the publisher's peer id. Slots are m-lines the
-  relay added, or m-lines the client itself offered as ``recvonly`` (filled in the answer, which
-  saves a round trip); the client's sending m-lines (camera, microphone) are never used.
-- **Removal.** m-lines cannot be deleted and aiortc cannot reject one (port 0), so a slot whose
-  publisher left is renegotiated to not send (``recvonly`` from the relay; the client's
-  transceiver becomes ``inactive``: its track is muted and removed from its stream), dropped
-  from ``tracks``, and reused for the next publication of the same kind (new msid, sequence
-  numbers and timestamps continuing). ``tracks`` is authoritative: a mid it does not list
-  carries nothing.
-- **Timing.** Forwarding on a slot starts when the negotiation that assigned it completes (the
-  client knows the SSRC/msid by then), at the publisher's next keyframe, requested at once.
+- **Subscribing.** With receive slots (``[rtc] video_slots`` > 0, :mod:`.slots`) the
+  connection gets a fixed set of m-lines in the relay's first offer, and publications move in
+  and out of them without renegotiating (``assign``: ``tracks`` first, then packets). Without,
+  each other participant's live publication gets its own m-line (msid stream id = publisher)
+  added by a relay offer; one whose publisher left is renegotiated to not send and reused for
+  the next publication of its kind. Slots are m-lines the relay added or that the client
+  offered ``recvonly`` (filled in the answer, which saves a round trip); the client's sending
+  m-lines are never used, and none is ever removed (aiortc cannot reject an m-line).
+  ``tracks`` is authoritative: a mid it does not list carries nothing.
+- **Timing.** Forwarding on a slot starts once it is negotiated (the client knows its SSRC) and
+  assigned, at the publisher's next keyframe, requested at once.
   ``tracks`` is emitted whenever that mapping changed, after the negotiation (for a client
   offer: just before its answer is returned).
 - **Codecs.** Opus and VP8 only (one video codec for every room; H.264 is not offered): each
   negotiation is narrowed to them, and the relay's offers keep the payload types and header
   extension ids the client used first, so a BUNDLE never sees one payload type change meaning.
-- **Refusal.** If the client answers a slot without receiving, that publication is not offered
-  to it again (no endless m-line growth).
+- **Refusal.** If the client answers a slot without receiving, that publication (with fixed
+  slots: that slot) is not offered to it again (no endless m-line growth).
 """
 
 from __future__ import annotations
@@ -40,11 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Protocol
 
 from aiortc import (
-    MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpTransceiver,
@@ -53,14 +50,14 @@ from aiortc import (
 
 from meet.relay import slots as receive_slots
 from meet.relay.bandwidth import Bandwidth
-from meet.relay.compat import feedback, forwarding, receiving, sending
+from meet.relay.compat import feedback, forwarding, receiving
 from meet.relay.forward import Counters, OutStream, Publication
 from meet.relay.numbering import Numbering
+from meet.relay.slot import SENDING, ForwardTrack, Slot
 from meet.relay.view import View
 
 log = logging.getLogger("meet.relay.peer")
 
-SENDING = ("sendonly", "sendrecv")  # directions in which the relay sends
 RECEIVING = ("recvonly", "sendrecv")  # directions in which the relay receives
 
 
@@ -81,38 +78,6 @@ class RoomView(Protocol):
     def loudness(self) -> dict[str, tuple[float, float]]: ...
 
     def publications_changed(self, by: Participant) -> None: ...
-
-
-class ForwardTrack(MediaStreamTrack):
-    """The track of a forwarding sender: it never yields a frame, so aiortc never encodes.
-
-    aiortc's sender task awaits ``recv()`` forever (instead of polling every 20 ms, as it does
-    without a track); packets reach the subscriber through :class:`OutStream` instead.
-    """
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-
-    async def recv(self) -> Any:
-        await asyncio.get_running_loop().create_future()
-
-
-class Slot:
-    """An m-line that can carry one other participant's track to this one."""
-
-    __slots__ = ("kind", "out", "publication", "refused", "server_made", "transceiver")
-
-    def __init__(self, transceiver: RTCRtpTransceiver, server_made: bool, counters: Counters) -> None:
-        self.transceiver = transceiver
-        self.kind = transceiver.kind
-        self.server_made = server_made  # added by the relay (else offered recvonly by the client)
-        self.out = OutStream(transceiver.kind, counters)
-        self.publication: Publication | None = None  # assigned (negotiated or being negotiated)
-        self.refused = False
-        forwarding.hook_sender(
-            transceiver.sender, self.out.on_nack, self.out.on_keyframe_request, self.out.sender_info
-        )
 
 
 class Participant:
@@ -335,16 +300,12 @@ class Participant:
             if free is not None:
                 free.publication = publication
                 forwarding.set_stream_id(free.transceiver.sender, publication.publisher)
-        changed = False
-        for transceiver in self.pc.getTransceivers():
-            found = self.slots.get(transceiver)
-            send = found is not None and found.publication is not None
-            transceiver.direction = "sendrecv" if send else "recvonly"
-            if transceiver.mid is None or (transceiver.currentDirection in SENDING) != send:
-                changed = True
-            elif send and found is not None and found.out.publication is not found.publication:
-                changed = True  # reused for another publisher: its msid changes
-        return changed
+        # A slot reused for another publisher changes its msid: that is renegotiated too.
+        return self._set_directions(lambda slot: slot.publication is not None) or any(
+            slot.publication is not None and slot.out.publication is not slot.publication
+            for slot in self.slots.values()
+            if slot.transceiver.currentDirection in SENDING
+        )
 
     def _plan_fixed(self, answering: bool) -> bool:
         """Fixed slots: add the m-lines missing (in offers: an answer cannot); every slot sends."""
@@ -355,10 +316,14 @@ class Participant:
                 have = sum(1 for slot in self.slots.values() if slot.kind == kind and not slot.refused)
                 for _ in range(count - have):
                     self._new_slot(kind)
+        return self._set_directions(lambda slot: not slot.refused)
+
+    def _set_directions(self, sends: Callable[[Slot], bool]) -> bool:
+        """Each m-line sends if it is a slot that ``sends``; whether that changes the SDP."""
         changed = False
         for transceiver in self.pc.getTransceivers():
             slot = self.slots.get(transceiver)
-            send = slot is not None and not slot.refused
+            send = slot is not None and sends(slot)
             transceiver.direction = "sendrecv" if send else "recvonly"
             if transceiver.mid is None or (transceiver.currentDirection in SENDING) != send:
                 changed = True
@@ -386,7 +351,7 @@ class Participant:
             return
         changed: list[Slot] = []
         for kind, wanted in zip(("video", "audio"), self._wanted(), strict=True):
-            usable = [slot for slot in self.slots.values() if slot.kind == kind and self._usable(slot)]
+            usable = [slot for slot in self.slots.values() if slot.kind == kind and slot.usable]
             filled = receive_slots.fill([slot.publication for slot in usable], wanted)
             for slot, publication in zip(usable, filled, strict=True):
                 if publication is not slot.publication:
@@ -399,10 +364,6 @@ class Participant:
         self._emit_tracks()
         for slot in changed:
             self._start(slot)
-
-    def _usable(self, slot: Slot) -> bool:
-        """A fixed slot negotiated as sending: it can carry any publication of its kind at once."""
-        return not slot.refused and slot.transceiver.mid is not None and slot.transceiver.currentDirection in SENDING
 
     def _start(self, slot: Slot) -> None:
         """Forward the slot's publication (from its next keyframe, for a video), or nothing."""
@@ -498,43 +459,19 @@ class Participant:
             self._unassign(slot)
             self._again = True
             return
-        self._configure(slot)
+        slot.configure(self.bandwidth.link_for)
         if publication.live and slot.out.publication is not publication:
             self._start(slot)
 
     def _settle_fixed(self, slot: Slot) -> None:
         """A fixed slot as just negotiated: configured to send, or refused for good."""
         if slot.transceiver.currentDirection in SENDING:
-            self._configure(slot)
+            slot.configure(self.bandwidth.link_for)
         elif not slot.refused and slot.transceiver.mid is not None:
             log.info("%s refused the receive slot on mid %s", self.peer, slot.transceiver.mid)
             slot.refused = True
             if slot.publication is not None:
                 self._unassign(slot)
-
-    def _configure(self, slot: Slot) -> None:
-        transceiver = slot.transceiver
-        codecs = forwarding.negotiated_codecs(transceiver)
-        main = codecs[0]
-        assert main.payloadType is not None  # negotiated codecs always carry one
-        rtx = next(
-            (c for c in codecs if forwarding.is_rtx(c) and c.parameters.get("apt") == main.payloadType), None
-        )
-        ssrc, rtx_ssrc = forwarding.sender_ssrcs(transceiver.sender)
-        dtls = transceiver.sender.transport
-        extensions = forwarding.negotiated_extensions(transceiver)
-        slot.out.configure(
-            pt=main.payloadType,
-            rtx_pt=rtx.payloadType if rtx else None,
-            ssrc=ssrc,
-            rtx_ssrc=rtx_ssrc,
-            clock_rate=main.clockRate,
-            extensions=extensions,
-            mid=transceiver.mid,
-            send=sending.transport_sender(dtls),
-            ready=partial(sending.is_connected, dtls),
-            link=self.bandwidth.link_for(dtls) if feedback.URI in extensions else None,
-        )
 
     def _label(self, kind: str) -> str:
         if kind == "audio":
@@ -542,7 +479,7 @@ class Participant:
         return "screen" if any(p.label == "camera" for p in self.pubs.values()) else "camera"
 
     def _emit_tracks(self) -> None:
-        tracks = self._fixed_tracks() if self.room.counts.fixed else [
+        tracks = [slot.describe() for slot in self.slots.values() if slot.usable] if self.room.counts.fixed else [
             {
                 "mid": str(t.mid),
                 "publisher": slot.publication.publisher,
@@ -555,24 +492,6 @@ class Participant:
         if tracks != self.tracks_sent:
             self.tracks_sent = tracks
             self.emit({"event": "tracks", "room": self.room.name, "peer": self.peer, "tracks": tracks})
-
-    def _fixed_tracks(self) -> list[dict[str, Any]]:
-        """Every usable fixed slot: what it carries, or null publisher and source when empty."""
-        tracks: list[dict[str, Any]] = []
-        for transceiver, slot in self.slots.items():
-            if not self._usable(slot):
-                continue
-            publication = slot.publication
-            carried = publication is not None and slot.out.publication is publication
-            tracks.append(
-                {
-                    "mid": str(transceiver.mid),
-                    "publisher": publication.publisher if publication else None,
-                    "source": publication.label if publication else None,
-                    "paused": carried and slot.out.paused,
-                }
-            )
-        return tracks
 
     # --- misc -----------------------------------------------------------------------------------
 
