@@ -212,9 +212,10 @@ class MediaRouter:
         if not live.joining:  # else the last join to fail releases it (Rooms._abandon)
             self.relay.release(live.room.code)
 
-    def lost(self, live: LiveRoom) -> None:
-        """The worker holding ``live`` died: clients reconnect (1012) and land on its successor."""
-        for peer in list(live.peers.values()):
+    def lost(self, live: LiveRoom, peer_ids: list[str]) -> None:
+        """The worker holding these participants of ``live`` died: they reconnect (1012) and land
+        on a running worker; the others of the room, on other workers, stay."""
+        for peer in [live.peers[peer_id] for peer_id in peer_ids if peer_id in live.peers]:
             peer.conn.send(p.Error(code="relay_restart", message="the media relay restarted; reconnecting"))
             peer.conn.finish(CLOSE_SERVICE_RESTART, "media relay restarted")
 

@@ -326,12 +326,12 @@ class Rooms:
         """An event from the relay bridge (an offer, the track map, a failure)."""
         self.media.event(self.live.get(str(message.get("room"))), message)
 
-    async def relay_lost(self, codes: list[str]) -> None:
-        """A relay worker died: the clients of its rooms reconnect."""
-        for code in codes:
+    async def relay_lost(self, lost: dict[str, list[str]]) -> None:
+        """A relay worker died: its participants (room code -> peer ids) reconnect."""
+        for code, peer_ids in lost.items():
             live = self.live.get(code)
             if live is not None:
-                self.media.lost(live)
+                self.media.lost(live, peer_ids)
 
     def shutdown(self) -> None:
         """Close every room connection with 1001 so clients reconnect to the next run."""

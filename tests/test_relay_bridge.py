@@ -1,5 +1,5 @@
-"""The trio side of the relay against real worker processes: requests, errors, and a killed
-worker being restarted with its rooms reported lost."""
+"""The trio side of the relay against real worker processes: requests, errors, placement per
+participant, and a killed worker being restarted with its participants reported lost."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ def settings(**rtc: Any) -> Any:
 class Recorder:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self.lost: list[list[str]] = []
+        self.lost: list[dict[str, list[str]]] = []
         self.lost_event = trio.Event()
 
     async def on_event(self, message: dict[str, Any]) -> None:
         self.events.append(message)
 
-    async def on_lost(self, rooms: list[str]) -> None:
-        self.lost.append(rooms)
+    async def on_lost(self, lost: dict[str, list[str]]) -> None:
+        self.lost.append(lost)
         self.lost_event.set()
 
 
@@ -51,12 +51,12 @@ async def test_requests_reach_the_worker_and_errors_come_back() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(bridge.run)
             assert (await bridge.request("open", "abc-defg-hij", peer="p1"))["ok"] is True
-            stats = await bridge.request("stats", "abc-defg-hij")
-            assert stats["ok"] is True
-            with pytest.raises(RelayError):
+            (stats,) = [s for s in await bridge.stats() if s["participants"]]
+            assert stats["ok"] is True and stats["participants"] == 1
+            with pytest.raises(RelayError, match="not open"):
                 await bridge.request("answer", "abc-defg-hij", peer="nobody", sdp="v=0")
             with pytest.raises(RelayError, match="unknown op"):
-                await bridge.request("teleport", "abc-defg-hij")
+                await bridge.request("teleport", "abc-defg-hij", peer="p1")
             await bridge.request("close", "abc-defg-hij", peer="p1")
             nursery.cancel_scope.cancel()
     assert all(w.process is not None and w.process.returncode is not None for w in bridge.workers)
@@ -77,11 +77,36 @@ async def test_rooms_spread_over_workers_and_a_killed_worker_is_restarted() -> N
             old_pid = first.process.pid if first.process else None
             await bridge.kill_worker(first.index)
             await seen.lost_event.wait()
-            assert seen.lost == [["room-one"]]
+            assert seen.lost == [{"room-one": ["a"]}]
             # Its clients rejoin: the room lands on a running worker.
             assert (await bridge.request("open", "room-one", peer="a"))["ok"] is True
             assert bridge.placement["room-two"] is second, "the other worker kept its room"
             await first.ready.wait()  # the killed one is back, as a new process
             assert first.process is not None and first.process.pid != old_pid
             assert (await bridge.request("open", "room-three", peer="c"))["ok"] is True
+            nursery.cancel_scope.cancel()
+
+
+async def test_one_room_spreads_over_workers_and_a_dead_one_loses_only_its_participants() -> None:
+    seen = Recorder()
+    bridge = RelayBridge(settings(relay_workers=2), seen.on_event, seen.on_lost)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bridge.run)
+            for worker in bridge.workers:
+                await worker.ready.wait()
+            for peer in ("a", "b", "c", "d"):
+                await bridge.request("open", "big-room", peer=peer)
+            on = {peer: bridge.peers["big-room", peer] for peer in "abcd"}
+            assert on["a"] is on["c"] and on["b"] is on["d"] and on["a"] is not on["b"], "balanced"
+            assert bridge.holders["big-room"] == [on["a"], on["b"]]
+            assert all(w.pipe is not None for w in bridge.workers)
+            await bridge.kill_worker(on["b"].index)
+            await seen.lost_event.wait()
+            assert seen.lost == [{"big-room": ["b", "d"]}]
+            assert bridge.holders["big-room"] == [on["a"]]
+            assert (await bridge.request("close", "big-room", peer="d")) == {"ok": True}  # gone already
+            await bridge.request("close", "big-room", peer="a")
+            await bridge.request("close", "big-room", peer="c")
+            assert "big-room" not in bridge.holders and not bridge.peers
             nursery.cancel_scope.cancel()

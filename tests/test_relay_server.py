@@ -337,34 +337,38 @@ async def test_a_view_reaches_the_relay_and_bad_ones_are_refused(
         assert await camera_shown_to(bridge, a.peer_id, b.peer_id)  # the last good view holds
 
 
-async def test_a_killed_worker_is_restarted_and_clients_reconnect(
+async def test_a_room_over_two_workers_and_a_killed_worker_reconnects_only_its_participants(
     server: RunningServer, client: httpx.AsyncClient, aio: AsyncioThread, alice: User, bob: User
 ) -> None:
+    bridge = server.services.rooms.media.relay
+    assert bridge is not None and len(bridge.workers) >= 2, "one relay worker per core (this machine: 2)"
     async with open_clients(server, aio) as clients:
+        # Each on its own worker: alice's packets reach bob through the pipe, and bob's her.
         a, b = await two_decoding(clients, client, alice, bob)
-        bridge = server.services.rooms.media.relay
-        assert bridge is not None
         code = a.welcome["room"]["code"]
-        worker = bridge.placement[code]  # the room's worker (there is one per core)
-        assert worker.process is not None
-        old_pid = worker.process.pid
+        worker_a, worker_b = bridge.peers[code, a.peer_id], bridge.peers[code, b.peer_id]
+        assert worker_a is not worker_b and bridge.holders[code] == [worker_a, worker_b]
+        stats = await bridge.stats()
+        assert [s["participants"] for s in stats] == [1, 1]
+        assert all(s["piped"] > 0 for s in stats), "each worker pipes its publisher to the other"
+        assert worker_a.process is not None
+        old_pid = worker_a.process.pid
+        mark = b.mark()
         os.kill(old_pid, signal.SIGKILL)
-        for x in (a, b):
-            assert await x.wait_closed(timeout=15) == 1012, x.describe()
-            errors = x.frames_of("error")
-            assert [e["code"] for e in errors] == ["relay_restart"], errors
-            assert x.log[-1] == errors[-1], "relay_restart is the last frame before the close"
+        assert await a.wait_closed(timeout=15) == 1012, a.describe()
+        errors = a.frames_of("error")
+        assert [e["code"] for e in errors] == ["relay_restart"], errors
+        assert a.log[-1] == errors[-1], "relay_restart is the last frame before the close"
+        await b.frame_after(mark, "peer-left", lambda f: f["peer_id"] == a.peer_id)
         await clients.leave("alice")
-        await clients.leave("bob")
-        # Reconnect: new peers, a new worker process, media again.
-        a2, b2 = [await clients.join(code, user, name=f"{user.username}-again") for user in (alice, bob)]
-        for x in (a2, b2):
-            assert x.welcome["mode"] == "relay", x.welcome
-            assert x.peer_id not in (a.peer_id, b.peer_id)
-        await see_each_other([a2, b2])
-        await all_decoding([a2, b2])
-        assert worker.process is not None and worker.process.pid != old_pid
-        no_errors([a2, b2])
+        # alice reconnects (a new peer, on a running worker); bob never had to.
+        a2 = await clients.join(code, alice, name="alice-again")
+        assert a2.welcome["mode"] == "relay", a2.welcome
+        await see_each_other([a2, b])
+        await all_decoding([a2, b])
+        assert not b.closed and b.frames_of("error") == [], b.describe()
+        assert worker_a.process is not None and worker_a.process.pid != old_pid
+        no_errors([a2, b])
 
 
 # --- relay = "auto" ------------------------------------------------------------------------------

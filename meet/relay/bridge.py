@@ -2,9 +2,19 @@
 
 Each worker is ``python -m meet.relay.worker --fd N`` holding one end of a Unix socket pair;
 messages are framed by :mod:`meet.relay.channel`. Requests wait for their answer with a
-timeout; events are handed to a callback. A room is placed on the least loaded worker and
-stays there. When a worker dies its pending requests fail, the rooms it held are reported
-through ``on_lost`` (so their clients can be told to reconnect), and it is restarted.
+timeout; events are handed to a callback.
+
+Placement is per participant: each one opens on the worker with the fewest participants (of
+any room), preferring one that already holds its room, so a big room spreads over every core.
+A room held by several workers is piped between them (``pipe.py``): the bridge tells each
+worker the others' pipe addresses (``pipe``/``unpipe``) and passes on what each worker's
+participants publish (``publications`` events become ``remote`` requests to the others, in
+order). Every worker of a room judges its dominant speaker from the same audio; only the
+first worker's ``speaker`` events are passed on.
+
+When a worker dies its pending requests fail, the participants it held are reported through
+``on_lost`` (so their clients, and only they, reconnect), the other workers of their rooms
+stop piping to it, and it is restarted.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ REQUEST_TIMEOUT = 15.0
 RESTART_DELAYS = (0.2, 1.0, 5.0)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
-LostHandler = Callable[[list[str]], Awaitable[None]]
+LostHandler = Callable[[dict[str, list[str]]], Awaitable[None]]  # room -> its participants lost
 
 
 class RelayError(Exception):
@@ -42,6 +52,8 @@ class _Worker:
     process: trio.Process | None = None
     pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = field(default_factory=dict)
     rooms: set[str] = field(default_factory=set)
+    peers: set[tuple[str, str]] = field(default_factory=set)  # (room, peer) open on it
+    pipe: list[Any] | None = None  # [host, port] of its pipe socket (from configure)
     ready: trio.Event = field(default_factory=trio.Event)
     send_lock: trio.Lock = field(default_factory=trio.Lock)
 
@@ -54,9 +66,17 @@ class RelayBridge:
         self.on_event = on_event
         self.on_lost = on_lost
         self.workers = [_Worker(i) for i in range(settings.worker_count)]
-        self.placement: dict[str, _Worker] = {}
+        self.holders: dict[str, list[_Worker]] = {}  # room -> the workers holding it, first first
+        self.peers: dict[tuple[str, str], _Worker] = {}  # (room, peer) -> its worker
         self._ids = itertools.count(1)
         self._changed = trio.Event()  # set (and replaced) whenever a worker becomes ready
+        # Pipe orders (announcements, unpipes), sent in order by one task.
+        self._orders, self._order_queue = trio.open_memory_channel[tuple[_Worker, dict[str, Any]]](10_000)
+
+    @property
+    def placement(self) -> dict[str, _Worker]:
+        """room -> the first worker holding it (tests and operators)."""
+        return {room: workers[0] for room, workers in self.holders.items() if workers}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep every worker running until cancelled (owned by the root nursery).
@@ -65,6 +85,7 @@ class RelayBridge:
         a relay that cannot start degrades to errors on relay joins, not to a dead server.
         """
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_orders)
             for worker in self.workers:
                 nursery.start_soon(self._supervise, worker)
             task_status.started()
@@ -75,7 +96,9 @@ class RelayBridge:
                 await self._run_worker(worker)
             except* (OSError, ChannelError, RelayError, trio.BrokenResourceError) as group:
                 log.error("relay worker %d failed: %s", worker.index, group.exceptions[0])
-            lost = sorted(worker.rooms)
+            lost: dict[str, list[str]] = {}
+            for room, peer in sorted(worker.peers):
+                lost.setdefault(room, []).append(peer)
             self._forget(worker)
             if lost:
                 await self.on_lost(lost)
@@ -94,7 +117,8 @@ class RelayBridge:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, worker)
-                await self._request(worker, {"op": "configure", **self._configuration()})
+                reply = await self._request(worker, {"op": "configure", **self._configuration()})
+                worker.pipe = reply.get("pipe")
                 worker.ready.set()
                 self._changed.set()
                 self._changed = trio.Event()
@@ -128,6 +152,12 @@ class RelayBridge:
             reply_to = worker.pending.pop(message["id"], None)
             if reply_to is not None:
                 reply_to.send_nowait(message)
+        elif message.get("event") == "publications":
+            self._pass_on(worker, message)
+        elif message.get("event") == "speaker":
+            holders = self.holders.get(str(message.get("room")))
+            if holders and holders[0] is worker:  # the room's first worker speaks for it
+                await self.on_event(message)
         elif "event" in message:
             await self.on_event(message)
 
@@ -150,10 +180,14 @@ class RelayBridge:
 
     def _forget(self, worker: _Worker) -> None:
         self._fail_pending(worker)
+        for key in worker.peers:
+            self.peers.pop(key, None)
         for room in worker.rooms:
-            self.placement.pop(room, None)
+            self._drop_holder(room, worker)
+        worker.peers.clear()
         worker.rooms.clear()
         worker.stream = None
+        worker.pipe = None
         worker.ready = trio.Event()
 
     async def _request(self, worker: _Worker, message: dict[str, Any]) -> dict[str, Any]:
@@ -177,31 +211,117 @@ class RelayBridge:
             raise RelayError(str(reply.get("error", "the relay refused the request")))
         return reply
 
-    async def _worker_for(self, room: str) -> _Worker:
-        """The worker holding ``room``, placing it on the least loaded ready one if new."""
-        worker = self.placement.get(room)
-        if worker is not None:
-            return worker
+    async def _ready_workers(self) -> list[_Worker]:
         with trio.move_on_after(REQUEST_TIMEOUT):
             while not any(w.ready.is_set() for w in self.workers):
                 await self._changed.wait()
         ready = [w for w in self.workers if w.ready.is_set()]
         if not ready:
             raise RelayError("no relay worker is running")
-        worker = min(ready, key=lambda w: len(w.rooms))
-        self.placement[room] = worker
-        worker.rooms.add(room)
+        return ready
+
+    async def _place(self, room: str, peer: str) -> _Worker:
+        """The worker for a participant opening in ``room``: its own again (a reconnect), else
+        the one with the fewest participants, preferring a worker that holds the room."""
+        worker = self.peers.get((room, peer))
+        if worker is not None:
+            return worker
+        ready = await self._ready_workers()
+        holders = self.holders.setdefault(room, [])
+        worker = min(ready, key=lambda w: (len(w.peers), w not in holders, w.index))
+        self.peers[room, peer] = worker
+        worker.peers.add((room, peer))
+        if worker not in holders:
+            holders.append(worker)
+            worker.rooms.add(room)
+            await self._pipe(room, worker, holders)
         return worker
 
-    async def request(self, op: str, room: str, **fields: Any) -> dict[str, Any]:
-        """Send one request about ``room`` to the worker holding it; its reply.
+    async def _pipe(self, room: str, new: _Worker, holders: list[_Worker]) -> None:
+        """``new`` holds ``room`` too: it and the room's other workers pipe to each other.
 
-        A ``close`` in a room no worker holds (released, or its worker died) has nothing to
-        close: it is answered here rather than placing the room again.
+        The newcomer learns the others first (its room exists before their announcements of
+        what is published reach it)."""
+        others = [w for w in holders if w is not new and w.pipe is not None]
+        if new.pipe is None or not others:
+            return
+        for other in others:
+            await self._request(new, {"op": "pipe", "room": room, "address": other.pipe})
+        for other in others:
+            await self._request(other, {"op": "pipe", "room": room, "address": new.pipe})
+
+    def _leave(self, room: str, peer: str) -> None:
+        """``peer`` closed: its worker lets the room go once nobody of it is left there."""
+        worker = self.peers.pop((room, peer), None)
+        if worker is None:
+            return
+        worker.peers.discard((room, peer))
+        if not any(key[0] == room for key in worker.peers):
+            worker.rooms.discard(room)
+            self._drop_holder(room, worker)
+
+    def _drop_holder(self, room: str, worker: _Worker) -> None:
+        """``worker`` no longer holds ``room``: the room's other workers stop piping to it."""
+        holders = self.holders.get(room, [])
+        if worker in holders:
+            holders.remove(worker)
+            for other in holders:
+                if worker.pipe is not None:
+                    self._order(other, {"op": "unpipe", "room": room, "address": worker.pipe})
+        if not holders:
+            self.holders.pop(room, None)
+
+    def _pass_on(self, worker: _Worker, message: dict[str, Any]) -> None:
+        """A worker's announcement of what a participant publishes: to the room's other workers."""
+        room = str(message.get("room"))
+        request = {
+            "op": "remote",
+            "room": room,
+            "peer": message.get("peer"),
+            "address": worker.pipe,
+            "publications": message.get("publications", []),
+        }
+        for other in self.holders.get(room, []):
+            if other is not worker:
+                self._order(other, request)
+
+    def _order(self, worker: _Worker, request: dict[str, Any]) -> None:
+        try:
+            self._orders.send_nowait((worker, request))
+        except trio.WouldBlock:
+            log.error("relay pipe orders overflow: %s dropped", request.get("op"))
+
+    async def _send_orders(self) -> None:
+        """Send the pipe orders one at a time, in the order they were made."""
+        async for worker, request in self._order_queue:
+            if not worker.ready.is_set():
+                continue  # it died meanwhile: its successor starts without the room
+            try:
+                await self._request(worker, request)
+            except RelayError as exc:
+                log.warning("relay %s for room %s failed: %s", request["op"], request.get("room"), exc)
+
+    async def request(self, op: str, room: str, **fields: Any) -> dict[str, Any]:
+        """Send one request about a participant of ``room`` to the worker holding it; its reply.
+
+        ``open`` places the participant; a ``close`` of a participant no worker holds (its
+        worker died, or it never opened) has nothing to close: it is answered here.
         """
-        if op == "close" and room not in self.placement:
-            return {"ok": True}
-        return await self._request(await self._worker_for(room), {"op": op, "room": room, **fields})
+        peer = str(fields.get("peer"))
+        if op == "open":
+            worker = await self._place(room, peer)
+        else:
+            found = self.peers.get((room, peer))
+            if found is None:
+                if op == "close":
+                    return {"ok": True}
+                raise RelayError(f"peer {peer!r} is not open on the relay")
+            worker = found
+        try:
+            return await self._request(worker, {"op": op, "room": room, **fields})
+        finally:
+            if op == "close":
+                self._leave(room, peer)
 
     async def stats(self) -> list[dict[str, Any]]:
         """The counters of every running worker (participants, packets forwarded, …)."""
@@ -209,10 +329,11 @@ class RelayBridge:
         return [await self._request(worker, {"op": "stats"}) for worker in running]
 
     def release(self, room: str) -> None:
-        """Forget a room's placement once its last participant left."""
-        worker = self.placement.pop(room, None)
-        if worker is not None:
-            worker.rooms.discard(room)
+        """The room emptied: forget whatever placement is left of it (participants whose close
+        never came, e.g. a failed join)."""
+        for key in [key for key in self.peers if key[0] == room]:
+            self._leave(*key)
+        self.holders.pop(room, None)
 
     async def kill_worker(self, index: int) -> None:
         """Kill a worker process (tests and operators): it is restarted like after a crash."""

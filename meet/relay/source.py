@@ -41,7 +41,7 @@ class Counters:
 
     __slots__ = (
         "dropped_waiting", "duplicates", "keyframe_requests", "nack_misses", "nacks_received",
-        "plis_deferred", "plis_sent", "remb_sent", "retransmitted", "upstream_nacks",
+        "piped", "plis_deferred", "plis_sent", "remb_sent", "retransmitted", "upstream_nacks",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -50,6 +50,7 @@ class Counters:
         self.keyframe_requests = 0  # from subscribers (PLI/FIR) and new subscriptions
         self.nack_misses = 0  # NACKed packets no longer (or never) in the history
         self.nacks_received = 0  # sequence numbers NACKed by subscribers
+        self.piped = 0  # packets sent on to another worker holding the same room (pipe.py)
         self.plis_deferred = 0  # PLIs postponed to the end of a coalescing interval
         self.plis_sent = 0  # upstream, to publishers
         self.remb_sent = 0  # upstream, to publishers

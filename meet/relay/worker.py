@@ -36,11 +36,12 @@ from aiortc.exceptions import InvalidStateError
 
 from meet.relay import compat, ice, speaker, uplink
 from meet.relay.channel import ChannelError, Decoder, encode
-from meet.relay.forward import Counters, Publication
+from meet.relay.forward import Counters
 from meet.relay.peer import Participant, RequestError
+from meet.relay.pipe import Address, Endpoint
 from meet.relay.probe import PACE
+from meet.relay.room import Room
 from meet.relay.slots import Counts
-from meet.relay.speaker import DominantSpeaker
 
 log = logging.getLogger("meet.relay.worker")
 
@@ -49,57 +50,6 @@ CLOSE_TIMEOUT = 5.0
 PACE_INTERVAL = PACE  # seconds between two rounds while a probe runs: what its schedule expects
 IDLE_INTERVAL = uplink.INTERVAL  # seconds between two rounds otherwise: the publishers' feedback
 REBALANCE_INTERVAL = 0.25  # seconds between two measurements of layers and choices of layers
-
-
-class Room:
-    """The participants of one room on this worker."""
-
-    def __init__(self, name: str, counters: Counters, counts: Counts | None = None) -> None:
-        self.name = name
-        self.counters = counters
-        self.counts = counts or Counts()
-        self.participants: dict[str, Participant] = {}
-        self.speaker = DominantSpeaker()
-        self.recent: list[str] = []  # publishers most recently the dominant speaker, most recent first
-        self._spoken: dict[str, int] = {}  # peer -> its speech packets at the last judgement
-        self._judged: float | None = None
-
-    def judge_speaker(self, now: float) -> str | None:
-        """Feed each participant's speech since the last call to the detector; a new speaker or None."""
-        elapsed = speaker.INTERVAL if self._judged is None else now - self._judged
-        self._judged = now
-        activity: dict[str, float] = {}
-        spoken: dict[str, int] = {}
-        for peer, participant in self.participants.items():
-            total = participant.speech_packets()
-            if total is None:
-                continue  # publishes no audio: not a candidate
-            spoken[peer] = total
-            activity[peer] = speaker.activity(max(total - self._spoken.get(peer, total), 0), elapsed)
-        self._spoken = spoken
-        dominant = self.speaker.update(activity, now)
-        self.recent = [peer for peer in self.recent if peer in self.participants and peer != dominant]
-        if dominant is not None:
-            self.recent.insert(0, dominant)
-        return dominant
-
-    def loudness(self) -> dict[str, tuple[float, float]]:
-        """peer → (share of the last second spoken, when last heard speaking)."""
-        return self.speaker.loudness()
-
-    def wanted_publications(self, peer: str) -> list[Publication]:
-        """Every live publication of the others, in join then m-line order."""
-        return [s for pid, p in self.participants.items() if pid != peer for s in p.publications()]
-
-    def publications_changed(self, by: Participant) -> None:
-        """Someone's publications came or went: everyone else's slots follow (or, without fixed
-        slots, everyone else renegotiates if needed)."""
-        for participant in list(self.participants.values()):
-            if participant is not by:
-                if self.counts.fixed:
-                    participant.assign()
-                else:
-                    participant.schedule_update()
 
 
 class Relay:
@@ -112,6 +62,7 @@ class Relay:
         self.ice_servers: list[dict[str, Any]] = []
         self.configured = False
         self.counts = Counts()  # receive slots of the connections of rooms opened from now on
+        self.pipes = Endpoint(self.counters)  # opened by configure: rooms spread over workers
         self._retired = [0, 0]  # packets, octets of closed subscriptions
         self._pacer: asyncio.Task[None] | None = None
         self._next_rebalance = 0.0
@@ -124,6 +75,9 @@ class Relay:
             "candidate": self._candidate,
             "close": self._close,
             "view": self._view,
+            "pipe": self._pipe,
+            "unpipe": self._unpipe,
+            "remote": self._remote,
             "stats": self._stats,
         }
 
@@ -158,8 +112,8 @@ class Relay:
             participant.pace(now)
         if now >= self._next_rebalance:
             self._next_rebalance = now + REBALANCE_INTERVAL
-            for participant in participants:
-                for publication in participant.publications():
+            for room in self.rooms.values():
+                for publication in room.all_publications():
                     publication.measure(now)
             for participant in participants:
                 participant.rebalance(now)
@@ -198,6 +152,7 @@ class Relay:
         ]
         await asyncio.gather(*removals, return_exceptions=True)
         self.rooms.clear()
+        self.pipes.close()
 
     # --- operations -----------------------------------------------------------------------------
 
@@ -215,14 +170,16 @@ class Relay:
             self.counts = Counts(int(request.get("video_slots", 9)), int(request.get("audio_slots", 3)))
         except ValueError as exc:
             raise RequestError(str(exc)) from None
+        if self.pipes.transport is None:
+            await self.pipes.open()
         self.configured = True
-        return {}
+        return {"pipe": list(self.pipes.address)}
 
     async def _open(self, request: dict[str, Any]) -> dict[str, Any]:
         name, peer = _text(request, "room"), _text(request, "peer")
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(name, self.counters, self.counts)
+            room = self.rooms[name] = Room(name, self.counters, self.counts, self.pipes, self.on_event)
         if peer in room.participants:
             await self._remove(room, peer)  # a reconnect: start afresh
             self.rooms[name] = room
@@ -254,6 +211,28 @@ class Relay:
         if not isinstance(tiles, list):
             raise RequestError("view needs a list of tiles")
         self._participant(request).set_view(tiles, time.time())
+        return {}
+
+    async def _pipe(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Another worker holds this room too: pipe it everything published here."""
+        self._room(request).pipe(_address(request))
+        return {}
+
+    async def _unpipe(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A worker no longer holds this room (emptied or died): stop piping, drop its publishers."""
+        room = self.rooms.get(_text(request, "room"))
+        if room is not None:
+            room.unpipe(_address(request))
+        return {}
+
+    async def _remote(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What a participant of another worker holding this room publishes now."""
+        announced = request.get("publications")
+        if not isinstance(announced, list) or not all(isinstance(a, dict) for a in announced):
+            raise RequestError("remote needs a list of publications")
+        room = self.rooms.get(_text(request, "room"))
+        if room is not None:  # else the room left this worker meanwhile: nothing to feed
+            room.set_remote(_text(request, "peer"), _address(request), announced)
         return {}
 
     async def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -292,6 +271,13 @@ class Relay:
 
     # --- helpers --------------------------------------------------------------------------------
 
+    def _room(self, request: dict[str, Any]) -> Room:
+        name = _text(request, "room")
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name, self.counters, self.counts, self.pipes, self.on_event)
+        return room
+
     def _participant(self, request: dict[str, Any]) -> Participant:
         room = self.rooms.get(_text(request, "room"))
         participant = room.participants.get(_text(request, "peer")) if room else None
@@ -314,6 +300,7 @@ class Relay:
         if had_publications:
             room.publications_changed(participant)
         if not room.participants:
+            room.close_pipes()
             self.rooms.pop(room.name, None)
 
     def _configuration(self) -> RTCConfiguration:
@@ -325,6 +312,14 @@ def _text(request: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise RequestError(f"{key!r} must be a non-empty string")
     return value
+
+
+def _address(request: dict[str, Any]) -> Address:
+    """The ``address`` of a pipe request: [host, port] of another worker's pipe socket."""
+    value = request.get("address")
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str):
+        raise RequestError(f"address must be [host, port], got {value!r}")
+    return (value[0], int(value[1]))
 
 
 def _port_range(value: Any) -> tuple[int, int] | None:
