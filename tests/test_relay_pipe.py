@@ -67,9 +67,11 @@ def test_a_piped_layer_arrives_unchanged_and_keyframe_requests_go_back() -> None
         keyframe = bytes([0x90, 0x80, 0x92, 0x34, 0x10, 0x00, 0x00, 0x9D, 0x01, 0x2A, 0x40, 0x01, 0xF0, 0x00])
         source = local.layer_for_rid("h")
         assert source is not None
+        source.on_sender_report(0xE000000012345678, 89000)
         source.on_rtp(1001, 7, 90000, 1, keyframe, None)
         await asyncio.wait_for(collector.arrived.wait(), 5)
         assert collector.packets == [(7, 90000, 1, keyframe, None, True)]
+        assert target.sr == source.sr, "the publisher's sender report comes along (lip sync)"
         assert target.size == source.size == (320, 240)
         target.request_keyframe()  # a subscriber there wants a keyframe of "h": alice is asked here
         for _ in range(100):

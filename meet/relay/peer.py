@@ -79,6 +79,8 @@ class RoomView(Protocol):
 
     def publications_changed(self, by: Participant) -> None: ...
 
+    def announce(self, peer: str) -> None: ...
+
 
 class Participant:
     """A participant's RTCPeerConnection with the relay."""
@@ -437,6 +439,8 @@ class Participant:
         self._emit_tracks()
         if published:
             self.room.publications_changed(self)
+        else:  # the same tracks, maybe other encodings: the room's other workers follow
+            self.room.announce(self.peer)
 
     def _settle(self, slot: Slot) -> None:
         """Start or stop forwarding on a slot as just negotiated."""

@@ -17,7 +17,10 @@ subscriber's keyframe request brings the stream once it is.
 
 Datagrams (network byte order): RTP ``type 0, publication id u32, layer u8, seq u16, timestamp
 u32, marker u8, audio level u8 (255: none)`` then the payload; keyframe request ``type 1,
-publication id u32, layer u8``. A layer is its index in the publication's RIDs sorted (``rids``
+publication id u32, layer u8``; the publisher's latest sender report, sent before the next
+packet after it came (subscribers' reports keep lip sync) ``type 2, publication id u32, layer
+u8, NTP time u64, RTP timestamp u32, arrival (Unix time, double)`` — arrival in the sending
+worker's clock, which is the receiving one's on one machine. A layer is its index in the publication's RIDs sorted (``rids``
 of the announcement), a stable name while the publication keeps its encodings.
 """
 
@@ -35,10 +38,11 @@ from meet.relay.source import Counters, Publication, Source
 log = logging.getLogger("meet.relay.pipe")
 
 Address = tuple[str, int]
-RTP, KEYFRAME = 0, 1
+RTP, KEYFRAME, REPORT = 0, 1, 2
 NO_LEVEL = 255
 _RTP = struct.Struct("!BIBHIBB")
 _KEYFRAME = struct.Struct("!BIB")
+_REPORT = struct.Struct("!BIBQId")
 
 
 def ordered_layers(publication: Publication) -> list[Source]:
@@ -60,12 +64,13 @@ def describe(publication: Publication, pid: int) -> dict[str, Any]:
 class PipeOut:
     """A target of one local layer: sends each of its packets to one other worker."""
 
-    __slots__ = ("_head", "_send", "address", "source")
+    __slots__ = ("_head", "_report", "_send", "address", "source")
 
     def __init__(
         self, send: Callable[[bytes, Address], None], address: Address, source: Source, head: bytes
     ) -> None:
         self._send, self.address, self.source, self._head = send, address, source, head
+        self._report: tuple[int, int, float] | None = None  # the sender report last passed on
 
     def forward(
         self,
@@ -78,6 +83,10 @@ class PipeOut:
         abs3: bytes,
         now: float,
     ) -> None:
+        report = self.source.sr
+        if report is not self._report and report is not None:
+            self._report = report
+            self._send(bytes([REPORT]) + self._head[1:] + struct.pack("!QId", *report), self.address)
         fields = struct.pack("!HIBB", seq, ts, marker, NO_LEVEL if level is None else level)
         self._send(self._head + fields + payload, self.address)
 
@@ -179,6 +188,12 @@ class Endpoint(asyncio.DatagramProtocol):
             source = remote.layer(index) if remote is not None else None
             if source is not None:
                 source.on_rtp(index, seq, ts, marker, data[_RTP.size :], None if level == NO_LEVEL else level)
+        elif data[0] == REPORT and len(data) >= _REPORT.size:
+            _, pid, index, ntp, rtp, at = _REPORT.unpack_from(data)
+            remote = self.inbound.get((sender, pid))
+            source = remote.layer(index) if remote is not None else None
+            if source is not None:
+                source.sr = (ntp, rtp, at)
         elif data[0] == KEYFRAME and len(data) >= _KEYFRAME.size:
             _, pid, index = _KEYFRAME.unpack_from(data)
             publication = self.local.get(pid)
