@@ -257,7 +257,9 @@ class RtcConfig:
     )
     mesh_limit: int = setting(4, "Most participants a room holds peer-to-peer (mesh).")
     relay_workers: int = setting(
-        0, "Relay worker processes (each room lives on one of them); 0 means one per CPU core."
+        0,
+        "Relay worker processes; 0 means one per CPU core. Each participant opens on the one with "
+        "the fewest participants, and a room spread over several is piped between them.",
     )
     host_addresses: tuple[str, ...] = setting(
         (),

@@ -6,7 +6,8 @@ socket pair. Pure functions, no I/O: both sides (trio and asyncio) use them.
 Requests (server → worker) carry ``id`` and ``op``; the worker answers each with
 ``{"id", "ok": true, ...}`` or ``{"id", "ok": false, "error": "..."}``:
 
-- ``configure {ice_servers, host_addresses, udp_ports}`` — once, before anything else.
+- ``configure {ice_servers, host_addresses, udp_ports, video_slots, audio_slots}`` →
+  ``{pipe: [host, port]}`` (the worker's pipe socket) — once, before anything else.
 - ``open {room, peer}`` — a participant joins the relay room.
 - ``offer {room, peer, sdp}`` → ``{sdp}`` (the answer, also emitted as an ``answer`` event), or
   ``{ignored: true}`` when the worker has its own offer outstanding (glare: the server is the
@@ -16,7 +17,12 @@ Requests (server → worker) carry ``id`` and ``op``; the worker answers each wi
 - ``close {room, peer}`` — the participant left.
 - ``view {room, peer, tiles: [{publisher, source, width, height}]}`` — the videos the participant's
   page shows (``meet.relay.view``): only those are forwarded to it, largest first.
-- ``stats {}`` → counters (packets forwarded, NACKs answered, PLIs sent, …).
+- ``pipe {room, address}`` — another worker at pipe ``address`` holds the room too: send it
+  every packet published here (``meet.relay.pipe``) and announce what is published.
+- ``unpipe {room, address}`` — that worker no longer holds the room (emptied, or died).
+- ``remote {room, peer, address, publications}`` — what ``peer``, a participant of the worker
+  at ``address``, publishes now (its ``publications`` event, passed on; ``[]``: nothing).
+- ``stats {}`` → counters (packets forwarded, NACKs answered, PLIs sent, packets piped, …).
 
 Events (worker → server) carry ``event`` and no ``id``:
 
@@ -25,10 +31,13 @@ Events (worker → server) carry ``event`` and no ``id``:
   so that answers and offers reach it in the order the worker made them.
 - ``offer {room, peer, sdp}`` — the worker renegotiates (tracks came or went). Never before the
   participant's first offer was answered.
-- ``tracks {room, peer, tracks: [{mid, publisher, source}]}`` — which publisher (peer id) and
-  source ("audio" | "camera" | "screen") each of the subscriber's m-lines carries.
+- ``tracks {room, peer, tracks: [{mid, publisher, source, paused}]}`` — which publisher (peer
+  id) and source ("audio" | "camera" | "screen") each of the subscriber's m-lines carries
+  (null and null: an empty receive slot).
 - ``failed {room, peer, reason}`` — the participant's connection failed.
 - ``speaker {room, peer}`` — ``peer`` became the room's dominant speaker (``meet.relay.speaker``).
+- ``publications {room, peer, publications: [{id, kind, label, rids, ranked}]}`` — what a
+  participant of this worker publishes, for the room's other workers (only while it has some).
 """
 
 from __future__ import annotations
