@@ -17,7 +17,14 @@ import httpx
 import pytest
 from browser import CHROMIUM_ARGS, poll, run_scenario
 from conftest import Outbox, make_config
-from test_browser_call import assert_audio_flowing, assert_video_flowing, join, make_users, open_page
+from test_browser_call import (
+    BEEP_ENERGY,
+    assert_audio_flowing,
+    assert_video_flowing,
+    join,
+    make_users,
+    open_page,
+)
 
 from meet.config import Config
 from meet.server import RunningServer
@@ -49,13 +56,51 @@ def tile_width(page: Any, peer: str, screen: bool = False) -> int:
     return int(page.evaluate("(s) => { const v = document.querySelector(s); return v ? v.videoWidth : 0; }", selector))
 
 
+AUDIO_SLOTS = 3  # [rtc] audio_slots, the default: a relay page hears the three loudest at once
+
+# Relay mode: per receiving audio m-line (mid) of the relay connection, its packets and the
+# energy of what was decoded — whoever the slot carries (the relay moves voices between slots).
+INBOUND_VOICES_JS = """async () => {
+  const out = {};
+  const pc = window.meetCall.peers().get("relay");
+  if (!pc) return out;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio") out[s.mid] = {packets: s.packetsReceived || 0, energy: s.totalAudioEnergy || 0};
+  });
+  return out;
+}"""
+
+
+def assert_voices_flowing(page: Any, others: int, timeout: float = 20) -> None:
+    """Relay mode: the page hears through its audio slots — at most AUDIO_SLOTS of them, and
+    min(AUDIO_SLOTS, others) keep receiving packets — and what it decodes carries sound."""
+
+    def voices() -> dict[str, dict[str, float]]:
+        return page.evaluate(INBOUND_VOICES_JS)  # type: ignore[no-any-return]
+
+    first = poll(voices, timeout, "audio slots")
+    assert len(first) <= AUDIO_SLOTS, first
+    wanted = min(AUDIO_SLOTS, others)
+
+    def grew() -> bool:  # energy is cumulative: it grows only while sound is decoded
+        now = voices()
+        growing = [mid for mid in now if now[mid]["packets"] >= first.get(mid, {}).get("packets", 0) + 25]
+        energy = sum(v["energy"] for v in now.values()) - sum(v["energy"] for v in first.values())
+        return len(growing) >= wanted and energy >= BEEP_ENERGY
+
+    poll(grew, timeout, f"{wanted} audio slots with sound")
+
+
 def assert_everyone_decodes_everyone(pages: dict[str, Any], timeout: float = 20) -> None:
-    """Each page keeps decoding the camera and hearing the microphone of every other page, and
-    shows the camera in its tile."""
+    """Each page keeps decoding the camera of every other page and shows it in its tile, and
+    hears every other page's microphone (mesh) or the loudest of them (relay: its audio slots)."""
     for me, page in pages.items():
         others = [peer for peer in pages if peer != me]
         assert_video_flowing(page, others, timeout=timeout)
-        assert_audio_flowing(page, others, timeout=timeout)
+        if page.evaluate("window.meetCall.mode()") == "relay":
+            assert_voices_flowing(page, len(others), timeout=timeout)
+        else:
+            assert_audio_flowing(page, others, timeout=timeout)
         for other in others:
             poll(lambda page=page, other=other: tile_width(page, other) > 0, timeout, f"{other}'s picture at {me}")
 

@@ -19,6 +19,7 @@ import {
   renderPeople,
   showDominant,
   showPeerTile,
+  showScreenTile,
   tickTimer,
 } from "./render.js";
 import { closeAtTheDoor, finish, showJoinError, showOnly, stopAll } from "./screens.js";
@@ -57,7 +58,10 @@ export function onWelcome(welcome) {
   const next = new Map(welcome.peers.map((p) => [p.peer_id, { ...p }]));
   for (const id of call.roster.keys()) if (!next.has(id)) dropPeer(id);
   call.roster = next;
-  for (const peer of next.values()) showPeerTile(peer).setStatus(initialStatus());
+  for (const peer of next.values()) {
+    showPeerTile(peer).setStatus(initialStatus());
+    showScreenTile(peer, peer.screen);
+  }
   showDominant(welcome.speaker || null);
   if (call.view) call.view.resend(); // a new connection: the relay knows nothing of this page yet
   call.chat.setHistory(welcome.messages || []);
@@ -87,6 +91,7 @@ export function onWelcome(welcome) {
 export function onPeerJoined({ peer }) {
   call.roster.set(peer.peer_id, { ...peer });
   showPeerTile(peer).setStatus(initialStatus());
+  showScreenTile(peer, peer.screen);
   renderPeople();
   toast(`${nameOf(peer)} joined`);
 }
@@ -116,7 +121,7 @@ export function onState(state) {
   Object.assign(peer, { audio: state.audio, video: state.video, screen: state.screen, hand: state.hand });
   const tile = call.grid.get(`cam:${peer.peer_id}`);
   if (tile) tile.setState(peer);
-  if (!state.screen) call.grid.remove(`screen:${peer.peer_id}`);
+  showScreenTile(peer, peer.screen);
   renderPeople();
   if (raised) toast(`${nameOf(peer)} raised their hand`, { title: "Hand raised" });
 }
@@ -243,22 +248,27 @@ export function wireMedia(media) {
     const peer = call.roster.get(detail.peerId);
     if (!peer || !call.grid) return;
     if (detail.kind === "camera") {
+      // Relay slots: the same stream again after a voice or a picture came or went.
       showPeerTile(peer).setStream(detail.stream, onSoundBlocked);
       const audio = detail.stream.getAudioTracks()[0];
       if (audio) call.speaking.watch(detail.peerId, audio);
+      else call.speaking.unwatch(detail.peerId);
     } else {
-      const tile = call.grid.ensure(`screen:${detail.peerId}`, {
-        peerId: detail.peerId,
-        screen: true,
-        name: `${nameOf(peer)}'s screen`,
-      });
-      tile.setStream(detail.stream);
+      // Relay rooms send a screen because the view shows its tile (made from state.screen);
+      // one still arriving after they stopped sharing makes no tile. Mesh: it may come first.
+      const tile = showScreenTile(peer, peer.screen || call.mode !== "relay");
+      if (tile) tile.setStream(detail.stream);
     }
   });
   media.addEventListener("stream-removed", ({ detail }) => {
     if (!call.grid) return;
     if (detail.kind === "screen") {
-      call.grid.remove(`screen:${detail.peerId}`);
+      // The tile stays while they share (state.screen): in relay rooms their screen comes
+      // because the page's view shows that tile (and leaves a slot when it is scrolled away).
+      const peer = call.roster.get(detail.peerId);
+      const tile = call.grid.get(`screen:${detail.peerId}`);
+      if (peer && peer.screen && tile) tile.setStream(null);
+      else call.grid.remove(`screen:${detail.peerId}`);
       return;
     }
     // The person may still be here (a reconnect, a mode switch): keep the tile, drop the media.

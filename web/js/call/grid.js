@@ -27,7 +27,8 @@
  *   .tile.pip (my floating camera), .tile.pinned, .tile-pin (pin button), .presenting-card
  *   .tile-net[data-level] (network quality, netquality.js)
  *   classes: muted (mic off), camera-off, hand, speaking (heard here now), dominant (the room's
- *   dominant speaker, judged by the relay)
+ *   dominant speaker, judged by the relay), no-picture (no frame of its current video track
+ *   yet, or no video track: the avatar shows)
  */
 
 import { avatarHue, initialOf } from "./avatar.js";
@@ -108,6 +109,10 @@ class Tile {
     }
     this.user = user || null;
     this.setName(name);
+    this.pictureTrack = null; // the video track the tile shows (watchPicture)
+    this.pictureToken = 0;
+    this.onPicture = () => {}; // a picture appeared or went (the grid lays out again)
+    this.el.classList.add("no-picture");
   }
 
   presentingCard(onStop) {
@@ -142,10 +147,14 @@ class Tile {
     this.pin.title = on ? "Unpin" : "Pin (only for you)";
   }
 
-  /** Show a MediaStream (null clears). Autoplay refusals are reported to onBlocked. */
+  /**
+   * Show a MediaStream (null clears), or the same one again after its tracks changed (relay
+   * slots). Autoplay refusals are reported to onBlocked.
+   */
   setStream(stream, onBlocked) {
     if (this.card) return; // never play my own screen back to me
     if (this.video.srcObject !== stream) this.video.srcObject = stream;
+    this.watchPicture(stream ? stream.getVideoTracks()[0] || null : null);
     if (!stream) return;
     const played = this.video.play();
     if (played && played.catch) {
@@ -155,10 +164,45 @@ class Tile {
     }
   }
 
+  /**
+   * A new video track (or none): the tile shows no picture (its avatar) until that track's
+   * first frame received from now on is presented. With relay slots one track carries one
+   * person, then another: the last frame of the previous one must not stand for the new one.
+   */
+  watchPicture(track) {
+    if (track === this.pictureTrack) return;
+    this.pictureTrack = track;
+    const token = ++this.pictureToken;
+    this.setPicture(false);
+    if (!track) return;
+    if (typeof this.video.requestVideoFrameCallback !== "function") {
+      this.setPicture(true); // no way to tell frames apart: show whatever plays
+      return;
+    }
+    const since = performance.now();
+    const presented = (_now, frame) => {
+      if (token !== this.pictureToken) return;
+      if (frame && typeof frame.receiveTime === "number" && frame.receiveTime < since) {
+        this.video.requestVideoFrameCallback(presented); // received before the change
+        return;
+      }
+      this.setPicture(true);
+    };
+    this.video.requestVideoFrameCallback(presented);
+  }
+
+  /** Whether the video shows a picture of this tile's person (else the avatar, or black). */
+  setPicture(on) {
+    if (this.el.classList.contains("no-picture") !== on) return;
+    this.el.classList.toggle("no-picture", !on);
+    this.onPicture();
+  }
+
   /** The shape (w/h) of the picture, once known. */
   aspect() {
     const { videoWidth: w, videoHeight: h } = this.video;
-    return w && h && !this.el.classList.contains("camera-off") ? w / h : null;
+    const shown = !this.el.classList.contains("camera-off") && !this.el.classList.contains("no-picture");
+    return w && h && shown ? w / h : null;
   }
 
   /** Media state of the participant: {audio, video, hand} (missing keys unchanged). */
@@ -244,6 +288,7 @@ export class Grid {
       });
       // A picture's shape is known (or changes) only once frames arrive: lay out again then.
       tile.video.addEventListener("resize", () => this.schedule());
+      tile.onPicture = () => this.schedule();
       tile.el.dataset.key = key;
       this.sight.observe(tile.el);
       this.tiles.set(key, tile);

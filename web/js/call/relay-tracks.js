@@ -2,8 +2,9 @@
  * Whose track is it, on the one connection with the relay (docs/protocol.md, "Relay negotiation
  * contract"). Pure functions over RTCPeerConnection state and SDP; no DOM.
  *
- * - The relay's `tracks` message maps each mid of my connection to {publisher, source}. It may
- *   come before or after the negotiation that it describes.
+ * - The relay's `tracks` message maps each mid of my connection to {publisher, source}, or to
+ *   nulls for an empty receive slot (it carries nothing). It may come before or after the
+ *   negotiation that it describes. With receive slots the msid stream ids are not publishers.
  * - An m-line the latest `tracks` does not mention, but which did not exist yet when it came,
  *   falls back to its msid stream id (= the publisher's peer_id; the first video m-line of a
  *   publisher is its camera, further ones its screen). An m-line that existed when `tracks` came

@@ -22,8 +22,11 @@
  * - Trickle ICE both ways: {candidate} and {candidate: null}.
  * - Whose track is it: the relay's `tracks` message, with the msid stream id as a fallback
  *   (relay-tracks.js). A publisher's microphone and camera make one "camera" stream (like the
- *   mesh); a screen is a "screen" stream; when the set of tracks of a stream changes, a new
- *   MediaStream is announced.
+ *   mesh); a screen is a "screen" stream. With receive slots the relay moves people in and
+ *   out of my m-lines: a person's stream stays the same MediaStream while any slot carries
+ *   them, its tracks added and removed in place ("stream" again with the same stream), so a
+ *   voice entering or leaving an audio slot does not reload a tile's picture; a person no slot
+ *   carries any more gets "stream-removed".
  * - Failures: `error relay_failed` (or my connection going "failed", or not coming up within
  *   CONNECT_MS of the first negotiation) restarts ICE, which offers
  *   again; if that does not bring the connection back within RECOVERY_MS, or the relay refuses
@@ -294,10 +297,18 @@ class Link {
     }
     for (const [key, entry] of wanted) {
       const current = this.remote.get(key);
-      if (current && sameTracks(current.tracks, entry.tracks)) continue;
-      const stream = new MediaStream(entry.tracks);
-      this.remote.set(key, { ...entry, stream });
-      this.relay.emit("stream", { peerId: entry.peerId, kind: entry.kind, stream });
+      if (!current) {
+        const stream = new MediaStream(entry.tracks);
+        this.remote.set(key, { ...entry, stream });
+        this.relay.emit("stream", { peerId: entry.peerId, kind: entry.kind, stream });
+        continue;
+      }
+      if (sameTracks(current.tracks, entry.tracks)) continue;
+      // The same MediaStream, its tracks changed in place: the tile's video element keeps
+      // playing (a voice entering or leaving an audio slot does not reload the picture).
+      retrack(current.stream, entry.tracks);
+      current.tracks = entry.tracks;
+      this.relay.emit("stream", { peerId: entry.peerId, kind: entry.kind, stream: current.stream });
     }
   }
 
@@ -467,6 +478,12 @@ export class Relay extends EventTarget {
   warn(what, err) {
     console.warn(`meet relay: ${what}`, err);
   }
+}
+
+/** Make `stream` hold exactly `tracks` (removing and adding only what differs). */
+function retrack(stream, tracks) {
+  for (const track of stream.getTracks()) if (!tracks.includes(track)) stream.removeTrack(track);
+  for (const track of tracks) if (!stream.getTrackById(track.id)) stream.addTrack(track);
 }
 
 function sameKeys(a, b) {

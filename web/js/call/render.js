@@ -5,7 +5,7 @@
 
 import { hasHostPowers } from "./hostcontrols.js";
 import { dismissToasts, toast } from "./toast.js";
-import { $, call, code } from "./session.js";
+import { $, call, code, nameOf } from "./session.js";
 
 /** A remote tile's notice for a connection state (null: nothing to say). */
 export function connectionText(state) {
@@ -24,6 +24,20 @@ export function showPeerTile(peer) {
   tile.setState(peer);
   tile.setDominant(peer.peer_id === call.dominant);
   return tile;
+}
+
+/**
+ * A person's screen tile while they share (`state.screen`), made before their screen arrives:
+ * in relay rooms the relay forwards a screen only to a page whose view shows its tile. Returns
+ * the tile, or null when they do not share.
+ */
+export function showScreenTile(peer, sharing) {
+  const key = `screen:${peer.peer_id}`;
+  if (!sharing) {
+    call.grid.remove(key);
+    return null;
+  }
+  return call.grid.ensure(key, { peerId: peer.peer_id, screen: true, name: `${nameOf(peer)}'s screen` });
 }
 
 export function dropPeer(peerId) {
