@@ -16,7 +16,6 @@ from relay_peers import Hub, TestPeer, run_hub, until
 from test_relay_worker import matching_pictures
 
 from meet.relay import ice
-from meet.relay.forward import vp8_keyframe_start
 from meet.relay.slots import Counts, fill, wanted_videos, wanted_voices
 from meet.relay.view import View
 
@@ -125,6 +124,11 @@ def sections(peer: TestPeer) -> dict[str, int]:
     return {kind: kinds.count(kind) for kind in ("audio", "video")}
 
 
+def mids(peer: TestPeer) -> dict[str, str]:
+    """mid -> kind of each negotiated m-line of the peer's connection."""
+    return {str(t.mid): t.kind for t in peer.pc.getTransceivers() if t.mid is not None}
+
+
 def cameras_at(peer: TestPeer) -> dict[str, str]:
     """publisher -> mid of its camera, from the peer's latest ``tracks``."""
     return {t["publisher"]: mid for mid, t in peer.tracks.items() if t["source"] == "camera"}
@@ -162,22 +166,23 @@ def test_a_subscriber_receives_only_its_view_in_fixed_slots_and_a_join_does_not_
         assert all(viewer.rtp_count[mid] == before.get(mid, 0) for mid in idle), (
             "a slot out of view carries nothing"
         )
+        carried = {t["mid"] for event in viewer.tracks_events for t in event if t["publisher"] is not None}
+        never = {mid for mid, kind in mids(viewer).items() if kind == "video" and mid not in carried}
+        assert len(never) == 3 and not never & {r[0] for r in viewer.reports}, "an empty slot reports nothing"
         for name, mid in shown.items():
             equal, different = matching_pictures(viewer, mid, hub.peers[name])
             assert equal >= 20 and different == 0, (name, equal, different)
 
         # A new view: p2 in place of p4. The relay asks p2 for a keyframe at once and starts the
-        # slot at it: the viewer decodes p2 from the first keyframe p2 sends after the view (or,
-        # when a loaded machine made the viewer lose part of it, the one its own request brings).
-        # Counted in p2's pictures, not timed; unloaded it takes about 0.1 s.
-        earlier = set(p2.sent)
+        # slot at it. aiortc's encoder sends keyframes only when asked (its GOP is 3,000
+        # frames), so without that request the viewer would never decode p2 here. Waited for by
+        # frames, not timed: unloaded it takes about 0.1 s (a loaded machine made the viewer,
+        # in this one busy process, lose a keyframe or two: the relay then asks again).
         asked = time.time()
         await hub.request("view", peer="viewer", tiles=[tile(p1, 640, 360), tile(p2, 320, 180)])
         await until(lambda: "p2" in cameras_at(viewer), 5, "p2 in a slot")
         mid = cameras_at(viewer)["p2"]
-        await until(lambda: viewer.first_frame_after(mid, asked) is not None, 10, "p2's first frame")
-        keyframes = [p for p, packets in list(p2.sent.items()) if p not in earlier and keyframe(packets)]
-        assert 1 <= len(keyframes) <= 2, f"p2 sent {len(keyframes)} keyframes before the viewer decoded it"
+        await until(lambda: viewer.first_frame_after(mid, asked) is not None, 20, "p2's first frame")
 
         # A seventh participant: the viewer is not renegotiated, and does not show it.
         events = len(viewer.tracks_events)
@@ -194,11 +199,6 @@ def test_a_subscriber_receives_only_its_view_in_fixed_slots_and_a_join_does_not_
         )
 
     run_hub(scenario, timeout=120)
-
-
-def keyframe(packets: dict[int, bytes]) -> bool:
-    """Whether a picture as sent (seq -> VP8 payload) is a keyframe."""
-    return any(vp8_keyframe_start(payload) for payload in packets.values())
 
 
 def tile(peer: TestPeer, width: int, height: int) -> dict[str, object]:

@@ -404,8 +404,9 @@ class OutStream:
             self.source.request_keyframe()
 
     def sender_info(self) -> tuple[int, int, int, int] | None:
-        """(NTP time, RTP timestamp, packets, octets) for a sender report now; None before media."""
-        if not self.started:
+        """(NTP time, RTP timestamp, packets, octets) for a sender report now; None before media
+        and while the stream carries nothing (an empty receive slot reports nothing)."""
+        if not self.started or self.publication is None:
             return None
         now = time.time()
         source = self.source

@@ -264,6 +264,7 @@ class Relay:
                     "size": list(layer.size) if layer.size else None,  # of its latest keyframe
                 }
                 for s in sources
+                if s.live
                 for layer in s.layers
             ],
             **self.counters.as_dict(),
