@@ -28,9 +28,9 @@ the report). The ladder stops at the first N whose median loss exceeds 1 % or wh
 99th-percentile added delay exceeds 100 ms (a failing step is measured once more first).
 
 Each participant starts its media ``--media-delay`` s (1.5) after its DTLS connects, where a
-browser starts at once: with 0, the relay as of 19819e0 now and then never forwards a
-participant's camera to anyone (no PLI reaches it either), a race this bench shows as "videos
-flowing" below min(9, N-1); with the delay it is rarer. See bench/README.md.
+browser starts at once. The relay as of 19819e0 now and then never forwards a participant's
+camera to anyone (no PLI reaches it either), which this bench shows as "videos flowing" below
+min(9, N-1): more often with a delay of 0. See bench/README.md.
 
     unshare -n sh -c 'ip link set lo up && exec python bench/room.py --runs 3'
     unshare -n sh -c 'ip link set lo up && exec python bench/room.py --steps 5,10 --runs 1 --modes slots'
