@@ -110,3 +110,18 @@ async def test_one_room_spreads_over_workers_and_a_dead_one_loses_only_its_parti
             await bridge.request("close", "big-room", peer="c")
             assert "big-room" not in bridge.holders and not bridge.peers
             nursery.cancel_scope.cancel()
+
+
+async def test_joins_at_start_up_wait_for_every_worker_and_spread() -> None:
+    seen = Recorder()
+    bridge = RelayBridge(settings(relay_workers=2), seen.on_event, seen.on_lost)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bridge.run)
+            # A burst of joins before any worker is up: not all on the first one ready.
+            async with trio.open_nursery() as joins:
+                for peer in "abcd":
+                    joins.start_soon(lambda p=peer: bridge.request("open", "burst", peer=p))
+            placed = [bridge.peers["burst", peer] for peer in "abcd"]
+            assert {w.index for w in placed} == {0, 1} and sum(w.index for w in placed) == 2, placed
+            nursery.cancel_scope.cancel()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,7 @@ from meet.relay.channel import ChannelError, Decoder, encode
 log = logging.getLogger("meet.relay")
 
 REQUEST_TIMEOUT = 15.0
+STARTUP_GRACE = 5.0  # seconds from start in which placements wait for every worker to be up
 RESTART_DELAYS = (0.2, 1.0, 5.0)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -54,6 +56,7 @@ class _Worker:
     rooms: set[str] = field(default_factory=set)
     peers: set[tuple[str, str]] = field(default_factory=set)  # (room, peer) open on it
     pipe: list[Any] | None = None  # [host, port] of its pipe socket (from configure)
+    started: bool = False  # has been ready once (a restart does not hold placements back)
     ready: trio.Event = field(default_factory=trio.Event)
     send_lock: trio.Lock = field(default_factory=trio.Lock)
 
@@ -70,6 +73,7 @@ class RelayBridge:
         self.peers: dict[tuple[str, str], _Worker] = {}  # (room, peer) -> its worker
         self._ids = itertools.count(1)
         self._changed = trio.Event()  # set (and replaced) whenever a worker becomes ready
+        self._started_at = -math.inf  # trio time when run() started
         # Pipe orders (announcements, unpipes), sent in order by one task.
         self._orders, self._order_queue = trio.open_memory_channel[tuple[_Worker, dict[str, Any]]](10_000)
 
@@ -84,6 +88,7 @@ class RelayBridge:
         Starting does not wait for the workers: requests wait (bounded) for one to be ready, so
         a relay that cannot start degrades to errors on relay joins, not to a dead server.
         """
+        self._started_at = trio.current_time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._send_orders)
             for worker in self.workers:
@@ -120,6 +125,7 @@ class RelayBridge:
                 reply = await self._request(worker, {"op": "configure", **self._configuration()})
                 worker.pipe = reply.get("pipe")
                 worker.ready.set()
+                worker.started = True
                 self._changed.set()
                 self._changed = trio.Event()
                 log.info("relay worker %d running (pid %d)", worker.index, worker.process.pid)
@@ -212,8 +218,14 @@ class RelayBridge:
         return reply
 
     async def _ready_workers(self) -> list[_Worker]:
+        """The running workers: at least one (waiting for it, bounded), and every one that is
+        still starting for the first time (a little longer): else a burst of joins at start-up
+        would all land on whichever worker was ready first, and stay there."""
         with trio.move_on_after(REQUEST_TIMEOUT):
             while not any(w.ready.is_set() for w in self.workers):
+                await self._changed.wait()
+        with trio.move_on_at(self._started_at + STARTUP_GRACE):
+            while not all(w.ready.is_set() or w.started for w in self.workers):
                 await self._changed.wait()
         ready = [w for w in self.workers if w.ready.is_set()]
         if not ready:
