@@ -8,18 +8,20 @@ extensions), and aiortc test peers as other participants.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+import aiortc
 import aiortc.rtcrtpreceiver
 import aiortc.rtp
 import pytest
 from relay_peers import ROOM, Hub, TestPeer, run_hub, until
-from simulcast_publisher import LAYERS, SimulcastPublisher
+from simulcast_publisher import LAYERS, RID_ID, SimulcastPublisher, chrome_simulcast_offer
 
 from meet.relay import compat, ice
-from meet.relay.compat import simulcast
+from meet.relay.compat import forwarding, simulcast
 from meet.relay.forward import Publication, Source
 
 LOOPBACK = ["127.0.0.1"]
@@ -268,3 +270,40 @@ def test_simulcast_internals_are_guarded(
     remove(monkeypatch)
     with pytest.raises(compat.CompatibilityError, match=named.replace(".", r"\.")):
         compat.check()
+
+
+def test_the_transport_parses_the_layer_ids_as_soon_as_an_offer_is_applied() -> None:
+    """The simulcast ids reach the transport's header extension map with the negotiation itself.
+
+    aiortc fills that map when a receiver starts, from its parameters then; a receiver that
+    started inside ``setRemoteDescription`` (DTLS completing during a renegotiation) saw them
+    before ``accept_extensions`` added them, and that publication's layers were unroutable for
+    good (bench/room.py: one camera in five never forwarded).
+    """
+
+    async def scenario() -> None:
+        client = aiortc.RTCPeerConnection()
+        relay = aiortc.RTCPeerConnection()
+        try:
+            camera = client.addTransceiver("video", direction="sendonly")
+            await client.setLocalDescription(await client.createOffer())
+            sdp = chrome_simulcast_offer(client.localDescription.sdp, str(camera.mid), ["q", "h", "f"])
+            await relay.setRemoteDescription(aiortc.RTCSessionDescription(sdp=sdp, type="offer"))
+            forwarding.accept_extensions(relay, sdp)
+            (transceiver,) = relay.getTransceivers()
+            extension_map = transceiver.receiver.transport._rtp_header_extensions_map
+            sent_map = aiortc.rtp.HeaderExtensionsMap()
+            sent_map.configure(
+                aiortc.RTCRtpParameters(
+                    headerExtensions=[aiortc.RTCRtpHeaderExtensionParameters(id=RID_ID, uri=simulcast.RID_URI)]
+                )
+            )
+            packet = aiortc.rtp.RtpPacket(payload_type=96, sequence_number=1, timestamp=1, ssrc=5)
+            packet.extensions.rtp_stream_id = "h"
+            parsed = aiortc.rtp.RtpPacket.parse(packet.serialize(sent_map), extension_map)
+            assert parsed.extensions.rtp_stream_id == "h"
+        finally:
+            await client.close()
+            await relay.close()
+
+    asyncio.run(scenario())

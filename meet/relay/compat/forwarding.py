@@ -62,6 +62,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -418,9 +419,16 @@ def accept_extensions(pc: RTCPeerConnection, sdp: str) -> None:
             continue
         wanted = {uri for _id, uri in EXTRA_EXTENSIONS.get(transceiver.kind, [])}
         have = {ext.uri for ext in transceiver._headerExtensions}
-        transceiver._headerExtensions = transceiver._headerExtensions + [
-            ext for ext in media.rtp.headerExtensions if ext.uri in wanted and ext.uri not in have
-        ]
+        extra = [ext for ext in media.rtp.headerExtensions if ext.uri in wanted and ext.uri not in have]
+        transceiver._headerExtensions = transceiver._headerExtensions + extra
+        # And into the transport's id map at once. It is configured from each receiver's
+        # parameters when the receiver starts; a start that ran inside setRemoteDescription
+        # (DTLS completing while a renegotiation was being applied) saw the extensions before
+        # they were added, and the simulcast ids would never be parsed: the layers of that
+        # publication unroutable for good (seen for 1 in 5 participants in bench/room.py).
+        extension_map = getattr(transceiver.receiver.transport, "_rtp_header_extensions_map", None)
+        if extra and extension_map is not None:
+            extension_map.configure(RTCRtpParameters(headerExtensions=extra))
 
 
 def offer_direction(transceiver: RTCRtpTransceiver) -> str | None:
