@@ -406,7 +406,7 @@ class OutStream:
     def sender_info(self) -> tuple[int, int, int, int] | None:
         """(NTP time, RTP timestamp, packets, octets) for a sender report now; None before media
         and while the stream carries nothing (an empty receive slot reports nothing)."""
-        if not self.started or self.publication is None:
+        if not self.started or (self.source is None and self.publication is None):
             return None
         now = time.time()
         source = self.source
