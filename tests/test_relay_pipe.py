@@ -8,8 +8,11 @@ back to the local layer.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+from pathlib import Path
 
-from meet.relay.pipe import Endpoint, describe
+from meet.relay.pipe import PIPE_BUFFER, Endpoint, describe
 from meet.relay.room import RemotePublisher
 from meet.relay.source import Counters, Publication
 
@@ -95,6 +98,24 @@ def test_datagrams_of_unknown_publications_and_garbage_are_dropped() -> None:
         address = await endpoint.open()
         for junk in (b"", b"\x00", b"\x00" + bytes(20), b"\x01\x00", b"\x07junk"):
             endpoint.datagram_received(junk, address)
+        endpoint.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_pipe_socket_has_room_for_a_busy_rooms_bursts() -> None:
+    """A datagram that finds the buffer full is lost between workers (nothing repairs it there)."""
+
+    async def scenario() -> None:
+        endpoint = Endpoint(Counters())
+        await endpoint.open()
+        assert endpoint.transport is not None
+        sock = endpoint.transport.get_extra_info("socket")
+        # The kernel doubles what it is given; an unprivileged process gets at most the sysctl cap.
+        for option, cap_file in ((socket.SO_RCVBUF, "rmem_max"), (socket.SO_SNDBUF, "wmem_max")):
+            cap = int(Path(f"/proc/sys/net/core/{cap_file}").read_text())
+            expected = PIPE_BUFFER if os.geteuid() == 0 else min(PIPE_BUFFER, cap)
+            assert sock.getsockopt(socket.SOL_SOCKET, option) >= expected
         endpoint.close()
 
     asyncio.run(scenario())

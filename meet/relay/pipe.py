@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import struct
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,6 +45,9 @@ NO_LEVEL = 255
 _RTP = struct.Struct("!BIBHIBB")
 _KEYFRAME = struct.Struct("!BIB")
 _REPORT = struct.Struct("!BIBQId")
+# Linux's SO_RCVBUFFORCE and SO_SNDBUFFORCE (Python's socket module does not name them).
+_FORCE = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32}
+PIPE_BUFFER = 8 * 1024 * 1024  # bytes of socket buffer each way: ~0.5 s of a 50-person room's video
 
 
 def ordered_layers(publication: Publication) -> list[Source]:
@@ -59,6 +64,22 @@ def describe(publication: Publication, pid: int) -> dict[str, Any]:
         "rids": [layer.rid for layer in ordered_layers(publication)],  # pipe order: layer indexes
         "ranked": [layer.rid for layer in publication.layers],  # low to high, as ranked here
     }
+
+
+def _enlarge_buffers(sock: Any) -> None:
+    """Room for a busy room's bursts (keyframes of every layer at once) while a worker's loop is
+    busy: a datagram that finds the buffer full is lost between workers, and no NACK repairs it
+    there. Root may exceed net.core.rmem_max/wmem_max (the *FORCE options); others get the cap."""
+    forced = _FORCE if sys.platform.startswith("linux") else {}
+    for plain in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        for option in (forced.get(plain), plain):
+            if option is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, PIPE_BUFFER)
+                break
+            except OSError:
+                continue
 
 
 class PipeOut:
@@ -125,6 +146,7 @@ class Endpoint(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, 0))
         self.transport = transport
+        _enlarge_buffers(transport.get_extra_info("socket"))
         return self.address
 
     @property
