@@ -181,11 +181,6 @@ class Participant:
         """This participant's live publications, in m-line order."""
         return [publication for publication in self.pubs.values() if publication.live]
 
-    def speech_packets(self) -> int | None:
-        """Audio packets of speech received from this participant (None: it publishes no audio)."""
-        audio = [publication for publication in self.publications() if publication.kind == "audio"]
-        return sum(layer.speech for publication in audio for layer in publication.layers) if audio else None
-
     def out_streams(self) -> list[OutStream]:
         return [slot.out for slot in self.slots.values()]
 
@@ -483,16 +478,10 @@ class Participant:
         return "screen" if any(p.label == "camera" for p in self.pubs.values()) else "camera"
 
     def _emit_tracks(self) -> None:
-        tracks = [slot.describe() for slot in self.slots.values() if slot.usable] if self.room.counts.fixed else [
-            {
-                "mid": str(t.mid),
-                "publisher": slot.publication.publisher,
-                "source": str(slot.publication.label),
-                "paused": slot.out.paused and self.view.shows(slot.publication),  # off the page: not "paused"
-            }
-            for t, slot in self.slots.items()
-            if slot.publication is not None and slot.out.publication is slot.publication
-        ]
+        # Fixed slots are all listed (empty ones too); otherwise only the m-lines carrying something.
+        fixed = self.room.counts.fixed
+        listed = [slot for slot in self.slots.values() if (slot.usable if fixed else slot.carrying)]
+        tracks = [slot.describe(self.view) for slot in listed]
         if tracks != self.tracks_sent:
             self.tracks_sent = tracks
             self.emit({"event": "tracks", "room": self.room.name, "peer": self.peer, "tracks": tracks})

@@ -42,9 +42,9 @@ log = logging.getLogger("meet.relay.pipe")
 Address = tuple[str, int]
 RTP, KEYFRAME, REPORT = 0, 1, 2
 NO_LEVEL = 255
-_RTP = struct.Struct("!BIBHIBB")
-_KEYFRAME = struct.Struct("!BIB")
-_REPORT = struct.Struct("!BIBQId")
+_HEAD = struct.Struct("!BIB")  # every datagram: type, publication id, layer
+_RTP = struct.Struct("!HIBB")  # then, for RTP: seq, timestamp, marker, audio level
+_REPORT = struct.Struct("!QId")  # or, for a sender report: NTP time, RTP timestamp, arrival
 # Linux's SO_RCVBUFFORCE and SO_SNDBUFFORCE (Python's socket module does not name them).
 _FORCE = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32}
 PIPE_BUFFER = 8 * 1024 * 1024  # bytes of socket buffer each way: ~0.5 s of a 50-person room's video
@@ -85,12 +85,13 @@ def _enlarge_buffers(sock: Any) -> None:
 class PipeOut:
     """A target of one local layer: sends each of its packets to one other worker."""
 
-    __slots__ = ("_head", "_report", "_send", "address", "source")
+    __slots__ = ("_head", "_report", "_report_head", "_send", "address", "source")
 
     def __init__(
-        self, send: Callable[[bytes, Address], None], address: Address, source: Source, head: bytes
+        self, send: Callable[[bytes, Address], None], address: Address, source: Source, pid: int, index: int
     ) -> None:
-        self._send, self.address, self.source, self._head = send, address, source, head
+        self._send, self.address, self.source = send, address, source
+        self._head, self._report_head = _HEAD.pack(RTP, pid, index), _HEAD.pack(REPORT, pid, index)
         self._report: tuple[int, int, float] | None = None  # the sender report last passed on
 
     def forward(
@@ -107,8 +108,8 @@ class PipeOut:
         report = self.source.sr
         if report is not self._report and report is not None:
             self._report = report
-            self._send(bytes([REPORT]) + self._head[1:] + struct.pack("!QId", *report), self.address)
-        fields = struct.pack("!HIBB", seq, ts, marker, NO_LEVEL if level is None else level)
+            self._send(self._report_head + _REPORT.pack(*report), self.address)
+        fields = _RTP.pack(seq, ts, marker, NO_LEVEL if level is None else level)
         self._send(self._head + fields + payload, self.address)
 
     def detach(self) -> None:
@@ -179,7 +180,7 @@ class Endpoint(asyncio.DatagramProtocol):
                 for address in destinations:
                     wanted.add((address, layer))
                     if (address, layer) not in outs:
-                        out = PipeOut(self._send, address, layer, _RTP.pack(RTP, pid, index, 0, 0, 0, 0)[:6])
+                        out = PipeOut(self._send, address, layer, pid, index)
                         outs[address, layer] = out
                         layer.targets = [*layer.targets, out]
         for key in [key for key in outs if key not in wanted]:
@@ -201,27 +202,25 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         """A piped packet or a keyframe request from another worker."""
-        if not data:
+        if len(data) < _HEAD.size:
             return
-        sender: Address = (str(addr[0]), int(addr[1]))
-        if data[0] == RTP and len(data) >= _RTP.size:
-            _, pid, index, seq, ts, marker, level = _RTP.unpack_from(data)
-            remote = self.inbound.get((sender, pid))
-            source = remote.layer(index) if remote is not None else None
-            if source is not None:
-                source.on_rtp(index, seq, ts, marker, data[_RTP.size :], None if level == NO_LEVEL else level)
-        elif data[0] == REPORT and len(data) >= _REPORT.size:
-            _, pid, index, ntp, rtp, at = _REPORT.unpack_from(data)
-            remote = self.inbound.get((sender, pid))
-            source = remote.layer(index) if remote is not None else None
-            if source is not None:
-                source.sr = (ntp, rtp, at)
-        elif data[0] == KEYFRAME and len(data) >= _KEYFRAME.size:
-            _, pid, index = _KEYFRAME.unpack_from(data)
+        kind, pid, index = _HEAD.unpack_from(data)
+        if kind == KEYFRAME:
             publication = self.local.get(pid)
             layers = ordered_layers(publication) if publication is not None else []
             if index < len(layers):
                 layers[index].request_keyframe()
+            return
+        remote = self.inbound.get(((str(addr[0]), int(addr[1])), pid))
+        source = remote.layer(index) if remote is not None else None
+        if source is None:
+            return  # not announced (yet), or no longer
+        if kind == RTP and len(data) >= _HEAD.size + _RTP.size:
+            seq, ts, marker, level = _RTP.unpack_from(data, _HEAD.size)
+            payload = data[_HEAD.size + _RTP.size :]
+            source.on_rtp(index, seq, ts, marker, payload, None if level == NO_LEVEL else level)
+        elif kind == REPORT and len(data) >= _HEAD.size + _REPORT.size:
+            source.sr = _REPORT.unpack_from(data, _HEAD.size)
 
     def keyframe_sender(self, address: Address, pid: int) -> Callable[[int], bool]:
         """A remote publication's ``send_pli``: the layer (its SSRC here is its pipe index) asks upstream."""
@@ -229,7 +228,7 @@ class Endpoint(asyncio.DatagramProtocol):
         def send_pli(index: int) -> bool:
             if self.transport is None:
                 return False
-            self.transport.sendto(_KEYFRAME.pack(KEYFRAME, pid, index), address)
+            self.transport.sendto(_HEAD.pack(KEYFRAME, pid, index), address)
             return True
 
         return send_pli

@@ -16,7 +16,7 @@ from meet.relay import speaker
 from meet.relay.peer import Participant
 from meet.relay.pipe import Address, Endpoint, Remote, describe
 from meet.relay.slots import Counts
-from meet.relay.source import Counters, Publication
+from meet.relay.source import Counters, Publication, speech_packets
 from meet.relay.speaker import DominantSpeaker
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -58,10 +58,6 @@ class RemotePublisher:
     def publications(self) -> list[Publication]:
         return [publication for publication in self.pubs.values() if publication.live]
 
-    def speech_packets(self) -> int | None:
-        audio = [publication for publication in self.publications() if publication.kind == "audio"]
-        return sum(layer.speech for publication in audio for layer in publication.layers) if audio else None
-
     def _drop(self, pid: int) -> None:
         self.pubs.pop(pid).close()
         self._endpoint.inbound.pop((self.address, pid), None)
@@ -102,7 +98,7 @@ class Room:
         activity: dict[str, float] = {}
         spoken: dict[str, int] = {}
         for peer, publisher in self.publishers().items():
-            total = publisher.speech_packets()
+            total = speech_packets(publisher.publications())
             if total is None:
                 continue  # publishes no audio: not a candidate
             spoken[peer] = total

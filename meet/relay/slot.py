@@ -17,6 +17,7 @@ from aiortc import MediaStreamTrack, RTCRtpTransceiver
 
 from meet.relay.compat import feedback, forwarding, sending
 from meet.relay.forward import Counters, Link, OutStream, Publication
+from meet.relay.view import View
 
 SENDING = ("sendonly", "sendrecv")  # directions in which the relay sends
 
@@ -87,13 +88,21 @@ class Slot:
             link=link_for(dtls) if feedback.URI in extensions else None,
         )
 
-    def describe(self) -> dict[str, Any]:
-        """This slot in ``tracks``: what it carries, or null publisher and source when empty."""
+    @property
+    def carrying(self) -> bool:
+        """Whether its out stream carries the publication assigned to it (negotiated, subscribed)."""
+        return self.publication is not None and self.out.publication is self.publication
+
+    def describe(self, view: View) -> dict[str, Any]:
+        """This slot in ``tracks``: what it carries, or null publisher and source when empty.
+
+        ``paused``: a video the link cannot carry; one the page does not show is not "paused".
+        """
         publication = self.publication
-        carried = publication is not None and self.out.publication is publication
+        paused = publication is not None and self.carrying and self.out.paused and view.shows(publication)
         return {
             "mid": str(self.transceiver.mid),
             "publisher": publication.publisher if publication else None,
             "source": publication.label if publication else None,
-            "paused": carried and self.out.paused,
+            "paused": paused,
         }

@@ -316,3 +316,9 @@ class Publication:
         source = Source(self.publisher, self.kind, self._send_pli, self.counters, scheduler=self._scheduler)
         source.rid = rid
         return source
+
+
+def speech_packets(publications: Sequence[Publication]) -> int | None:
+    """Audio packets of speech received on ``publications`` (None: no audio among them)."""
+    audio = [publication for publication in publications if publication.kind == "audio"]
+    return sum(layer.speech for publication in audio for layer in publication.layers) if audio else None
