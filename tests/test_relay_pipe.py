@@ -15,6 +15,7 @@ from pathlib import Path
 from meet.relay.pipe import PIPE_BUFFER, Endpoint, describe
 from meet.relay.room import RemotePublisher
 from meet.relay.source import Counters, Publication
+from meet.relay.worker import Relay
 
 
 class Collector:
@@ -117,5 +118,24 @@ def test_the_pipe_socket_has_room_for_a_busy_rooms_bursts() -> None:
             expected = PIPE_BUFFER if os.geteuid() == 0 else min(PIPE_BUFFER, cap)
             assert sock.getsockopt(socket.SOL_SOCKET, option) >= expected
         endpoint.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_reconnect_keeps_the_rooms_pipes() -> None:
+    """``open`` of a peer already open replaces its connection; the room keeps piping to its other workers."""
+
+    async def scenario() -> None:
+        relay = Relay(on_event=lambda message: None)
+        assert (await relay.handle({"id": 1, "op": "configure", "host_addresses": ["127.0.0.1"]}))["ok"]
+        other = ["127.0.0.1", 9]
+        for request in (
+            {"op": "open", "room": "r", "peer": "a"},
+            {"op": "pipe", "room": "r", "address": other},
+            {"op": "open", "room": "r", "peer": "a"},  # a reconnect
+        ):
+            assert (await relay.handle({"id": 2, **request}))["ok"]
+        assert relay.rooms["r"].destinations == {("127.0.0.1", 9)}
+        await relay.close()
 
     asyncio.run(scenario())

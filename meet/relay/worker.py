@@ -176,13 +176,9 @@ class Relay:
         return {"pipe": list(self.pipes.address)}
 
     async def _open(self, request: dict[str, Any]) -> dict[str, Any]:
-        name, peer = _text(request, "room"), _text(request, "peer")
-        room = self.rooms.get(name)
-        if room is None:
-            room = self.rooms[name] = Room(name, self.counters, self.counts, self.pipes, self.on_event)
-        if peer in room.participants:
-            await self._remove(room, peer)  # a reconnect: start afresh
-            self.rooms[name] = room
+        room, peer = self._room(request), _text(request, "peer")
+        if peer in room.participants:  # a reconnect: start afresh, in the same room (and its pipes)
+            await self._remove(room, peer, leave=False)
         room.participants[peer] = Participant(room, peer, self._configuration(), self.on_event)
         if self._pacer is None:  # runs while any room is open
             self._pacer = asyncio.ensure_future(self._run_pacer())
@@ -286,7 +282,8 @@ class Relay:
             raise RequestError(f"peer {request.get('peer')!r} is not open in room {request.get('room')!r}")
         return participant
 
-    async def _remove(self, room: Room, peer: str) -> None:
+    async def _remove(self, room: Room, peer: str, leave: bool = True) -> None:
+        """Close ``peer``; the room leaves this worker with its last participant, if ``leave``."""
         participant = room.participants.pop(peer, None)
         if participant is None:
             return
@@ -300,7 +297,7 @@ class Relay:
             log.exception("closing %s timed out or failed", peer)
         if had_publications:
             room.publications_changed(participant)
-        if not room.participants:
+        if leave and not room.participants:
             room.close_pipes()
             self.rooms.pop(room.name, None)
 
