@@ -397,6 +397,7 @@ class Participant:
         self.speaker: str | None = None
         self.large: str | None = None
         self.view_sent: list[dict[str, Any]] | None = None
+        self.paused: set[str] = set()  # camera encodings not sent: the relay's ``layers`` (dynacast)
         self.tracks: dict[str, tuple[str | None, str | None]] = {}
         self.streams: dict[int, Stream] = {}
         self.rx_bytes = 0  # UDP payload bytes received (RTP, RTCP, STUN)
@@ -469,6 +470,7 @@ class Participant:
             "peer-left": lambda m: self._roster([p for p in self.roster if p != m["peer_id"]]),
             "speaker": self._on_speaker,
             "tracks": self._on_tracks,
+            "layers": self._on_layers,
             "signal": lambda m: self.signals.put_nowait(m["data"]) if m.get("from") == "relay" else None,
             "ping": lambda m: self.ws.send({"type": "pong"}) if self.ws else None,
             "error": lambda m: self.room.errors.append(m),
@@ -500,6 +502,17 @@ class Participant:
 
     def _on_tracks(self, message: dict[str, Any]) -> None:
         self.tracks = {t["mid"]: (t["publisher"], t["source"]) for t in message["tracks"]}
+
+    def _on_layers(self, message: dict[str, Any]) -> None:
+        """Send only the camera encodings the relay asks for, as the call page does (unless
+        ``--ignore-layers``); one that resumes starts at a keyframe, as a browser's encoder does."""
+        if message.get("source") != "camera" or self.room.args.ignore_layers:
+            return
+        paused = {layer.rid for layer in self.layers} - set(message.get("rids", []))
+        for layer in self.layers:
+            if layer.rid in self.paused and layer.rid not in paused:
+                layer.keyframe_asked = True
+        self.paused = paused
 
     def _roster(self, roster: list[str]) -> None:
         self.roster = roster
@@ -662,6 +675,8 @@ class Participant:
             now = loop.time()
             if now >= next_video:
                 for layer, static in zip(self.layers, rids, strict=True):
+                    if layer.rid in self.paused:
+                        continue
                     self._send_frame(send, layer, vpt, static + abs_send_time(vids[ABS_URI]), frame_no)
                 frame_no += 1
                 next_video = max(next_video + 1 / FPS, now - 0.1)
@@ -1216,6 +1231,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=90.0,
         help="s to keep re-measuring a disturbed run before taking it as it is (90)",
+    )
+    p.add_argument(
+        "--ignore-layers",
+        action="store_true",
+        help="publishers keep sending every encoding whatever the relay's layers messages ask (no dynacast)",
     )
     p.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     args = p.parse_args(argv)

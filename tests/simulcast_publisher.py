@@ -213,6 +213,8 @@ class SimulcastPublisher:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.layers = [Layer(rid, frames) for (rid, _w, _h), frames in zip(LAYERS, encoded_layers().values())]
         self.send_rids = True  # the mid and rid extensions on every packet (Chrome stops after a while)
+        self.obey_layers = False  # follow the relay's ``layers`` (dynacast) as the call page does
+        self.paused: set[str] = set()  # encodings not sent: the relay's ``layers`` asked for others
         self.answer_sdp = ""  # the relay's answer to the first offer
         self.relay_offers: list[str] = []
         self.nacks: list[tuple[int, list[int]]] = []  # (media SSRC, lost) of each NACK from the relay
@@ -255,6 +257,8 @@ class SimulcastPublisher:
         self._task = asyncio.ensure_future(self._run())
 
     def on_event(self, message: dict[str, Any]) -> None:
+        if message["event"] == "layers" and message["source"] == "camera" and self.obey_layers:
+            self.paused = {layer.rid for layer in self.layers} - set(message["rids"])
         if message["event"] == "offer":
             self.relay_offers.append(message["sdp"])
             task = asyncio.ensure_future(self._answer(message["sdp"]))
@@ -301,7 +305,8 @@ class SimulcastPublisher:
         while True:
             n = self._frame
             for layer in self.layers:
-                self._send_frame(layer, layer.frames[n % FRAMES])
+                if layer.rid not in self.paused:
+                    self._send_frame(layer, layer.frames[n % FRAMES])
             self._frame += 1
             self._timestamp = (self._timestamp + 90000 // FPS) & 0xFFFFFFFF
             await asyncio.sleep(max(0.0, start + self._frame / FPS - loop.time()))

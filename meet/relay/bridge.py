@@ -160,6 +160,8 @@ class RelayBridge:
                 reply_to.send_nowait(message)
         elif message.get("event") == "publications":
             self._pass_on(worker, message)
+        elif message.get("event") == "demand":
+            self._pass_back(worker, message)
         elif message.get("event") == "speaker":
             holders = self.holders.get(str(message.get("room")))
             if holders and holders[0] is worker:  # the room's first worker speaks for it
@@ -296,6 +298,23 @@ class RelayBridge:
         for other in self.holders.get(room, []):
             if other is not worker:
                 self._order(other, request)
+
+    def _pass_back(self, worker: _Worker, message: dict[str, Any]) -> None:
+        """A worker's report of the layers its subscribers use of a remote publication: to the
+        publisher's worker, which asks the publisher for them and pipes only those (demand.py)."""
+        room = str(message.get("room"))
+        owner = self.peers.get((room, str(message.get("peer"))))
+        if owner is None or owner is worker or worker.pipe is None:
+            return  # the publisher left, or moved here (a reconnect): nothing to tell
+        request = {
+            "op": "demand",
+            "room": room,
+            "peer": message.get("peer"),
+            "id": message.get("id"),
+            "rids": message.get("rids", []),
+            "address": worker.pipe,
+        }
+        self._order(owner, request)
 
     def _order(self, worker: _Worker, request: dict[str, Any]) -> None:
         try:

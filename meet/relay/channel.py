@@ -6,7 +6,7 @@ socket pair. Pure functions, no I/O: both sides (trio and asyncio) use them.
 Requests (server → worker) carry ``id`` and ``op``; the worker answers each with
 ``{"id", "ok": true, ...}`` or ``{"id", "ok": false, "error": "..."}``:
 
-- ``configure {ice_servers, host_addresses, udp_ports, video_slots, audio_slots}`` →
+- ``configure {ice_servers, host_addresses, udp_ports, video_slots, audio_slots, layer_hold}`` →
   ``{pipe: [host, port]}`` (the worker's pipe socket) — once, before anything else.
 - ``open {room, peer}`` — a participant joins the relay room.
 - ``offer {room, peer, sdp}`` → ``{sdp}`` (the answer, also emitted as an ``answer`` event), or
@@ -22,6 +22,9 @@ Requests (server → worker) carry ``id`` and ``op``; the worker answers each wi
 - ``unpipe {room, address}`` — that worker no longer holds the room (emptied, or died).
 - ``remote {room, peer, address, publications}`` — what ``peer``, a participant of the worker
   at ``address``, publishes now (its ``publications`` event, passed on; ``[]``: nothing).
+- ``demand {room, peer, id, rids, address}`` — the worker at ``address`` uses only ``rids`` of
+  ``peer``'s publication ``id`` (its ``demand`` event, passed back): pipe it only those, and ask
+  the publisher for no less (``meet.relay.demand``).
 - ``stats {}`` → counters (packets forwarded, NACKs answered, PLIs sent, packets piped, …).
 
 Events (worker → server) carry ``event`` and no ``id``:
@@ -38,6 +41,11 @@ Events (worker → server) carry ``event`` and no ``id``:
 - ``speaker {room, peer}`` — ``peer`` became the room's dominant speaker (``meet.relay.speaker``).
 - ``publications {room, peer, publications: [{id, kind, label, rids, ranked}]}`` — what a
   participant of this worker publishes, for the room's other workers (only while it has some).
+- ``layers {room, peer, source, rids}`` — the simulcast encodings (RIDs, low → high) anyone in the
+  room uses of ``peer``'s ``source``: the publisher should send those only (``[]``: none). Only
+  when that changes; before the first, every encoding is used (``meet.relay.demand``).
+- ``demand {room, peer, id, rids}`` — the layers this worker's subscribers use of the publication
+  ``id`` of ``peer``, a participant of another worker (for that worker: ``demand`` request).
 """
 
 from __future__ import annotations

@@ -141,6 +141,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self._ids: dict[Publication, int] = {}
         self._next = itertools.count(1)
         self._outs: dict[str, dict[tuple[Address, Source], PipeOut]] = {}  # per room
+        self._limits: dict[tuple[Address, Publication], frozenset[str]] = {}  # RIDs a worker uses
 
     async def open(self, host: str = "127.0.0.1") -> Address:
         """Bind the pipe socket; its address (what the other workers send to)."""
@@ -170,14 +171,23 @@ class Endpoint(asyncio.DatagramProtocol):
             self.local[pid] = publication
         return pid
 
+    def limit(self, address: Address, publication: Publication, rids: frozenset[str]) -> None:
+        """The worker at ``address`` uses only the layers ``rids`` of ``publication`` (``demand.py``):
+        the next :meth:`sync` pipes it only those (a single encoding always goes)."""
+        self._limits[address, publication] = rids
+
     def sync(self, room: str, publications: Iterable[Publication], destinations: Iterable[Address]) -> None:
-        """Send every layer of ``room``'s local ``publications`` to each of ``destinations``, no more."""
+        """Send the layers of ``room``'s local ``publications`` each of ``destinations`` uses (all,
+        until it said otherwise), no more."""
         outs = self._outs.setdefault(room, {})
         wanted: set[tuple[Address, Source]] = set()
         for publication in publications:
             pid = self.id_of(publication)
             for index, layer in enumerate(ordered_layers(publication)):
                 for address in destinations:
+                    limit = self._limits.get((address, publication))
+                    if limit is not None and layer.rid is not None and layer.rid not in limit:
+                        continue
                     wanted.add((address, layer))
                     if (address, layer) not in outs:
                         out = PipeOut(self._send, address, layer, pid, index)
@@ -192,6 +202,13 @@ class Endpoint(asyncio.DatagramProtocol):
     def _forget_closed(self) -> None:
         for publication in [p for p in self._ids if not p.live]:
             self.local.pop(self._ids.pop(publication), None)
+        for key in [key for key in self._limits if not key[1].live]:
+            del self._limits[key]
+
+    def forget(self, address: Address, publications: Iterable[Publication]) -> None:
+        """The worker at ``address`` left the room of ``publications``: it no longer limits them."""
+        for publication in publications:
+            self._limits.pop((address, publication), None)
 
     def _send(self, data: bytes, address: Address) -> None:
         if self.transport is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meet.relay import speaker
+from meet.relay import demand, speaker
 from meet.relay.peer import Participant
 from meet.relay.pipe import Address, Endpoint, Remote, describe
 from meet.relay.slots import Counts
@@ -73,6 +73,7 @@ class Room:
         counts: Counts | None = None,
         pipes: Endpoint | None = None,
         emit: EventSink | None = None,
+        hold: float = demand.HOLD,
     ) -> None:
         self.name = name
         self.counters = counters
@@ -86,6 +87,9 @@ class Room:
         self.recent: list[str] = []  # publishers most recently the dominant speaker, most recent first
         self._spoken: dict[str, int] = {}  # peer -> its speech packets at the last judgement
         self._judged: float | None = None
+        self.requests: demand.Hold[Publication] = demand.Hold(hold)  # asked of the publishers here
+        self.reports: demand.Hold[Publication] = demand.Hold(hold)  # told the workers of remote ones
+        self.far: dict[Address, dict[Publication, frozenset[str]]] = {}  # used by the other workers
 
     def publishers(self) -> dict[str, Participant | RemotePublisher]:
         """Everyone in the room who may publish: here, then on other workers."""
@@ -135,6 +139,69 @@ class Room:
         if by is not None:
             self.announce(by.peer)
 
+    # --- layers in use (demand.py) --------------------------------------------------------------
+
+    def update_layers(self, now: float) -> None:
+        """Ask the publishers here for the layers anyone uses; tell other workers what is used here."""
+        used = demand.used(
+            (participant.view, slot.publication)
+            for participant in self.participants.values()
+            for slot in participant.slots.values()
+            if slot.publication is not None
+        )
+        local = [
+            (participant.peer, publication)
+            for participant in self.participants.values()
+            for publication in participant.publications()
+            if demand.simulcast(publication)
+        ]
+        for peer, publication in local:
+            every = demand.rids(publication)
+            wanted = used.get(publication, frozenset())
+            for address in self.destinations:  # a worker that has not reported uses everything
+                wanted |= self.far.get(address, {}).get(publication, every)
+            requested = self.requests.update(publication, every, wanted, now)
+            if requested is not None:
+                rids = demand.ranked(publication, requested)
+                self.emit(
+                    {
+                        "event": "layers",
+                        "room": self.name,
+                        "peer": peer,
+                        "source": publication.label,
+                        "rids": rids,
+                    }
+                )
+        self.requests.keep(publication for _, publication in local)
+        self._report(used, now)
+
+    def _report(self, used: dict[Publication, frozenset[str]], now: float) -> None:
+        """What this worker's subscribers use of remote publications, to their workers (``demand``)."""
+        remote = [
+            (peer, pid, publication)
+            for peer, publisher in self.remote.items()
+            for pid, publication in publisher.pubs.items()
+            if publication.live and demand.simulcast(publication)
+        ]
+        for peer, pid, publication in remote:
+            every = demand.rids(publication)
+            reported = self.reports.update(publication, every, used.get(publication, frozenset()), now)
+            if reported is not None:
+                rids = demand.ranked(publication, reported)
+                self.emit({"event": "demand", "room": self.name, "peer": peer, "id": pid, "rids": rids})
+        self.reports.keep(publication for _, _, publication in remote)
+
+    def set_far(self, address: Address, pid: int, rids: Sequence[str]) -> None:
+        """The worker at ``address`` uses only ``rids`` of local publication ``pid``: pipe it only those."""
+        if self.pipes is None or address not in self.destinations:
+            return
+        publication = self.pipes.local.get(pid)
+        if publication is None or publication not in self._local_publications():
+            return  # ended meanwhile
+        self.far.setdefault(address, {})[publication] = frozenset(rids)
+        self.pipes.limit(address, publication, frozenset(rids))
+        self.pipes.sync(self.name, self._local_publications(), self.destinations)
+
     # --- pipes ----------------------------------------------------------------------------------
 
     def announce(self, peer: str) -> None:
@@ -162,7 +229,9 @@ class Room:
     def unpipe(self, address: Address) -> None:
         """The worker at ``address`` no longer holds this room (it emptied, or died)."""
         self.destinations.discard(address)
+        self.far.pop(address, None)
         if self.pipes is not None:
+            self.pipes.forget(address, self._local_publications())
             self.pipes.sync(self.name, self._local_publications(), self.destinations)
         for peer in [peer for peer, remote in self.remote.items() if remote.address == address]:
             self.remote.pop(peer).close()
@@ -188,6 +257,7 @@ class Room:
             remote.close()
         self.remote.clear()
         self.destinations.clear()
+        self.far.clear()
         if self.pipes is not None:
             self.pipes.sync(self.name, [], ())
 

@@ -34,7 +34,7 @@ from typing import Any
 from aiortc import RTCConfiguration
 from aiortc.exceptions import InvalidStateError
 
-from meet.relay import compat, ice, speaker, uplink
+from meet.relay import compat, demand, ice, speaker, uplink
 from meet.relay.channel import ChannelError, Decoder, encode
 from meet.relay.forward import Counters
 from meet.relay.peer import Participant, RequestError
@@ -62,6 +62,7 @@ class Relay:
         self.ice_servers: list[dict[str, Any]] = []
         self.configured = False
         self.counts = Counts()  # receive slots of the connections of rooms opened from now on
+        self.layer_hold = demand.HOLD  # seconds a layer no one uses stays requested
         self.pipes = Endpoint(self.counters)  # opened by configure: rooms spread over workers
         self._retired = [0, 0]  # packets, octets of closed subscriptions
         self._pacer: asyncio.Task[None] | None = None
@@ -78,6 +79,7 @@ class Relay:
             "pipe": self._pipe,
             "unpipe": self._unpipe,
             "remote": self._remote,
+            "demand": self._demand,
             "stats": self._stats,
         }
 
@@ -117,6 +119,8 @@ class Relay:
                     publication.measure(now)
             for participant in participants:
                 participant.rebalance(now)
+            for room in self.rooms.values():
+                room.update_layers(now)
         if now >= self._next_speaker:
             self._next_speaker = now + speaker.INTERVAL
             for room in self.rooms.values():
@@ -170,6 +174,10 @@ class Relay:
             self.counts = Counts(int(request.get("video_slots", 9)), int(request.get("audio_slots", 3)))
         except ValueError as exc:
             raise RequestError(str(exc)) from None
+        hold = float(request.get("layer_hold", demand.HOLD))
+        if not 0 <= hold <= 60:
+            raise RequestError("layer_hold must be 0 to 60 seconds")
+        self.layer_hold = hold
         if self.pipes.transport is None:
             await self.pipes.open()
         self.configured = True
@@ -231,10 +239,23 @@ class Relay:
             room.set_remote(_text(request, "peer"), _address(request), announced)
         return {}
 
+    async def _demand(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Another worker's subscribers use only these layers of a publication here (``demand.py``)."""
+        rids = request.get("rids")
+        if not isinstance(rids, list) or not all(isinstance(rid, str) for rid in rids):
+            raise RequestError("demand needs a list of rids")
+        room = self.rooms.get(_text(request, "room"))
+        if room is not None:  # else the room left this worker meanwhile
+            room.set_far(_address(request), int(request["id"]), rids)
+        return {}
+
     async def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
         participants = [p for room in self.rooms.values() for p in room.participants.values()]
         outs = [out for p in participants for out in p.out_streams()]
         sources = [s for p in participants for s in p.pubs.values()]
+        requested = {
+            pub: rids for room in self.rooms.values() for pub, rids in room.requests.requested.items()
+        }
         return {
             "rooms": len(self.rooms),
             "participants": len(participants),
@@ -258,6 +279,8 @@ class Relay:
                     "packets": layer.packets,
                     "rate": round(layer.rate),
                     "size": list(layer.size) if layer.size else None,  # of its latest keyframe
+                    # asked of the publisher (demand.py): some subscriber of the room uses it
+                    "requested": layer.rid is None or layer.rid in requested.get(s, demand.rids(s)),
                 }
                 for s in sources
                 if s.live
@@ -272,7 +295,9 @@ class Relay:
         name = _text(request, "room")
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(name, self.counters, self.counts, self.pipes, self.on_event)
+            room = self.rooms[name] = Room(
+                name, self.counters, self.counts, self.pipes, self.on_event, self.layer_hold
+            )
         return room
 
     def _participant(self, request: dict[str, Any]) -> Participant:
