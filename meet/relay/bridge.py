@@ -57,6 +57,7 @@ class _Worker:
     peers: set[tuple[str, str]] = field(default_factory=set)  # (room, peer) open on it
     pipe: list[Any] | None = None  # [host, port] of its pipe socket (from configure)
     started: bool = False  # has been ready once (a restart does not hold placements back)
+    restarts: int = 0  # times the supervisor started it again (after a crash or a failed start)
     ready: trio.Event = field(default_factory=trio.Event)
     send_lock: trio.Lock = field(default_factory=trio.Lock)
 
@@ -110,6 +111,7 @@ class RelayBridge:
             delay = RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)]
             log.warning("restarting relay worker %d in %.1f s", worker.index, delay)
             await trio.sleep(delay)
+            worker.restarts += 1
 
     async def _run_worker(self, worker: _Worker) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -354,10 +356,37 @@ class RelayBridge:
             if op == "close":
                 self._leave(room, peer)
 
-    async def stats(self) -> list[dict[str, Any]]:
-        """The counters of every running worker (participants, packets forwarded, …)."""
-        running = [w for w in self.workers if w.ready.is_set()]
-        return [await self._request(worker, {"op": "stats"}) for worker in running]
+    async def stats(self, timeout: float = REQUEST_TIMEOUT) -> list[dict[str, Any]]:
+        """The counters of every running worker (participants, packets forwarded, CPU seconds, …:
+        the ``stats`` reply, see :mod:`meet.relay.channel`), each with its ``index``, ``pid`` and
+        ``restarts``, in worker order.
+
+        The workers are asked at once; one that is not running, dies meanwhile or does not
+        answer within ``timeout`` seconds is left out (operators still see the others).
+        """
+        answers: dict[int, dict[str, Any]] = {}
+
+        async def ask(worker: _Worker) -> None:
+            with trio.move_on_after(timeout):
+                try:
+                    reply = await self._request(worker, {"op": "stats"})
+                except RelayError as exc:
+                    log.debug("relay worker %d gave no stats: %s", worker.index, exc)
+                    return
+                counters = {key: value for key, value in reply.items() if key != "id"}
+                pid = worker.process.pid if worker.process is not None else None
+                answers[worker.index] = {
+                    **counters,
+                    "index": worker.index,
+                    "pid": pid,
+                    "restarts": worker.restarts,
+                }
+
+        async with trio.open_nursery() as nursery:
+            for worker in self.workers:
+                if worker.ready.is_set():
+                    nursery.start_soon(ask, worker)
+        return [answers[index] for index in sorted(answers)]
 
     def release(self, room: str) -> None:
         """The room emptied: forget whatever placement is left of it (participants whose close

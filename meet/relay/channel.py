@@ -25,7 +25,11 @@ Requests (server → worker) carry ``id`` and ``op``; the worker answers each wi
 - ``demand {room, peer, id, rids, address}`` — the worker at ``address`` uses only ``rids`` of
   ``peer``'s publication ``id`` (its ``demand`` event, passed back): pipe it only those, and ask
   the publisher for no less (``meet.relay.demand``).
-- ``stats {}`` → counters (packets forwarded, NACKs answered, PLIs sent, packets piped, …).
+- ``stats {}`` → ``{rooms, participants, publications, subscriptions, packets_received,
+  packets_forwarded, bytes_forwarded, cpu_seconds, subscribers, layers}`` and the relay-wide
+  counters (``Counters``: ``nacks_received``, ``retransmitted``, ``plis_sent``, ``layer_switches``,
+  ``piped``, …); ``cpu_seconds`` is the worker process's CPU time (user + system). The bridge
+  adds ``index``, ``pid`` and ``restarts`` to each worker's reply (``RelayBridge.stats``).
 
 Events (worker → server) carry ``event`` and no ``id``:
 

@@ -471,6 +471,7 @@ class OutStream:
         target.targets = [*target.targets, self]
         self.waiting = True
         self.switches += 1
+        self.counters.layer_switches += 1
 
     def _cancel_switch(self) -> None:
         switch = self._switch

@@ -40,14 +40,16 @@ class Counters:
     """Relay-wide counters of the rarer events (packet counts live on the streams)."""
 
     __slots__ = (
-        "dropped_waiting", "duplicates", "keyframe_requests", "nack_misses", "nacks_received",
-        "piped", "plis_deferred", "plis_sent", "remb_sent", "retransmitted", "upstream_nacks",
+        "dropped_waiting", "duplicates", "keyframe_requests", "layer_switches", "nack_misses",
+        "nacks_received", "piped", "plis_deferred", "plis_sent", "remb_sent", "retransmitted",
+        "upstream_nacks",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.dropped_waiting = 0  # packets not sent to a subscriber still waiting for a keyframe
         self.duplicates = 0  # publisher packets received twice (original and retransmission)
         self.keyframe_requests = 0  # from subscribers (PLI/FIR) and new subscriptions
+        self.layer_switches = 0  # simulcast layer switches completed by subscriber streams
         self.nack_misses = 0  # NACKed packets no longer (or never) in the history
         self.nacks_received = 0  # sequence numbers NACKed by subscribers
         self.piped = 0  # packets sent on to another worker holding the same room (pipe.py)

@@ -107,7 +107,9 @@ class Relay:
 
         Each round sends the publishers their feedback and the padding probes need; every 250
         ms it also measures the layers and chooses each subscriber's. Rounds come every 10 ms
-        while any link probes, else every 50 ms (fewer wake-ups of a loop that also receives).
+        while any link probes, else every 50 ms while a publisher needs transport-cc feedback
+        (fewer wake-ups of a loop that also receives), else at the next measurement or speaker
+        judgement.
         """
         participants = [p for room in self.rooms.values() for p in room.participants.values()]
         for participant in participants:
@@ -125,8 +127,13 @@ class Relay:
             self._next_speaker = now + speaker.INTERVAL
             for room in self.rooms.values():
                 self._judge_speaker(room, now)
-        probing = any(participant.bandwidth.probing for participant in participants)
-        return PACE_INTERVAL if probing else IDLE_INTERVAL
+        if any(participant.bandwidth.probing for participant in participants):
+            return PACE_INTERVAL
+        if any(participant.bandwidth.uplink.packets for participant in participants):
+            return IDLE_INTERVAL  # a publisher numbers its packets: its feedback is due every round
+        # Nothing to pace or report until the next measurement or judgement: each wake-up of
+        # the worker costs more than the round itself, most of all with few packets to forward.
+        return max(PACE_INTERVAL, min(self._next_rebalance, self._next_speaker) - now)
 
     def _judge_speaker(self, room: Room, now: float) -> None:
         dominant = room.judge_speaker(now)
@@ -264,6 +271,7 @@ class Relay:
             "packets_received": sum(s.packets for s in sources),
             "packets_forwarded": self._retired[0] + sum(out.packets for out in outs),
             "bytes_forwarded": self._retired[1] + sum(out.octets for out in outs),
+            "cpu_seconds": time.process_time(),  # of this worker process (user + system)
             "subscribers": [
                 {"room": name, **participant.link_stats()}
                 for name, room in self.rooms.items()
