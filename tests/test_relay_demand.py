@@ -24,6 +24,7 @@ from meet.relay.pipe import Endpoint
 from meet.relay.room import Room
 from meet.relay.source import Counters, Publication
 from meet.relay.view import View
+from meet.relay.worker import Relay
 
 
 @pytest.fixture(autouse=True)
@@ -270,3 +271,46 @@ def test_the_publisher_is_asked_only_for_the_layers_its_subscribers_show() -> No
         assert alice.paused == {"q", "h", "f"}
 
     run_hub(scenario, timeout=90)
+
+
+# --- the pacer's wake-ups --------------------------------------------------------------------------
+
+
+@dataclass
+class Uplink:
+    packets: int = 0
+
+
+@dataclass
+class Bandwidth:
+    probing: bool = False
+    uplink: Uplink = field(default_factory=Uplink)
+
+
+@dataclass
+class Paced(Member):
+    """A participant as the pacer sees it."""
+
+    bandwidth: Bandwidth = field(default_factory=Bandwidth)
+
+    def pace(self, now: float) -> None: ...
+
+    def rebalance(self, now: float) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("probing", "numbered", "wait"),
+    [
+        (True, 0, 0.01),  # a probe: every 10 ms
+        (False, 500, 0.05),  # a publisher numbers its packets (transport-cc): feedback every 50 ms
+        (False, 0, 0.2),  # nothing to pace or report: the next speaker judgement (not 50 ms)
+    ],
+)
+def test_the_pacer_wakes_only_as_often_as_its_work_needs(probing: bool, numbered: int, wait: float) -> None:
+    async def scenario() -> float:
+        relay = Relay(on_event=lambda message: None)
+        room = relay._room({"room": ROOM})
+        room.participants["alice"] = Paced("alice", bandwidth=Bandwidth(probing, Uplink(numbered)))  # type: ignore[assignment]
+        return relay.pace(100.0)
+
+    assert asyncio.run(scenario()) == pytest.approx(wait)
