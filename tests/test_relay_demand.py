@@ -183,9 +183,11 @@ def test_a_worker_reports_what_it_uses_and_the_publishers_worker_asks_for_and_pi
         room_there.update_layers(2.1)
         report = [e for e in there_events if e["event"] == "demand"][-1]
         assert report["rids"] == ["q", "h", "f"], "reported at once"
+        asked = source.counters.keyframe_requests
         room_here.set_far(there_address, report["id"], report["rids"])
         room_here.update_layers(2.1)
         assert piped() == {"q", "h", "f"}
+        assert source.counters.keyframe_requests == asked + 2, "the layers piped again start at a keyframe"
         assert [e for e in here_events if e["event"] == "layers"][-1]["rids"] == ["q", "h", "f"]
 
         room_here.unpipe(there_address)  # that worker left the room: its uses go with it

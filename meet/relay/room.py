@@ -198,9 +198,14 @@ class Room:
         publication = self.pipes.local.get(pid)
         if publication is None or publication not in self._local_publications():
             return  # ended meanwhile
-        self.far.setdefault(address, {})[publication] = frozenset(rids)
+        uses = self.far.setdefault(address, {})
+        before = uses.get(publication, demand.rids(publication))
+        uses[publication] = frozenset(rids)
         self.pipes.limit(address, publication, frozenset(rids))
         self.pipes.sync(self.name, self._local_publications(), self.destinations)
+        for layer in publication.layers:  # piped again: a subscriber there waits for its keyframe
+            if layer.rid in uses[publication] - before:
+                layer.request_keyframe()
 
     # --- pipes ----------------------------------------------------------------------------------
 
