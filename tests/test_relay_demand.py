@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import trio
 from relay_peers import ROOM, Hub, TestPeer, run_hub, until
 from simulcast_publisher import SimulcastPublisher
 
+from meet.config import config_from_mapping
 from meet.relay import demand, ice
+from meet.relay.bridge import RelayBridge
 from meet.relay.pipe import Endpoint
 from meet.relay.room import Room
 from meet.relay.source import Counters, Publication
@@ -167,10 +170,10 @@ def test_a_worker_reports_what_it_uses_and_the_publishers_worker_asks_for_and_pi
             "event": "demand",
             "room": ROOM,
             "peer": "alice",
-            "id": announced["publications"][0]["id"],
+            "publication": announced["publications"][0]["id"],
             "rids": ["q"],
         }
-        room_here.set_far(there_address, report["id"], report["rids"])  # what the bridge passes back
+        room_here.set_far(there_address, report["publication"], report["rids"])  # what the bridge passes back
         assert piped() == {"q"}
         room_here.update_layers(1.0)
         room_here.update_layers(2.0)
@@ -184,7 +187,7 @@ def test_a_worker_reports_what_it_uses_and_the_publishers_worker_asks_for_and_pi
         report = [e for e in there_events if e["event"] == "demand"][-1]
         assert report["rids"] == ["q", "h", "f"], "reported at once"
         asked = source.counters.keyframe_requests
-        room_here.set_far(there_address, report["id"], report["rids"])
+        room_here.set_far(there_address, report["publication"], report["rids"])
         room_here.update_layers(2.1)
         assert piped() == {"q", "h", "f"}
         assert source.counters.keyframe_requests == asked + 2, "the layers piped again start at a keyframe"
@@ -316,3 +319,32 @@ def test_the_pacer_wakes_only_as_often_as_its_work_needs(probing: bool, numbered
         return relay.pace(100.0)
 
     assert asyncio.run(scenario()) == pytest.approx(wait)
+
+
+async def test_the_bridge_passes_a_workers_report_back_to_the_publishers_worker() -> None:
+    """A ``demand`` event becomes a ``demand`` request to the worker holding the publisher (its
+    pipe id travels as ``publication``: ``id`` is the channel's request/reply number)."""
+
+    async def nothing(message: Any) -> None: ...
+
+    rtc = config_from_mapping({"rtc": {"host_addresses": ["127.0.0.1"], "relay_workers": 2}}, env={}).rtc
+    bridge = RelayBridge(rtc, nothing, nothing)
+    owner, other = bridge.workers
+    owner.pipe, other.pipe = ["127.0.0.1", 4001], ["127.0.0.1", 4002]
+    bridge.peers[ROOM, "alice"] = owner
+    report = {"event": "demand", "room": ROOM, "peer": "alice", "publication": 7, "rids": ["l"]}
+    await bridge._dispatch(other, report)
+    await bridge._dispatch(owner, {**report, "peer": "alice"})  # its own publisher: nothing to pass
+    await bridge._dispatch(other, {**report, "peer": "gone"})  # a publisher that left
+    worker, request = bridge._order_queue.receive_nowait()
+    assert worker is owner
+    assert request == {
+        "op": "demand",
+        "room": ROOM,
+        "peer": "alice",
+        "publication": 7,
+        "rids": ["l"],
+        "address": ["127.0.0.1", 4002],
+    }
+    with pytest.raises(trio.WouldBlock):
+        bridge._order_queue.receive_nowait()

@@ -312,7 +312,7 @@ class RelayBridge:
             "op": "demand",
             "room": room,
             "peer": message.get("peer"),
-            "id": message.get("id"),
+            "publication": message.get("publication"),
             "rids": message.get("rids", []),
             "address": worker.pipe,
         }

@@ -22,8 +22,8 @@ Requests (server → worker) carry ``id`` and ``op``; the worker answers each wi
 - ``unpipe {room, address}`` — that worker no longer holds the room (emptied, or died).
 - ``remote {room, peer, address, publications}`` — what ``peer``, a participant of the worker
   at ``address``, publishes now (its ``publications`` event, passed on; ``[]``: nothing).
-- ``demand {room, peer, id, rids, address}`` — the worker at ``address`` uses only ``rids`` of
-  ``peer``'s publication ``id`` (its ``demand`` event, passed back): pipe it only those, and ask
+- ``demand {room, peer, publication, rids, address}`` — the worker at ``address`` uses only ``rids`` of
+  ``peer``'s publication ``publication`` (its ``demand`` event, passed back): pipe it only those, and ask
   the publisher for no less (``meet.relay.demand``).
 - ``stats {}`` → ``{rooms, participants, publications, subscriptions, packets_received,
   packets_forwarded, bytes_forwarded, cpu_seconds, subscribers, layers}`` and the relay-wide
@@ -48,8 +48,8 @@ Events (worker → server) carry ``event`` and no ``id``:
 - ``layers {room, peer, source, rids}`` — the simulcast encodings (RIDs, low → high) anyone in the
   room uses of ``peer``'s ``source``: the publisher should send those only (``[]``: none). Only
   when that changes; before the first, every encoding is used (``meet.relay.demand``).
-- ``demand {room, peer, id, rids}`` — the layers this worker's subscribers use of the publication
-  ``id`` of ``peer``, a participant of another worker (for that worker: ``demand`` request).
+- ``demand {room, peer, publication, rids}`` — the layers this worker's subscribers use of the publication
+  ``publication`` (its pipe id) of ``peer``, a participant of another worker (for that worker: ``demand`` request).
 """
 
 from __future__ import annotations

@@ -188,7 +188,9 @@ class Room:
             reported = self.reports.update(publication, every, used.get(publication, frozenset()), now)
             if reported is not None:
                 rids = demand.ranked(publication, reported)
-                self.emit({"event": "demand", "room": self.name, "peer": peer, "id": pid, "rids": rids})
+                self.emit(
+                    {"event": "demand", "room": self.name, "peer": peer, "publication": pid, "rids": rids}
+                )
         self.reports.keep(publication for _, _, publication in remote)
 
     def set_far(self, address: Address, pid: int, rids: Sequence[str]) -> None:

@@ -253,7 +253,7 @@ class Relay:
             raise RequestError("demand needs a list of rids")
         room = self.rooms.get(_text(request, "room"))
         if room is not None:  # else the room left this worker meanwhile
-            room.set_far(_address(request), int(request["id"]), rids)
+            room.set_far(_address(request), int(request["publication"]), rids)
         return {}
 
     async def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
