@@ -25,7 +25,7 @@ from meet.accounts import Accounts
 from meet.app import MAX_BODY, create_app
 from meet.asgi import ASGIApp, BodyDrain, ForwardedFor
 from meet.clock import Clock, SystemClock
-from meet.config import Config, load_secret_key
+from meet.config import Config, RoomsConfig, load_secret_key
 from meet.errors import ConfigError
 from meet.guests import Guests
 from meet.history import History
@@ -35,7 +35,7 @@ from meet.presence import Presence, store_names
 from meet.relay.bridge import RelayBridge
 from meet.rooms import Rooms, close_stale_stays
 from meet.sessions import SessionGuard
-from meet.store import Store, open_store
+from meet.store import Store, open_store, retention
 from meet.store import accounts as account_queries
 from meet.tokens import Tokens
 from meet.views.context import Services
@@ -43,6 +43,7 @@ from meet.views.context import Services
 log = logging.getLogger("meet.server")
 
 PURGE_INTERVAL = 3600.0
+RETENTION_INTERVAL = 86400.0
 SHUTDOWN_MARGIN = 5.0
 
 
@@ -140,6 +141,29 @@ async def purge_job(store: Store, clock: Clock, interval: float = PURGE_INTERVAL
         await trio.sleep(interval)
 
 
+async def retention_job(
+    store: Store,
+    clock: Clock,
+    rooms: RoomsConfig,
+    interval: float = RETENTION_INTERVAL,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Delete chat and call history past ``[rooms]`` retention once a day (the first run
+    before start-up completes, so a lowered setting applies at once)."""
+    started = False
+    while True:
+        messages, stays = await store.run(
+            retention.purge_old, clock.now(), rooms.chat_retention_days, rooms.history_retention_days
+        )
+        if messages or stays:
+            log.info("retention: deleted %d chat messages and %d call history entries", messages, stays)
+        if not started:
+            started = True
+            task_status.started()
+        await trio.sleep(interval)
+
+
 @asynccontextmanager
 async def open_server(
     config: Config, *, clock: Clock | None = None, mailer: Mailer | None = None
@@ -215,6 +239,8 @@ async def _run_jobs(
                 await nursery.start(bridge.run)
                 svc.rooms.media.relay = bridge
             nursery.start_soon(purge_job, svc.store, svc.clock)
+            if svc.config.rooms.chat_retention_days or svc.config.rooms.history_retention_days:
+                await nursery.start(retention_job, svc.store, svc.clock, svc.config.rooms)
             task_status.started()
 
 

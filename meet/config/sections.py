@@ -387,8 +387,17 @@ class RoomsConfig:
         20, "Guest passes one client address may get per guest_window_s, over all meetings."
     )
     guest_window_s: float = setting(3600.0, "Length of the guest pass throttling window in seconds.")
+    chat_retention_days: int = setting(
+        0, "Days chat messages are kept; older ones are deleted by a daily job. 0: kept for good."
+    )
+    history_retention_days: int = setting(
+        0, "Days the call history (who was in which meeting, when) is kept; older stays are deleted daily. 0: kept for good."
+    )
+
 
     def __post_init__(self) -> None:
+        for key in ("chat_retention_days", "history_retention_days"):
+            _require(getattr(self, key) >= 0, "rooms", key, "must be 0 (keep) or a number of days")
         _require(2 <= self.max_participants <= 1000, "rooms", "max_participants", "must be 2 to 1000")
         _require(self.guests in GUEST_MODES, "rooms", "guests", f"must be one of {', '.join(GUEST_MODES)}")
         for key in ("lobby_timeout", "guest_ttl", "guest_window_s"):
