@@ -14,8 +14,8 @@ from quart_trio.wrappers import TrioRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from meet import __version__
-from meet.errors import BadRequest, MeetError
-from meet.views import auth, health, pages, rooms, sockets
+from meet.errors import BadRequest, MeetError, Throttled
+from meet.views import auth, health, metrics, pages, rooms, sockets
 from meet.views.context import Services, base_url, check_same_origin, services
 
 log = logging.getLogger("meet.app")
@@ -88,8 +88,10 @@ def _register_error_handlers(app: QuartTrio) -> None:
     @app.errorhandler(MeetError)
     async def meet_error(error: MeetError) -> Any:
         if has_websocket_context():
-            await sockets.refuse(error)
+            await sockets.refuse(error)  # counts a Throttled itself
             return None
+        if isinstance(error, Throttled):
+            services().metrics.throttle_hit(error.code)
         return _error_response(error)
 
     @app.errorhandler(RequestSchemaValidationError)
@@ -195,6 +197,7 @@ def create_app(svc: Services) -> QuartTrio:
 
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(metrics.blueprint)  # /metrics, and the timing of every HTTP request
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(rooms.blueprint)
     app.register_blueprint(sockets.blueprint)

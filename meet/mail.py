@@ -13,6 +13,7 @@ import ssl
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -107,6 +108,22 @@ class SmtpMailer:
                 client.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise MailError(f"SMTP delivery to {s.smtp_host}:{s.smtp_port} failed: {exc}") from exc
+
+
+class CountingMailer:
+    """Tells ``count`` how each delivery of another mailer went: "sent" or "failed" (metrics)."""
+
+    def __init__(self, inner: Mailer, count: Callable[[str], None]) -> None:
+        self.inner = inner
+        self.count = count
+
+    async def send(self, message: EmailMessage) -> None:
+        try:
+            await self.inner.send(message)
+        except Exception:
+            self.count("failed")
+            raise
+        self.count("sent")
 
 
 def make_mailer(config: Config) -> Mailer:

@@ -12,8 +12,8 @@ import secrets
 import sqlite3
 import string
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -33,6 +33,9 @@ from meet.store import guests as guest_passes
 from meet.store import rooms as q
 from meet.store.records import Message, Room
 from meet.turn import IceServers
+
+if TYPE_CHECKING:
+    from meet.metrics import Metrics
 
 CHAT_REPLAY = 50
 TITLE_MAX = 120
@@ -65,6 +68,7 @@ class Rooms:
         # (user id, False) when their last one leaves: presence shows them "in a meeting".
         self.meeting_listener: Callable[[int, bool], None] | None = None
         self.meetings: Counter[int] = Counter()  # room connections per signed-in user
+        self.metrics: Metrics | None = None  # joins, leaves and chat are counted (set by the server)
 
     # -- records --------------------------------------------------------------------------
 
@@ -195,6 +199,8 @@ class Rooms:
         self.invited.drop_room(room.code)
         live = self.live.pop(room.code, None)
         if live is not None:
+            if self.metrics is not None:
+                self.metrics.leaves.inc(len(live.peers))  # their own leave finds the room gone
             self.lobby.close(live)
             await self.media.ended(live)
             for peer in live.peers.values():
@@ -238,6 +244,8 @@ class Rooms:
         self.hosting.entered(live, peer)
         self.invited.discard(room.code, conn.user.id)  # used: from now on the reconnect grace applies
         self._in_meeting(conn.user, +1)
+        if self.metrics is not None:
+            self.metrics.joins.inc()
         return peer
 
     def in_lobby(self, code: str, conn: Connection) -> bool:
@@ -300,6 +308,8 @@ class Rooms:
             # The room ended (and was dropped) while they were in it: the stay is closed.
             return
         del live.peers[peer.peer_id]
+        if self.metrics is not None:
+            self.metrics.leaves.inc()
         live.broadcast(p.PeerLeft(peer_id=peer.peer_id))
         self._in_meeting(peer.user, -1)
         if not live.tabs(peer.user.id):
@@ -321,6 +331,11 @@ class Rooms:
         """The live room ``peer`` is in, or None once it has left or the room ended."""
         live = self.live.get(peer.code)
         return live if live is not None and live.peers.get(peer.peer_id) is peer else None
+
+    def modes(self) -> Iterator[tuple[str, int]]:
+        """The media mode and participant count of each live room (metrics read it)."""
+        for live in list(self.live.values()):
+            yield live.mode, len(live.peers)
 
     async def relay_event(self, message: dict[str, Any]) -> None:
         """An event from the relay bridge (an offer, the track map, a failure)."""
@@ -354,6 +369,8 @@ class Rooms:
             q.add_message, live.room.id, peer.user.id, peer.user.username, message.text, self.clock.now()
         )
         live.broadcast(p.ChatPosted(message=posted.public()))
+        if self.metrics is not None:
+            self.metrics.chat.inc()
 
     def state(self, live: LiveRoom, peer: Participant, message: p.State) -> None:
         for key, value in message.changes().items():

@@ -29,7 +29,8 @@ from meet.config import Config, RoomsConfig, load_secret_key
 from meet.errors import ConfigError
 from meet.guests import Guests
 from meet.history import History
-from meet.mail import Mailer, make_mailer
+from meet.mail import CountingMailer, Mailer, make_mailer
+from meet.metrics import Metrics
 from meet.passwords import Passwords
 from meet.presence import Presence, store_names
 from meet.relay.bridge import RelayBridge
@@ -105,11 +106,13 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | None) -> Services:
     """Wire the services around an open store."""
     auth = config.auth
+    metrics = Metrics()
+    store.observe = metrics.db_seconds.observe
     accounts = Accounts(
         store=store,
         passwords=Passwords(auth.argon2_time_cost, auth.argon2_memory_kib, auth.argon2_parallelism),
         tokens=Tokens(load_secret_key(config)),
-        mailer=mailer or make_mailer(config),
+        mailer=CountingMailer(mailer or make_mailer(config), metrics.mail_done),
         clock=clock,
         settings=auth,
         sender=config.mail.sender,
@@ -119,6 +122,8 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
     rooms = Rooms(store, clock, config.rooms, config.rtc)
     presence = Presence(config.rooms.ring_timeout, names=store_names(store))
     rooms.meeting_listener = presence.meeting_changed  # "Online now" shows who is in a meeting
+    rooms.metrics = metrics
+    metrics.live.source = rooms.modes
     return Services(
         config=config,
         store=store,
@@ -129,6 +134,7 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
         presence=presence,
         clock=clock,
         sessions=sessions,
+        metrics=metrics,
     )
 
 
@@ -238,6 +244,7 @@ async def _run_jobs(
                 bridge = RelayBridge(svc.config.rtc, svc.rooms.relay_event, svc.rooms.relay_lost)
                 await nursery.start(bridge.run)
                 svc.rooms.media.relay = bridge
+                svc.metrics.relay.watch(bridge.stats, len(bridge.workers))
             nursery.start_soon(purge_job, svc.store, svc.clock)
             if svc.config.rooms.chat_retention_days or svc.config.rooms.history_retention_days:
                 await nursery.start(retention_job, svc.store, svc.clock, svc.config.rooms)

@@ -66,9 +66,11 @@ class ClientLoop:
         settings: RoomsConfig,
         parse: Callable[[str | bytes], p.Message],
         handle: Handler,
+        throttled: Callable[[str], None] | None = None,
     ) -> None:
         self.socket, self.conn, self.settings = socket, conn, settings
         self.parse, self.handle = parse, handle
+        self.throttled = throttled  # told "rate_limited" for each frame over the rate (metrics)
         self.bucket = TokenBucket(settings.message_rate, settings.message_burst)
         self.last_heard = trio.current_time()
         self.strikes = 0
@@ -98,6 +100,8 @@ class ClientLoop:
     async def _on_frame(self, raw: str | bytes) -> None:
         try:
             if not self.bucket.allow():
+                if self.throttled is not None:
+                    self.throttled("rate_limited")
                 raise p.ProtocolError("rate_limited", "too many messages: slow down")
             await self.handle(self.parse(raw))
             self.strikes = 0

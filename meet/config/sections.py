@@ -415,6 +415,29 @@ class RoomsConfig:
             _require(getattr(self, key) >= 1, "rooms", key, "must be at least 1")
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: the Prometheus endpoint ``/metrics``."""
+
+    token: str = setting(
+        "",
+        "Bearer token a scraper sends (Authorization: Bearer <token>) to read /metrics; "
+        "16+ characters. Empty: /metrics is off (404).",
+        secret=True,
+    )
+
+    def __post_init__(self) -> None:
+        _require(
+            not self.token or len(self.token) >= 16, "metrics", "token", "must be at least 16 characters"
+        )
+        _require(
+            all(33 <= ord(c) <= 126 for c in self.token),
+            "metrics",
+            "token",
+            "must be printable ASCII without spaces (it is sent in an HTTP header)",
+        )
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "storage": StorageConfig,
@@ -422,6 +445,7 @@ SECTIONS: dict[str, type] = {
     "mail": MailConfig,
     "rooms": RoomsConfig,
     "rtc": RtcConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -435,6 +459,7 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     rtc: RtcConfig = field(default_factory=RtcConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     base_dir: Path = field(default_factory=Path.cwd)
 
     @property

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -117,6 +118,8 @@ class Store:
         self.path = _main_file(db)  # named in the "disk is full" log line and /api/ready
         self._limiter = trio.CapacityLimiter(1)
         self._closed = False
+        # Told each call's duration in seconds, in the database thread (the server's metrics).
+        self.observe: Callable[[float], None] | None = None
 
     @property
     def full(self) -> bool:
@@ -131,6 +134,7 @@ class Store:
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         changes = self.db.conn.total_changes
+        started = time.perf_counter()
         try:
             result = fn(self.db, *args)
         except sqlite3.Error as exc:
@@ -143,6 +147,9 @@ class Store:
                 raise
             self._note_full(exc)
             raise StorageFull() from exc
+        finally:
+            if self.observe is not None:
+                self.observe(time.perf_counter() - started)
         if self.full_since is not None and self.db.conn.total_changes != changes:
             log.warning("the database accepts writes again (disk space was freed)")
             self.full_since = self._last_full_log = None

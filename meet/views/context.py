@@ -7,7 +7,7 @@ flow one way (app → views → context).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +19,7 @@ from meet.config import Config
 from meet.errors import Forbidden, Unauthorized
 from meet.guests import Guests
 from meet.history import History
+from meet.metrics import Metrics
 from meet.presence import Presence
 from meet.rooms import Rooms
 from meet.sessions import SessionGuard
@@ -42,6 +43,7 @@ class Services:
     clock: Clock
     sessions: SessionGuard  # open WebSockets per sign-in: limits and revocation
     guests: Guests  # guest passes
+    metrics: Metrics = field(default_factory=Metrics)  # Prometheus series (/metrics)
 
 
 def services() -> Services:

@@ -14,7 +14,7 @@ from quart import Blueprint, websocket
 
 from meet import protocol as p
 from meet.connection import Connection, UserRef
-from meet.errors import MeetError, Unauthorized
+from meet.errors import MeetError, Throttled, Unauthorized
 from meet.signaling import ClientLoop, RoomEntry, Socket, user_handlers
 from meet.views.context import (
     GUEST_COOKIE,
@@ -39,6 +39,8 @@ async def refuse(error: MeetError) -> None:
 
     The socket may already be closed (the client left): there is nobody left to tell then.
     """
+    if isinstance(error, Throttled):
+        services().metrics.throttle_hit(error.code)
     with contextlib.suppress(Exception):
         await websocket.send(p.encode(p.Error(code=error.code, message=error.message)))
         await websocket.close(error.ws_close_code, error.message[:120])
@@ -106,14 +108,17 @@ async def room_socket(code: str) -> None:
         return
     svc = services()
     try:
-        await _run_room(svc, code, conn)
+        with svc.metrics.websockets.labels("room").track_inprogress():
+            await _run_room(svc, code, conn)
     finally:
         svc.sessions.forget(conn)
 
 
 async def _run_room(svc: Services, code: str, conn: Connection) -> None:
     entry = RoomEntry(svc.rooms, code, conn)
-    loop = ClientLoop(_socket(), conn, svc.config.rooms, p.parse_room_message, entry.handle)
+    loop = ClientLoop(
+        _socket(), conn, svc.config.rooms, p.parse_room_message, entry.handle, svc.metrics.throttle_hit
+    )
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(entry.enter)
@@ -134,7 +139,8 @@ async def user_socket() -> None:
         return
     svc = services()
     try:
-        await _run_user(svc, conn)
+        with svc.metrics.websockets.labels("presence").track_inprogress():
+            await _run_user(svc, conn)
     finally:
         svc.sessions.forget(conn)
 
@@ -143,7 +149,7 @@ async def _run_user(svc: Services, conn: Connection) -> None:
     svc.presence.connect(conn)
     loop = ClientLoop(
         _socket(), conn, svc.config.rooms, p.parse_user_message,
-        user_handlers(svc.presence, svc.rooms, conn),
+        user_handlers(svc.presence, svc.rooms, conn), svc.metrics.throttle_hit,
     )
 
     async def disconnect() -> None:
