@@ -69,6 +69,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from meet.backup import backup
+
+    result = backup(_load(args), Path(args.path))
+    print(f"wrote {result.path} (schema {result.schema}): {', '.join(sorted(result.files))}")
+    if "secret_key" not in result.files:
+        print("note: the secret key is set in the config (secret_key or secret_key_file): back that up too", file=sys.stderr)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from meet.backup import restore
+
+    for note in restore(_load(args), Path(args.path), force=args.force):
+        print(note)
+    return 0
+
+
 @asynccontextmanager
 async def _accounts(config: Config) -> AsyncIterator[Any]:
     from meet.clock import SystemClock
@@ -214,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     delete = with_config(user.add_parser("delete", help="delete a user"))
     delete.add_argument("login", help="username or email")
     delete.set_defaults(func=cmd_user_delete)
+
+    backup = with_config(sub.add_parser("backup", help="copy the database and secret key while the server runs"))
+    backup.add_argument("path", help="the backup folder to create (must not exist)")
+    backup.set_defaults(func=cmd_backup)
+    restore = with_config(sub.add_parser("restore", help="put a backup back (the server must be stopped)"))
+    restore.add_argument("path", help="a folder written by meet backup")
+    restore.add_argument("--force", action="store_true", help="replace a database that holds data (it is kept aside)")
+    restore.set_defaults(func=cmd_restore)
     return parser
 
 

@@ -24,6 +24,7 @@ from meet import hypercorn_compat
 from meet.accounts import Accounts
 from meet.app import MAX_BODY, create_app
 from meet.asgi import ASGIApp, BodyDrain, ForwardedFor
+from meet.backup import data_lock
 from meet.clock import Clock, SystemClock
 from meet.config import Config, RoomsConfig, load_secret_key
 from meet.errors import ConfigError
@@ -178,7 +179,9 @@ async def open_server(
     check_startup(config)
     hypercorn_compat.install()
     clock = clock or SystemClock()
-    async with open_store(config.database_path, clock.now()) as store:
+    # The data folder's lock, held for the server's lifetime: `meet restore` and a second
+    # server on the same data refuse to start while it is held.
+    async with data_lock(config.data_dir), open_store(config.database_path, clock.now()) as store:
         store.clock = clock  # paces the "disk is full" log line
         await close_stale_stays(store, clock.now())
         svc = build_services(config, store, clock, mailer)
