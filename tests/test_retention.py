@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from conftest import make_config
 
 from meet.clock import FakeClock
 from meet.server import open_server
@@ -16,7 +17,6 @@ from meet.store import accounts as aq
 from meet.store import open_store
 from meet.store import rooms as rq
 from meet.store.retention import DAY
-from tests.conftest import make_config
 
 NOW = 1_800_000_000.0
 
