@@ -4,12 +4,15 @@ the sdist), installed apart from the editable checkout, and run: ``meet --versio
 
 The build runs without network (``--no-isolation``: the test extra installs ``build`` and
 hatchling). The install is ``pip install --no-deps --target DIR``: meet's code, templates and
-web assets come from DIR (asserted), its dependencies from this environment. One build and one
-install per module (~3 s); one server (~2 s).
+web assets come from DIR (asserted). Its dependencies come from this environment, but only those
+the wheel declares (and theirs): they are linked into a folder of their own and Python runs
+without site-packages (``-S``), so an import of an undeclared package fails here as it would after
+``pipx install``. One build and one install per module (~3 s); one server (~2 s).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import signal
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from meet import __version__
 
@@ -35,17 +40,51 @@ class Installed:
 
     wheel: Path
     target: Path
+    deps: Path
 
     @property
-    def meet_command(self) -> Path:
-        return self.target / "bin" / "meet"
+    def python(self) -> list[str]:
+        """This interpreter without site-packages: only the paths of :meth:`env`."""
+        return [sys.executable, "-S"]
+
+    @property
+    def meet_command(self) -> list[str]:
+        """The installed console script, run by that interpreter."""
+        return [*self.python, str(self.target / "bin" / "meet")]
 
     def env(self) -> dict[str, str]:
-        """The environment that runs the installed copy: its folder first on the path, no MEET_*."""
+        """The installed copy first on the path, then its declared dependencies; no MEET_*."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEET_")}
-        env["PYTHONPATH"] = str(self.target)
+        env["PYTHONPATH"] = os.pathsep.join([str(self.target), str(self.deps)])
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
+
+
+def declared_dependencies(wheel: Path) -> set[str]:
+    """The distributions the wheel requires, and theirs, as installed here (markers evaluated)."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(metadata).decode()
+    todo = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
+    seen: set[str] = set()
+    while todo:
+        requirement = Requirement(todo.pop())
+        name = canonicalize_name(requirement.name)
+        if name in seen or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        todo.extend(importlib.metadata.distribution(name).requires or [])
+    return seen
+
+
+def link_distributions(names: set[str], folder: Path) -> None:
+    """Symlink each distribution's top-level files and packages (as installed here) into folder."""
+    for name in names:
+        dist = importlib.metadata.distribution(name)
+        for top in {f.parts[0] for f in dist.files or () if f.parts[0] != ".."}:
+            link = folder / top
+            if not link.exists():
+                link.symlink_to(Path(str(dist.locate_file(top))))
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -64,7 +103,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(target)]
     done = run([*pip, "--disable-pip-version-check", "--no-index", str(wheels[0])], cwd=dist)
     assert done.returncode == 0, done.stdout + done.stderr
-    return Installed(wheels[0], target)
+    deps = tmp_path_factory.mktemp("deps")
+    link_distributions(declared_dependencies(wheels[0]), deps)
+    return Installed(wheels[0], target, deps)
 
 
 def test_wheel_holds_the_web_assets_and_templates(installed: Installed) -> None:
@@ -80,7 +121,7 @@ def test_wheel_holds_the_web_assets_and_templates(installed: Installed) -> None:
 
 def test_installed_copy_is_the_one_imported(installed: Installed, tmp_path: Path) -> None:
     code = "import meet, meet.views.pages as p; print(meet.__file__); print(p.WEB_DIR)"
-    result = run([sys.executable, "-c", code], cwd=tmp_path, env=installed.env())
+    result = run([*installed.python, "-c", code], cwd=tmp_path, env=installed.env())
     assert result.returncode == 0, result.stderr
     module, web = (Path(line) for line in result.stdout.splitlines())
     assert module.is_relative_to(installed.target), module
@@ -88,7 +129,7 @@ def test_installed_copy_is_the_one_imported(installed: Installed, tmp_path: Path
 
 
 def test_version_from_the_console_script(installed: Installed, tmp_path: Path) -> None:
-    result = run([str(installed.meet_command), "--version"], cwd=tmp_path, env=installed.env())
+    result = run([*installed.meet_command, "--version"], cwd=tmp_path, env=installed.env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"meet {__version__}"
 
@@ -118,7 +159,7 @@ def served(installed: Installed, tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(installed.meet_command), "serve", "--config", str(config)],
+            [*installed.meet_command, "serve", "--config", str(config)],
             cwd=tmp_path,
             env=installed.env(),
             stdin=subprocess.DEVNULL,
