@@ -264,6 +264,9 @@ class Accounts:
         self.login_throttle.reset(pair)
         self.address_throttle.release(address, stamp)
         user = found.user
+        # Said only after the right password: a wrong one gets the same answer for every account.
+        if await self.store.run(q.is_disabled, user.id):
+            raise Forbidden("This account is disabled. Ask the server's administrator.", code="account_disabled")
         if self.settings.require_verification and not user.verified:
             raise Forbidden("Verify your email address before signing in.", code="not_verified")
         new_hash = await self.passwords.hash(password) if rehash else None
@@ -357,6 +360,14 @@ class Accounts:
             )
             await self._deliver(email, "Your invitation to meet", text)
         return link
+
+    def reset_throttles(self, user_id: int) -> int:
+        """Lift a user's sign-in lock-out: their failed sign-ins, and those of the addresses
+        they failed from; returns how many throttle keys were forgotten."""
+        pairs = self.login_throttle.reset_matching(lambda key: key.startswith(f"user:{user_id}|"))
+        addresses = {pair.partition("|")[2] for pair in pairs}
+        self.address_throttle.reset_matching(addresses.__contains__)
+        return len(pairs)
 
     async def set_password(self, login: str, password: str) -> User:
         """Replace a user's password and sign them out everywhere."""

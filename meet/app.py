@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from meet import __version__
 from meet.errors import BadRequest, MeetError, Throttled
-from meet.views import auth, health, metrics, pages, rooms, sockets
+from meet.views import admin, auth, health, metrics, pages, rooms, sockets
 from meet.views.context import Services, base_url, check_same_origin, services
 
 log = logging.getLogger("meet.app")
@@ -195,6 +195,7 @@ def create_app(svc: Services) -> QuartTrio:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    app.register_blueprint(admin.blueprint)  # /api/admin/*
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(metrics.blueprint)  # /metrics, and the timing of every HTTP request

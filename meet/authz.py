@@ -37,6 +37,9 @@ class Action(StrEnum):
     PROMOTE = "promote"  # make someone a co-host, or take it back
     HAND_OVER = "hand_over"  # make someone else the host
     REACT = "react"  # send an emoji reaction
+    # The server's administration (/admin, /api/admin/*): not about one room.
+    ADMINISTER = "administer"  # see and change users, rooms and the server
+    ADMIN_REVOKE = "admin_revoke"  # take admin rights away, disable or delete an account
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Facts:
     guests: str = "lobby"  # the room's guests setting: "off", "lobby" or "open"
     lobby: bool = False  # the room's lobby setting: members who are not hosts wait too
     reactions: bool = True  # the room's reactions setting
+    is_admin: bool = False  # the account's is_admin flag (administration actions)
+    targets_self: bool = False  # an administration action aimed at the actor's own account
 
     @classmethod
     def of(
@@ -171,6 +176,16 @@ RING_LOCKED = Rule(
     _deny("room_locked", "Only the host can ring people into a locked meeting."),
 )
 
+NOT_ADMIN = Rule(lambda f: not f.is_admin, _deny("not_admin", "Only the server's administrators can do that."))
+OWN_ACCOUNT = Rule(
+    lambda f: f.targets_self,
+    _deny(
+        "own_account",
+        "You cannot take your own admin rights away, disable or delete your own account: another "
+        "admin must do it, so the server never loses its last admin.",
+    ),
+)
+
 RULES: dict[Action, tuple[Rule, ...]] = {
     Action.VIEW: (),  # anyone signed in who has the code (as with a meeting link)
     Action.SEE_PARTICIPANTS: (REMOVED, LOCKED_PARTICIPANTS),
@@ -189,7 +204,14 @@ RULES: dict[Action, tuple[Rule, ...]] = {
     Action.PROMOTE: (NOT_HOSTING,),
     Action.HAND_OVER: (NOT_HOST,),
     Action.REACT: (REACTIONS_OFF,),
+    Action.ADMINISTER: (NOT_ADMIN,),
+    Action.ADMIN_REVOKE: (NOT_ADMIN, OWN_ACCOUNT),
 }
+
+
+def admin_facts(is_admin: bool, targets_self: bool = False) -> Facts:
+    """Facts for an administration action (no room involved)."""
+    return Facts(is_admin=is_admin, targets_self=targets_self)
 
 
 def allowed(action: Action, facts: Facts) -> Decision:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
-import logging
 import os
 import secrets
 import sys
@@ -43,10 +42,11 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from meet.logs import setup_logging
     from meet.server import serve
 
     config = _load(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(config.log)
     trio.run(serve, config)
     return 0
 

@@ -17,13 +17,15 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
 from meet.config import Config, MailConfig
 
 log = logging.getLogger("meet.mail")
+
+HEALTH_TIMEOUT = 5.0  # seconds an SMTP health check may take at most
 
 
 class MailError(Exception):
@@ -57,6 +59,10 @@ class ConsoleMailer:
         sys.stderr.write(f"----- mail -----\n{headers}\n{message.get_content()}----- end of mail -----\n")
         sys.stderr.flush()
 
+    async def health(self) -> dict[str, Any]:
+        """Always fine: nothing leaves the machine (the admin page says where mail goes)."""
+        return {"backend": "console", "ok": True, "detail": "mail is written to the server's log"}
+
 
 class FileMailer:
     """Writes each mail as ``<time>-<id>.eml`` into a folder, atomically."""
@@ -66,6 +72,18 @@ class FileMailer:
 
     async def send(self, message: EmailMessage) -> None:
         await trio.to_thread.run_sync(self._write, message)
+
+    async def health(self) -> dict[str, Any]:
+        """Whether the outbox (or the folder it will be made in) is writable."""
+        return await trio.to_thread.run_sync(self._check)
+
+    def _check(self) -> dict[str, Any]:
+        folder = self.folder
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        ok = folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+        detail = f"outbox {self.folder}" + ("" if ok else f": {folder} is not a writable folder")
+        return {"backend": "file", "ok": ok, "detail": detail}
 
     def _write(self, message: EmailMessage) -> None:
         try:
@@ -90,6 +108,28 @@ class SmtpMailer:
 
     async def send(self, message: EmailMessage) -> None:
         await trio.to_thread.run_sync(self._deliver, message)
+
+    async def health(self) -> dict[str, Any]:
+        """Connect (TLS as configured) and say NOOP, within a few seconds; never sends mail."""
+        return await trio.to_thread.run_sync(self._check)
+
+    def _connect(self, timeout: float) -> smtplib.SMTP:
+        s = self.settings
+        if s.smtp_ssl:
+            return smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=timeout, context=ssl.create_default_context())
+        return smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=timeout)
+
+    def _check(self) -> dict[str, Any]:
+        s = self.settings
+        where = f"{s.smtp_host}:{s.smtp_port}"
+        try:
+            with self._connect(min(s.smtp_timeout, HEALTH_TIMEOUT)) as client:
+                if s.smtp_starttls:
+                    client.starttls(context=ssl.create_default_context())
+                code, _ = client.noop()
+        except (OSError, smtplib.SMTPException) as exc:
+            return {"backend": "smtp", "ok": False, "detail": f"{where}: {exc}"}
+        return {"backend": "smtp", "ok": code == 250, "detail": f"{where} answered NOOP with {code}"}
 
     def _deliver(self, message: EmailMessage) -> None:
         s = self.settings
@@ -124,6 +164,17 @@ class CountingMailer:
             self.count("failed")
             raise
         self.count("sent")
+
+    async def health(self) -> dict[str, Any]:
+        return await mail_health(self.inner)
+
+
+async def mail_health(mailer: Mailer) -> dict[str, Any]:
+    """``{backend, ok, detail}`` of a mailer with a ``health()`` check (``ok`` None without one)."""
+    check = getattr(mailer, "health", None)
+    if check is None:
+        return {"backend": type(mailer).__name__, "ok": None, "detail": "this mailer has no health check"}
+    return await check()  # type: ignore[no-any-return]
 
 
 def make_mailer(config: Config) -> Mailer:

@@ -30,6 +30,7 @@ from meet.config import Config, RoomsConfig, load_secret_key
 from meet.errors import ConfigError
 from meet.guests import Guests
 from meet.history import History
+from meet.logs import RequestLog
 from meet.mail import CountingMailer, Mailer, make_mailer
 from meet.metrics import Metrics
 from meet.passwords import Passwords
@@ -187,6 +188,8 @@ async def open_server(
         svc = build_services(config, store, clock, mailer)
         app = create_app(svc)
         asgi: ASGIApp = BodyDrain(app, limit=MAX_BODY)
+        # Inside ForwardedFor: the access log names the client address after proxy_hops.
+        asgi = RequestLog(asgi, trust_incoming_id=config.server.proxy_hops > 0)
         if config.server.proxy_hops:
             asgi = ForwardedFor(asgi, config.server.proxy_hops)
         async with trio.open_nursery() as nursery:

@@ -12,7 +12,7 @@ requests through the gate while the first ones are still hashing.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from meet.clock import Clock
@@ -131,3 +131,10 @@ class Throttle:
     def reset(self, key: str) -> None:
         """Forget ``key`` (e.g. after a successful sign-in)."""
         self._events.pop(key, None)
+
+    def reset_matching(self, wanted: Callable[[str], bool]) -> list[str]:
+        """Forget every key ``wanted`` accepts (an admin lifting someone's lock-out); returns them."""
+        keys = [key for key in self._events if wanted(key)]
+        for key in keys:
+            del self._events[key]
+        return keys

@@ -26,11 +26,13 @@ REMOVED_BUT_RUNG = Facts(banned=True, rung_in=True, took_part=True, recent=True)
 COHOST = Facts(is_cohost=True, took_part=True, recent=True)  # made a co-host by a host
 GUEST = Facts(is_guest=True)  # a name with a guest pass, not yet in
 GUEST_BACK = Facts(is_guest=True, took_part=True, recent=True)  # a guest reconnecting within the grace
+ADMIN = Facts(is_admin=True)  # the server's administrator, acting on someone else's account
+ADMIN_SELF = Facts(is_admin=True, targets_self=True)  # … on their own account
 
 ACTORS = {
     "host": HOST, "stranger": STRANGER, "participant": PARTICIPANT, "present": PRESENT,
     "rung_in": RUNG_IN, "removed": REMOVED, "removed_rung": REMOVED_BUT_RUNG, "cohost": COHOST,
-    "guest": GUEST, "guest_back": GUEST_BACK,
+    "guest": GUEST, "guest_back": GUEST_BACK, "admin": ADMIN, "admin_self": ADMIN_SELF,
 }
 ROOMS = {
     "open": {}, "locked": {"locked": True}, "ended": {"ended": True},
@@ -143,6 +145,14 @@ TABLE: list[tuple[str, str, Action, str]] = [
     ("host", "ended", A.END, OK),  # ending twice answers the ended room
     ("present", "ended", A.UPDATE, "not_host"),
     ("present", "ended", A.END, "not_host"),
+    # Administration: admins only, whatever else they are; never against their own account
+    # (the server must not lose its last admin).
+    ("admin", "open", A.ADMINISTER, OK),
+    ("admin_self", "open", A.ADMINISTER, OK),  # e.g. reading their own entry, making themselves admin again
+    ("admin", "open", A.ADMIN_REVOKE, OK),
+    ("admin_self", "open", A.ADMIN_REVOKE, "own_account"),
+    *[(who, "open", A.ADMINISTER, "not_admin") for who in ACTORS if not who.startswith("admin")],
+    *[(who, "open", A.ADMIN_REVOKE, "not_admin") for who in ACTORS if not who.startswith("admin")],
 ]
 
 

@@ -94,6 +94,12 @@ def credentials_by_login(db: sqlite_utils.Database, login: str) -> Credentials |
     return Credentials(User(**row), password_hash)
 
 
+def is_disabled(db: sqlite_utils.Database, user_id: int) -> bool:
+    """Whether an admin disabled the account (it may not sign in)."""
+    row = _one(db, "SELECT disabled_at FROM users WHERE id = ?", (user_id,))
+    return row is not None and row["disabled_at"] is not None
+
+
 def list_users(db: sqlite_utils.Database) -> list[User]:
     return all_as(User, db, f"SELECT {USER_COLUMNS} FROM users ORDER BY id")
 

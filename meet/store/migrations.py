@@ -164,6 +164,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE messages ADD COLUMN guest_id INTEGER REFERENCES guests(id) ON DELETE SET NULL
         """,
     ),
+    (
+        7,
+        "administration",
+        """
+        ALTER TABLE users ADD COLUMN disabled_at REAL;
+        CREATE TABLE admin_audit (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            admin_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+            admin_username TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from quart import current_app, g, has_websocket_context, request, websocket
 
 from meet.accounts import Accounts, Session
+from meet.admin import Admin
 from meet.clock import Clock
 from meet.config import Config
 from meet.errors import Forbidden, Unauthorized
@@ -44,6 +45,7 @@ class Services:
     sessions: SessionGuard  # open WebSockets per sign-in: limits and revocation
     guests: Guests  # guest passes
     metrics: Metrics = field(default_factory=Metrics)  # Prometheus series (/metrics)
+    admin: Admin | None = None  # the administration (/api/admin, /admin): set by build_services
 
 
 def services() -> Services:
