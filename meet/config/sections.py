@@ -394,7 +394,6 @@ class RoomsConfig:
         0, "Days the call history (who was in which meeting, when) is kept; older stays are deleted daily. 0: kept for good."
     )
 
-
     def __post_init__(self) -> None:
         for key in ("chat_retention_days", "history_retention_days"):
             _require(getattr(self, key) >= 0, "rooms", key, "must be 0 (keep) or a number of days")
@@ -438,6 +437,26 @@ class MetricsConfig:
         )
 
 
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """[log]: what ``meet serve`` writes to standard error, and how."""
+
+    format: str = setting(
+        "text",
+        '"text" (one readable line per event) or "json" (one JSON object per line, with a request id, '
+        "for log collectors).",
+    )
+    level: str = setting("info", 'Least severe level written: "debug", "info", "warning" or "error".')
+
+    def __post_init__(self) -> None:
+        _require(self.format in LOG_FORMATS, "log", "format", f"must be one of {', '.join(LOG_FORMATS)}")
+        _require(self.level in LOG_LEVELS, "log", "level", f"must be one of {', '.join(LOG_LEVELS)}")
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "storage": StorageConfig,
@@ -445,6 +464,7 @@ SECTIONS: dict[str, type] = {
     "mail": MailConfig,
     "rooms": RoomsConfig,
     "rtc": RtcConfig,
+    "log": LogConfig,
     "metrics": MetricsConfig,
 }
 
@@ -459,6 +479,7 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     rtc: RtcConfig = field(default_factory=RtcConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     base_dir: Path = field(default_factory=Path.cwd)
 
