@@ -55,12 +55,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.exists() and not args.force:
         raise ConfigError(f"{path} already exists (use --force to overwrite)")
+    text = example_toml(secrets.token_urlsafe(48))
+    if args.systemd:
+        from meet import systemd
+
+        systemd.check_unit_path(Path(args.systemd), args.force)
+        text = systemd.systemd_config(text)
     # Created 0600 from the start: the file holds the secret key.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(example_toml(secrets.token_urlsafe(48)))
+        fh.write(text)
     path.chmod(0o600)  # O_CREAT's mode does not apply to an existing file (--force)
     print(f"wrote {path}")
+    if args.systemd:
+        steps = systemd.write_unit(Path(args.systemd), path)
+        print(f"wrote {args.systemd}; then, as root:", *(f"  {step}" for step in steps), sep="\n")
     return 0
 
 
@@ -208,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="write a commented config with a fresh secret")
     init.add_argument("path", nargs="?", default=DEFAULT_CONFIG)
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument(
+        "--systemd",
+        nargs="?",
+        const="/etc/systemd/system/meet.service",
+        metavar="UNIT",
+        help="also write the systemd unit (default: %(const)s) running this meet with this config, "
+        'which then keeps its data in /var/lib/meet',
+    )
     init.set_defaults(func=cmd_init)
 
     check = with_config(sub.add_parser("check-config", help="validate and print the effective config"))

@@ -115,6 +115,7 @@ def test_wheel_holds_the_web_assets_and_templates(installed: Installed) -> None:
     assert web and web <= names, sorted(web - names)[:10]
     assert "meet/web/templates/layout.html" in names
     assert "meet/relay/worker.py" in names
+    assert "meet/contrib/meet.service" in names  # meet init --systemd
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "meet = meet.cli:main" in zipfile.ZipFile(installed.wheel).read(entry_points).decode()
 
@@ -132,6 +133,19 @@ def test_version_from_the_console_script(installed: Installed, tmp_path: Path) -
     result = run([*installed.meet_command, "--version"], cwd=tmp_path, env=installed.env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"meet {__version__}"
+
+
+def test_init_systemd_from_the_wheel(installed: Installed, tmp_path: Path) -> None:
+    """The unit comes from the wheel's copy of contrib/meet.service and runs the installed meet."""
+    config, unit = tmp_path / "meet.toml", tmp_path / "meet.service"
+    command = [*installed.meet_command, "init", str(config), "--systemd", str(unit)]
+    result = run(command, cwd=tmp_path, env=installed.env())
+    assert result.returncode == 0, result.stderr
+    program = installed.target / "bin" / "meet"
+    assert f"ExecStart={program} serve --config {config}\n" in unit.read_text()
+    assert unit.read_text() == (installed.target / "meet" / "contrib" / "meet.service").read_text().replace(
+        "/usr/local/bin/meet", str(program)
+    ).replace("/etc/meet/meet.toml", str(config))
 
 
 CONFIG = """\
