@@ -2,8 +2,10 @@
 # in a slim runtime stage, run as an unprivileged user. See docs/deploy.md and compose.yaml.
 #
 #   docker build -t meet .
-#   docker run -d --name meet --network host -v meet-data:/var/lib/meet \
+#   docker run -d --name meet --network host -v meet-data:/var/lib/meet -e MEET_SERVER__HOST=127.0.0.1 \
 #     -e MEET_SERVER__PUBLIC_URL=https://meet.example.org -e MEET_SERVER__PROXY_HOPS=1 meet
+#
+# (127.0.0.1: only the reverse proxy on the host may reach meet when it trusts X-Forwarded-For.)
 #
 # Configuration: environment variables MEET_<SECTION>__<KEY> (they override the file), and/or a
 # config file mounted at /etc/meet/meet.toml (the working directory: meet reads ./meet.toml when
