@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from meet.asgi import ASGIApp, BodyDrain, ForwardedFor
 from meet.backup import data_lock
 from meet.clock import Clock, SystemClock
 from meet.config import Config, RoomsConfig, load_secret_key
-from meet.errors import ConfigError
+from meet.errors import ConfigError, MeetError
 from meet.guests import Guests
 from meet.history import History
 from meet.logs import RequestLog
@@ -47,6 +48,7 @@ log = logging.getLogger("meet.server")
 
 PURGE_INTERVAL = 3600.0
 RETENTION_INTERVAL = 86400.0
+RETENTION_RETRY = 3600.0
 SHUTDOWN_MARGIN = 5.0
 
 
@@ -161,15 +163,21 @@ async def retention_job(
     before start-up completes, so a lowered setting applies at once)."""
     started = False
     while True:
-        messages, stays = await store.run(
-            retention.purge_old, clock.now(), rooms.chat_retention_days, rooms.history_retention_days
-        )
-        if messages or stays:
-            log.info("retention: deleted %d chat messages and %d call history entries", messages, stays)
+        wait = interval
+        try:
+            messages, stays = await store.run(
+                retention.purge_old, clock.now(), rooms.chat_retention_days, rooms.history_retention_days
+            )
+        except (MeetError, sqlite3.Error) as exc:  # e.g. a full disk: the server runs on, the purge waits
+            log.error("retention: the purge failed (%s); trying again in %d minutes", exc, RETENTION_RETRY // 60)
+            wait = RETENTION_RETRY
+        else:
+            if messages or stays:
+                log.info("retention: deleted %d chat messages and %d call history entries", messages, stays)
         if not started:
             started = True
             task_status.started()
-        await trio.sleep(interval)
+        await trio.sleep(wait)
 
 
 @asynccontextmanager

@@ -6,13 +6,17 @@ run completes during start-up, so the state is checked right after ``open_server
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
+import trio.testing
 from conftest import make_config
 
 from meet.clock import FakeClock
-from meet.server import open_server
+from meet.errors import StorageFull
+from meet.server import RETENTION_INTERVAL, RETENTION_RETRY, open_server, retention_job
 from meet.store import accounts as aq
 from meet.store import open_store
 from meet.store import rooms as rq
@@ -81,3 +85,31 @@ async def test_zero_keeps_everything(tmp_path: Path) -> None:
 async def test_each_setting_applies_alone(tmp_path: Path) -> None:
     state = await _run(tmp_path, chat=0, history=10)
     assert state["messages"] == ["ancient words", "recent words"] and state["stay_ages"] == [5, 40]
+
+
+class _FailingOnce:
+    """A store whose first call fails as on a full disk; later calls purge nothing."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def run(self, fn: object, *args: object) -> tuple[int, int]:
+        self.calls += 1
+        if self.calls == 1:
+            raise StorageFull()
+        return 0, 0
+
+
+async def test_a_failed_purge_neither_stops_start_up_nor_the_job(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _FailingOnce()
+    rooms = make_config(Path("unused"), rooms={"chat_retention_days": 30}).rooms
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(retention_job, store, FakeClock(NOW), rooms))  # type: ignore[arg-type]
+        assert store.calls == 1 and "retention: the purge failed" in caplog.text
+        await trio.sleep(RETENTION_RETRY + 1)  # the mock clock jumps; the retry comes after an hour, not a day
+        assert store.calls == 2
+        await trio.sleep(RETENTION_INTERVAL)
+        assert store.calls == 3
+        nursery.cancel_scope.cancel()
