@@ -47,6 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args)
     setup_logging(config.log)
+    # Relay worker processes read their level from the environment they inherit.
+    os.environ.setdefault("MEET_RELAY_LOG", config.log.level)
     trio.run(serve, config)
     return 0
 

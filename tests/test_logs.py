@@ -182,3 +182,41 @@ def test_text_format_and_bad_settings() -> None:
     for section in ({"format": "xml"}, {"level": "verbose"}):
         with pytest.raises(ConfigError, match=r"\[log\]"):
             config_from_mapping({"log": section}, env={})
+
+
+def test_meet_serve_writes_json_lines_and_a_second_server_on_its_data_refuses(tmp_path: Path) -> None:
+    """The real command: [log] from the environment, JSON lines on stderr, the data folder lock."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx as sync_httpx
+    from test_cli import FAST_CONFIG, clean_env, free_port, wait_until_healthy
+
+    # no relay: its worker processes write their own lines (and would cost a second of CPU here)
+    (tmp_path / "meet.toml").write_text(FAST_CONFIG + '\n[rtc]\nrelay = "off"\n')
+    env = clean_env(MEET_LOG__FORMAT='"json"')
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    err = tmp_path / "serve.err"
+    command = [sys.executable, "-m", "meet", "serve", "--config", str(tmp_path / "meet.toml")]
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen([*command, "--port", str(port)], cwd=tmp_path, env=env, stderr=stderr)
+    try:
+        wait_until_healthy(proc, url, err)
+        rid = sync_httpx.get(f"{url}/api/ready?x=1", timeout=5).headers["X-Request-Id"]
+        second = subprocess.run(
+            [*command, "--port", str(free_port())], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=30,
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert second.returncode == 1 and "a meet server is running on" in second.stderr
+    lines = [json.loads(line) for line in err.read_text().splitlines()]
+    assert any(line["message"] == f"meet is listening on {url}" for line in lines)
+    ready = [line for line in lines if line.get("request_id") == rid]
+    assert [(line["logger"], line["path"], line["status"]) for line in ready] == [("meet.access", "/api/ready", 200)]
