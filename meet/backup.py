@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from meet import __version__
 from meet.config import Config
-from meet.errors import MeetError
+from meet.errors import MeetError, StoreError
 from meet.store import backup as db_backup
 
 LOCK_FILE = "meet.lock"
@@ -100,6 +101,9 @@ def backup(config: Config, path: Path) -> BackupResult:
         _fsync_all(partial)
         partial.rename(path)  # the moment it becomes a backup: all or nothing
         _fsync_dir(path.parent)
+    except sqlite3.Error as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise StoreError(f"cannot back up {config.database_path}: {exc}") from None
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -137,7 +141,10 @@ def restore(config: Config, path: Path, *, force: bool = False) -> list[str]:
             keep = config.data_dir / f"pre-restore-{time.strftime('%Y%m%d-%H%M%S')}.db"
             db_backup.copy_database(config.database_path, keep)
             notes.append(f"the previous database was kept as {keep}")
-        db_backup.restore_database(path / DATABASE, config.database_path)
+        try:
+            db_backup.restore_database(path / DATABASE, config.database_path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot restore into {config.database_path}: {exc}") from None
         notes.append(f"restored the database into {config.database_path}")
         if SECRET in files and secret is not None:
             _replace_private(path / SECRET, secret)

@@ -144,3 +144,14 @@ def _seed(database: Path, code: str) -> None:
     db.execute("INSERT INTO users (username, email, password_hash, created_at) VALUES ('u', 'u@x', 'h', 0)")
     db.execute("INSERT INTO rooms (code, title, host_id, created_at, max_participants) VALUES (?, 't', 1, 0, 5)", (code,))
     db.conn.close()
+
+
+def test_a_damaged_database_gives_an_error_line_and_no_backup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from meet.cli import main
+
+    config = make_config(tmp_path)
+    config.data_dir.mkdir()
+    config.database_path.write_bytes(b"this is not a database" * 100)
+    assert main(["backup", "--config", str(write_config(config, tmp_path / "meet.toml")), str(tmp_path / "b")]) == 1
+    assert "meet: database error: cannot back up" in capsys.readouterr().err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".b", "b"))]  # nothing half-written left
