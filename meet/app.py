@@ -196,6 +196,7 @@ def create_app(svc: Services) -> QuartTrio:
         return response
 
     app.register_blueprint(admin.blueprint)  # /api/admin/*
+    app.register_blueprint(admin.page_blueprint)  # /admin
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(metrics.blueprint)  # /metrics, and the timing of every HTTP request

@@ -258,3 +258,18 @@ async def test_server_figures(server: RunningServer, client: httpx.AsyncClient, 
     assert body["mail"] == {**body["mail"], "backend": "file", "ok": True}
     assert body["relay"] == {"mode": "off", "workers": []}
 
+
+
+async def test_the_admin_page_for_admins_only(client: httpx.AsyncClient, root: User, bob: User) -> None:
+    client.cookies.clear()
+    anonymous = await client.get("/admin")
+    assert (anonymous.status_code, anonymous.headers["location"]) == (302, "/signin?next=/admin")
+    refused = await client.get("/admin", headers=bob.auth)
+    assert refused.status_code == 403 and "Administrators only" in refused.text
+    assert "/static/js/pages/admin.js" not in refused.text
+    page = await client.get("/admin", headers=root.auth)
+    assert page.status_code == 200 and "/static/js/pages/admin.js" in page.text
+    for asset in ("/static/js/pages/admin.js", "/static/css/admin.css", *(
+        f"/static/js/admin/{name}.js" for name in ("api", "table", "users", "rooms", "server", "audit")
+    )):
+        assert (await client.get(asset)).status_code == 200, asset

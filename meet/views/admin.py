@@ -1,4 +1,4 @@
-"""``/api/admin/*``: the administration API (admins only).
+"""``/api/admin/*``: the administration API (admins only), and the ``/admin`` page.
 
 Signed-out callers get 401, signed-in people who are not admins 403 ``not_admin`` on every
 route; the rules live in :mod:`meet.authz`, the work in :mod:`meet.admin`.
@@ -9,16 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response, jsonify, redirect, render_template
 from quart_schema import document_response, security_scheme, validate_querystring, validate_request
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from meet.admin import Admin
 from meet.errors import BadRequest, Unavailable
 from meet.store.accounts import User
 from meet.views.auth import Body
-from meet.views.context import base_url, require_session, services
+from meet.views.context import base_url, current_session, require_session, services
 
 blueprint = Blueprint("admin", __name__, url_prefix="/api/admin")
+page_blueprint = Blueprint("admin_page", __name__)
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
@@ -279,3 +281,15 @@ async def audit(query_args: PageQuery) -> Response:
     admin, _ = await _admin()
     return _reply(await admin.audit(query_args.limit, query_args.offset))
 
+
+@page_blueprint.get("/admin")
+async def admin_page() -> Response | WerkzeugResponse:
+    """The administration page; signed-out visitors sign in first, others are told no (403)."""
+    session = await current_session()
+    if session is None:
+        return redirect("/signin?next=/admin")
+    denied = not session.user.is_admin
+    html = await render_template("admin.html", page=None if denied else "admin", denied=denied)
+    response = Response(html, status=403 if denied else 200, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
