@@ -72,6 +72,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.systemd:
         steps = systemd.write_unit(Path(args.systemd), path)
         print(f"wrote {args.systemd}; then, as root:", *(f"  {step}" for step in steps), sep="\n")
+    # A fresh server has no account that may administer it: only the command line makes the first.
+    print(
+        "Create the first administrator (the password is asked for):",
+        f"  meet user add NAME EMAIL --admin --config {path}",
+        "then sign in and open /admin to manage users, rooms and the server.",
+        sep="\n",
+    )
     return 0
 
 

@@ -273,3 +273,11 @@ async def test_the_admin_page_for_admins_only(client: httpx.AsyncClient, root: U
         f"/static/js/admin/{name}.js" for name in ("api", "table", "users", "rooms", "server", "audit")
     )):
         assert (await client.get(asset)).status_code == 200, asset
+
+
+def test_init_says_how_to_make_the_first_admin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from meet.cli import main
+
+    assert main(["init", str(tmp_path / "meet.toml")]) == 0
+    out = capsys.readouterr().out
+    assert f"meet user add NAME EMAIL --admin --config {tmp_path / 'meet.toml'}" in out and "/admin" in out
