@@ -281,3 +281,16 @@ def test_init_says_how_to_make_the_first_admin(tmp_path: Path, capsys: pytest.Ca
     assert main(["init", str(tmp_path / "meet.toml")]) == 0
     out = capsys.readouterr().out
     assert f"meet user add NAME EMAIL --admin --config {tmp_path / 'meet.toml'}" in out and "/admin" in out
+
+
+async def test_a_session_of_a_disabled_account_is_dead_even_if_not_revoked(
+    server: RunningServer, client: httpx.AsyncClient, bob: User
+) -> None:
+    """A sign-in racing the disable (password checked before, session stored after) leaves a
+    session the revocation missed: it still opens nothing, and its sockets close at the next pass."""
+    code = await make_room(client, bob)
+    async with join(str(client.base_url), code, bob.token) as (ws, _):
+        await server.services.store.run(lambda db: db.execute("UPDATE users SET disabled_at = 1 WHERE id = ?", (bob.id,)))
+        assert (await client.get("/api/auth/me", headers=bob.auth)).status_code == 401
+        await server.services.sessions.check()
+        await signed_out(ws)

@@ -233,11 +233,12 @@ def record_login(
 
 
 def session_user(db: sqlite_utils.Database, token_hash: str, now: float) -> tuple[int, User] | None:
-    """(session id, user) for a live session, or None when unknown, revoked or expired."""
+    """(session id, user) for a live session, or None when unknown, revoked, expired or its
+    account disabled (a sign-in racing the disable must not leave a usable session)."""
     row = _one(
         db,
-        "SELECT id, user_id, last_seen_at FROM sessions"
-        " WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+        "SELECT s.id, s.user_id, s.last_seen_at FROM sessions AS s JOIN users AS u ON u.id = s.user_id"
+        " WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND u.disabled_at IS NULL",
         (token_hash, now),
     )
     if row is None:
@@ -255,10 +256,12 @@ def session_user(db: sqlite_utils.Database, token_hash: str, now: float) -> tupl
 
 
 def live_sessions(db: sqlite_utils.Database, session_ids: list[int], now: float) -> set[int]:
-    """Which of ``session_ids`` are still valid: not revoked, not expired, user still there."""
+    """Which of ``session_ids`` are still valid: not revoked, not expired, user still there and
+    not disabled."""
     cursor = db.execute(
         "SELECT s.id FROM sessions AS s JOIN users AS u ON u.id = s.user_id"
-        " WHERE s.id IN (SELECT value FROM json_each(?)) AND s.revoked_at IS NULL AND s.expires_at > ?",
+        " WHERE s.id IN (SELECT value FROM json_each(?)) AND s.revoked_at IS NULL AND s.expires_at > ?"
+        " AND u.disabled_at IS NULL",
         (_json_list(session_ids), now),
     )
     return {int(row[0]) for row in cursor.fetchall()}
