@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import PASSWORD, login
+from conftest import PASSWORD, Outbox, login, make_config, make_room, make_user
 from test_mail import Collect, free_port, smtp  # noqa: F401 (smtp is a fixture)
+from wsclient import join
 
 from meet.admin import Sample, rates
+from meet.clock import FakeClock
 from meet.config import MailConfig
 from meet.mail import ConsoleMailer, FileMailer, SmtpMailer, mail_health
-from meet.server import RunningServer
+from meet.server import RunningServer, open_server
 
 
 class FakeRelay:
@@ -80,3 +82,26 @@ async def test_file_and_console_health(tmp_path: Path) -> None:
     file_health = await mail_health(FileMailer(blocker / "outbox"))  # cannot be made, even by root
     assert file_health["ok"] is False and "not a writable folder" in file_health["detail"], file_health
     assert (await mail_health(ConsoleMailer()))["ok"] is True
+
+
+async def test_a_live_relay_room_and_its_worker(tmp_path: Path, clock: FakeClock) -> None:
+    """With the real relay worker: the room is listed live in relay mode and the worker's figures
+    come from RelayBridge.stats(), with rates from the second call on."""
+    rtc = {"relay": "always", "relay_workers": 1, "host_addresses": ["127.0.0.1"]}
+    config = make_config(tmp_path, rtc=rtc)
+    async with open_server(config, clock=clock) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        bob = await make_user(client, Outbox(config.outbox_dir), "bob")
+        await server.services.accounts.add_user("root", "root@example.org", PASSWORD, admin=True)
+        auth = {"Authorization": f"Bearer {await login(client, 'root')}"}
+        code = await make_room(client, bob)
+        async with join(server.url, code, bob.token) as (_, welcome):
+            assert welcome["mode"] == "relay"
+            room = (await client.get("/api/admin/rooms", headers=auth)).json()["rooms"][0]
+            assert (room["code"], room["mode"], len(room["participants"])) == (code, "relay", 1)
+            first = (await client.get("/api/admin/server", headers=auth)).json()
+            second = (await client.get("/api/admin/server", headers=auth)).json()
+    assert first["relay"]["mode"] == "always" and first["participants"] == 1
+    [before], [after] = first["relay"]["workers"], second["relay"]["workers"]
+    assert (before["index"], before["rooms"], before["participants"], before["packets_per_s"]) == (0, 1, 1, None)
+    assert after["pid"] == before["pid"] and isinstance(after["pid"], int)
+    assert after["packets_per_s"] == 0.0 and after["cpu_percent"] is not None and after["cpu_percent"] >= 0
