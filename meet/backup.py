@@ -36,6 +36,10 @@ LOCK_FILE = "meet.lock"
 DATABASE = "meet.db"
 SECRET = "secret_key"
 MANIFEST = "backup.json"
+SECRET_ELSEWHERE = (
+    "note: the secret key is set in the config (secret_key or secret_key_file), not in the data folder: "
+    "back that up too"
+)
 
 
 class DataInUse(MeetError):
@@ -80,6 +84,7 @@ class BackupResult:
     path: Path
     files: dict[str, str]  # name -> sha256
     schema: int
+    notes: list[str]
 
 
 def backup(config: Config, path: Path) -> BackupResult:
@@ -95,6 +100,7 @@ def backup(config: Config, path: Path) -> BackupResult:
         secret = _secret_in_data_dir(config)
         if secret is not None and secret.is_file():
             _copy_private(secret, partial / SECRET)
+        notes = [] if secret is not None else [SECRET_ELSEWHERE]
         files = {p.name: _sha256(p) for p in sorted(partial.iterdir())}
         manifest = {"meet": __version__, "created_at": time.time(), "schema": schema, "files": files}
         _write_private(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -107,7 +113,7 @@ def backup(config: Config, path: Path) -> BackupResult:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return BackupResult(path, files, schema)
+    return BackupResult(path, files, schema, notes)
 
 
 def read_backup(path: Path) -> dict[str, str]:
@@ -138,8 +144,7 @@ def restore(config: Config, path: Path, *, force: bool = False) -> list[str]:
         secret = _secret_in_data_dir(config)
         _check_overwrite(config, path, files, secret, force)
         if config.database_path.is_file() and force:
-            keep = config.data_dir / f"pre-restore-{time.strftime('%Y%m%d-%H%M%S')}.db"
-            db_backup.copy_database(config.database_path, keep)
+            keep = _keep_aside(config)
             notes.append(f"the previous database was kept as {keep}")
         try:
             db_backup.restore_database(path / DATABASE, config.database_path)
@@ -163,8 +168,27 @@ def _check_overwrite(config: Config, path: Path, files: dict[str, str], secret: 
         raise MeetError(f"{secret} holds a different key; pass --force to replace it")
 
 
+def _keep_aside(config: Config) -> Path:
+    """Copy the database about to be replaced (and its WAL) as they are: no server runs (the
+    lock is held), so the files are a consistent set, and a damaged database — a likely reason
+    to restore — is kept too, for a later look."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    keep, n = config.data_dir / f"pre-restore-{stamp}.db", 1
+    while keep.exists():  # two restores within a second keep both
+        n += 1
+        keep = config.data_dir / f"pre-restore-{stamp}-{n}.db"
+    for suffix in ("", "-wal"):
+        source = Path(f"{config.database_path}{suffix}")
+        if source.is_file():
+            _copy_private(source, Path(f"{keep}{suffix}"))
+    return keep
+
+
 def _copy_private(source: Path, target: Path) -> None:
-    _write_private(target, source.read_bytes())
+    """Copy into a new file readable by meet's user only (0600 from the start)."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
 
 
 def _write_private(target: Path, data: bytes) -> None:

@@ -92,8 +92,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     result = backup(_load(args), Path(args.path))
     print(f"wrote {result.path} (schema {result.schema}): {', '.join(sorted(result.files))}")
-    if "secret_key" not in result.files:
-        print("note: the secret key is set in the config (secret_key or secret_key_file): back that up too", file=sys.stderr)
+    for note in result.notes:
+        print(note, file=sys.stderr)
     return 0
 
 

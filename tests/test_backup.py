@@ -95,7 +95,7 @@ async def test_backup_under_write_load_restores_every_acknowledged_row(
     assert (fresh.data_dir / "secret_key").stat().st_mode & 0o777 == 0o600
 
 
-def test_restore_refuses_existing_data_without_force(tmp_path: Path) -> None:
+def test_restore_refuses_existing_data_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from meet.cli import main
 
     source = make_config(tmp_path / "a")
@@ -103,6 +103,11 @@ def test_restore_refuses_existing_data_without_force(tmp_path: Path) -> None:
     cfg = write_config(source, tmp_path / "a.toml")
     assert main(["backup", "--config", str(cfg), str(tmp_path / "b1")]) == 0
     assert main(["backup", "--config", str(cfg), str(tmp_path / "b1")]) == 1  # never overwritten
+    assert "secret key" not in capsys.readouterr().err  # the key lives in the data folder (none made yet)
+    keyed = make_config(tmp_path / "k", auth={"secret_key": "k" * 40})
+    _seed(keyed.database_path, "keyed-room")
+    assert main(["backup", "--config", str(write_config(keyed, tmp_path / "k.toml")), str(tmp_path / "bk")]) == 0
+    assert "the secret key is set in the config" in capsys.readouterr().err
 
     other = make_config(tmp_path / "c")
     _seed(other.database_path, "other-room")
@@ -113,6 +118,13 @@ def test_restore_refuses_existing_data_without_force(tmp_path: Path) -> None:
     assert room_codes(other.database_path) == {"first-room"}
     kept = list(other.data_dir.glob("pre-restore-*.db"))
     assert len(kept) == 1 and room_codes(kept[0]) == {"other-room"}
+
+    # a damaged database (a likely reason to restore) is replaced too, and kept aside as it was
+    other.database_path.write_bytes(b"damaged" * 1000)
+    assert main(["restore", "--config", str(other_cfg), str(tmp_path / "b1")]) == 1  # still data: --force
+    assert main(["restore", "--config", str(other_cfg), "--force", str(tmp_path / "b1")]) == 0
+    assert room_codes(other.database_path) == {"first-room"}
+    assert b"damaged" * 1000 in [p.read_bytes() for p in other.data_dir.glob("pre-restore-*.db")]
 
 
 def test_tampered_backup_is_refused(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ the copy is the database as of one committed transaction — never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -56,26 +55,40 @@ def _version(conn: sqlite3.Connection) -> int:
 
 
 def restore_database(backup: Path, target: Path) -> None:
-    """Replace the database at ``target`` with ``backup``'s content, in one transaction.
+    """Replace the database at ``target`` with ``backup``'s content (no server may run on it).
 
-    Writing through SQLite (the backup API into the target connection) rather than renaming a
-    file over it keeps the target's -wal and -shm files consistent with its new content.
+    The copy is made into a new file beside the target (SQLite's backup API, so the result is
+    a database written by SQLite, whatever state the target is in — a damaged target too), then
+    the target's -wal and -shm are removed (a stale WAL must never be applied to the new file)
+    and the new file is renamed over the target.
     """
     src = sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True)
     try:
         check_database(src)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        dest = sqlite3.connect(target)
+        temp = target.with_name(f".{target.name}.restoring")
+        for leftover in (temp, *_sidecars(temp)):
+            leftover.unlink(missing_ok=True)
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        dest = sqlite3.connect(temp)
         try:
             src.backup(dest, pages=-1)
-            dest.execute("PRAGMA journal_mode=WAL")  # what the server runs with (meet.store.db.connect)
-            dest.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             dest.close()
     finally:
         src.close()
+    fd = os.open(temp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    for sidecar in _sidecars(target):
+        sidecar.unlink(missing_ok=True)
+    os.replace(temp, target)
+
+
+def _sidecars(database: Path) -> tuple[Path, Path]:
+    return Path(f"{database}-wal"), Path(f"{database}-shm")
 
 
 def has_data(path: Path) -> bool:
