@@ -294,3 +294,26 @@ async def test_a_session_of_a_disabled_account_is_dead_even_if_not_revoked(
         assert (await client.get("/api/auth/me", headers=bob.auth)).status_code == 401
         await server.services.sessions.check()
         await signed_out(ws)
+
+
+async def test_the_last_active_admin_is_kept_whoever_asks(server: RunningServer, root: User) -> None:
+    """Two admins disabling each other at once both pass the own-account rule; the store refuses
+    whatever would leave no active admin."""
+    from meet.errors import Conflict
+    from meet.store import admin as q
+
+    store, now = server.services.store, server.services.clock.now()
+    other = await server.services.accounts.add_user("root2", "root2@example.org", PASSWORD, admin=True)
+    await store.run(q.set_disabled, other.id, now)  # root disabled root2 …
+    for change in (
+        lambda db: q.set_disabled(db, root.id, now),  # … while root2 was disabling root
+        lambda db: q.set_flag(db, root.id, "is_admin", False),
+        lambda db: q.delete_user_by_id(db, root.id),
+    ):
+        with pytest.raises(Conflict) as refused:
+            await store.run(change)
+        assert refused.value.code == "last_admin"
+    kept = await store.run(q.admin_user, root.id)
+    assert kept.user.is_admin and kept.disabled_at is None
+    await store.run(q.set_disabled, other.id, None)  # with root2 active again, root may go
+    await store.run(q.set_flag, root.id, "is_admin", False)

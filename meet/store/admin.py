@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from meet.errors import NotFound
+from meet.errors import Conflict, NotFound
 from meet.store.accounts import USER_COLUMNS, User, revoke_all_sessions, user_by_id
 from meet.store.records import Room
 from meet.store.rooms import ROOM_SELECT
@@ -90,12 +90,27 @@ def admin_user(db: sqlite_utils.Database, user_id: int) -> AdminUser:
     return _admin_user(row)
 
 
+def keep_an_admin(db: sqlite_utils.Database, user_id: int) -> None:
+    """Conflict when ``user_id`` is the last active (enabled) admin: taking their rights away,
+    disabling or deleting them would leave nobody able to administer the server. (Each admin
+    is kept from acting on themselves; this also settles two admins acting on each other at once.)"""
+    row = fetch_one(
+        db,
+        "SELECT SUM(id = ?) AS target, SUM(id != ?) AS others FROM users WHERE is_admin AND disabled_at IS NULL",
+        (user_id, user_id),
+    )
+    if row is not None and row["target"] and not row["others"]:
+        raise Conflict("This is the last active admin of the server.", code="last_admin")
+
+
 def set_flag(db: sqlite_utils.Database, user_id: int, column: str, value: bool) -> AdminUser:
     """Set ``verified`` or ``is_admin``."""
     if column not in ("verified", "is_admin"):
         raise ValueError(column)
     with transaction(db):
         admin_user(db, user_id)
+        if column == "is_admin" and not value:
+            keep_an_admin(db, user_id)
         db.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (int(value), user_id))
     return admin_user(db, user_id)
 
@@ -105,6 +120,7 @@ def set_disabled(db: sqlite_utils.Database, user_id: int, now: float | None) -> 
     with transaction(db):
         current = admin_user(db, user_id)
         if now is not None:
+            keep_an_admin(db, user_id)
             revoke_all_sessions(db, user_id, now)
             if current.disabled_at is not None:
                 now = current.disabled_at  # disabling twice keeps the first time
@@ -118,6 +134,7 @@ def delete_user_by_id(db: sqlite_utils.Database, user_id: int) -> User:
         user = user_by_id(db, user_id)
         if user is None:
             raise NotFound(f"There is no user {user_id}.", code="user_not_found")
+        keep_an_admin(db, user_id)
         db.execute("DELETE FROM users WHERE id = ?", (user_id,))
     return user
 
