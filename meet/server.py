@@ -23,6 +23,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from meet import hypercorn_compat
 from meet.accounts import Accounts
+from meet.admin import Admin
 from meet.app import MAX_BODY, create_app
 from meet.asgi import ASGIApp, BodyDrain, ForwardedFor
 from meet.backup import data_lock
@@ -128,6 +129,7 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
     rooms.meeting_listener = presence.meeting_changed  # "Online now" shows who is in a meeting
     rooms.metrics = metrics
     metrics.live.source = rooms.modes
+    admin = Admin(config=config, store=store, accounts=accounts, rooms=rooms, sessions=sessions, clock=clock)
     return Services(
         config=config,
         store=store,
@@ -139,6 +141,7 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
         clock=clock,
         sessions=sessions,
         metrics=metrics,
+        admin=admin,
     )
 
 
