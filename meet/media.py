@@ -28,6 +28,9 @@ CLOSE_SERVICE_RESTART = 1012
 MAX_SDP = p.MAX_SIGNAL_FRAME - 1024  # what fits in a `signal` frame
 _MEDIA_LINE = re.compile(r"^m=(\w+) (\d+)")
 _DIRECTIONS = {"a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"}
+_SOURCES = ("camera", "screen")
+_RID = re.compile(r"[A-Za-z0-9]{1,16}")  # RFC 8851 rid-id, bounded
+_MAX_RIDS = 8
 
 
 class MediaRelay(Protocol):
@@ -188,17 +191,40 @@ class MediaRouter:
                 live.speaker = peer.peer_id
                 live.broadcast(p.Speaker(peer_id=peer.peer_id))
             return
-        self._deliver(peer, message)
+        self._deliver(live, peer, message)
 
-    def _deliver(self, peer: Participant, message: dict[str, Any]) -> None:
+    def _deliver(self, live: LiveRoom, peer: Participant, message: dict[str, Any]) -> None:
         kind = message.get("event")
-        if kind in ("offer", "answer"):
+        if kind == "layers":
+            self._layers(live, peer, message)
+        elif kind in ("offer", "answer"):
             description = {"description": {"type": kind, "sdp": message["sdp"]}}
             peer.conn.send(p.SignalFrom(from_=RELAY_PEER, data=description))
         elif kind == "tracks":
             peer.conn.send(p.Tracks(tracks=list(message.get("tracks", []))))
         elif kind == "failed":
             peer.conn.send(p.Error(code="relay_failed", message=str(message.get("reason", "media failed"))))
+
+    def _layers(self, live: LiveRoom, peer: Participant, message: dict[str, Any]) -> None:
+        """The relay's choice of simulcast encodings for ``peer``'s publication: to that publisher.
+
+        Only an optimisation (the publisher saves encoding and upload), so an event the relay
+        got wrong is logged and dropped rather than passed on to the browser.
+        """
+        source, value = message.get("source"), message.get("rids")
+        rids: list[str] = [rid for rid in value if isinstance(rid, str)] if isinstance(value, list) else []
+        valid = (
+            live.mode == "relay"
+            and source in _SOURCES
+            and isinstance(value, list)
+            and len(rids) == len(value) <= _MAX_RIDS
+            and all(_RID.fullmatch(rid) for rid in rids)
+            and len(set(rids)) == len(rids)
+        )
+        if not valid:
+            log.warning("relay layers event dropped (room in %s mode): %.200r", live.mode, message)
+            return
+        peer.conn.send(p.Layers(source=str(source), rids=rids))
 
     async def ended(self, live: LiveRoom) -> None:
         """The meeting ended: free everything the relay held for it."""

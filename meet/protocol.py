@@ -346,6 +346,19 @@ class Speaker(Message):
 
 
 @dataclass(frozen=True)
+class Layers(Message):
+    """Relay mode: send only these simulcast encodings (``rids``, low to high) of ``source``.
+
+    Every other encoding of that track should be paused; ``[]`` pauses the track's video
+    entirely (nobody shows it). Until the first one, a publisher sends every encoding.
+    """
+
+    type: ClassVar[str] = "layers"
+    source: str
+    rids: list[str]
+
+
+@dataclass(frozen=True)
 class RoomEnded(Message):
     type: ClassVar[str] = "room-ended"
 
@@ -478,7 +491,8 @@ ROOM_CLIENT_MESSAGES: dict[str, type[Message]] = {
 }
 USER_CLIENT_MESSAGES: dict[str, type[Message]] = {m.type: m for m in (Ring, RingAnswer, RingCancel, Ping, Pong)}
 SERVER_MESSAGES: tuple[type[Message], ...] = (
-    Welcome, SignalFrom, ChatPosted, StateChanged, PeerJoined, PeerLeft, RoomUpdated, Mode, Tracks, Speaker, RoomEnded,
+    Welcome, SignalFrom, ChatPosted, StateChanged, PeerJoined, PeerLeft, RoomUpdated, Mode, Tracks, Speaker, Layers,
+    RoomEnded,
     Kicked,
     MuteRequest, Lobby, Knock, KnockEnded, RoleChanged, Reaction, Error, Ping, Pong, Presence, Online, Offline,
     Ringing, IncomingCall, RingAnswer, RingCancel, RingTimeout,
