@@ -47,8 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args)
     setup_logging(config.log)
-    # Relay worker processes read their level from the environment they inherit.
+    # Relay worker processes read their level and format from the environment they inherit.
     os.environ.setdefault("MEET_RELAY_LOG", config.log.level)
+    os.environ.setdefault("MEET_RELAY_LOG_FORMAT", config.log.format)
     trio.run(serve, config)
     return 0
 

@@ -8,6 +8,7 @@ host address 127.0.0.1 (``meet.relay.ice``), which applies process-wide, to the 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -617,3 +618,33 @@ def test_worker_process_speaks_the_channel_and_exits(how: str) -> None:
             process.wait()
         assert process.stderr is not None
         process.stderr.close()
+
+
+def test_worker_logs_json_lines_when_the_server_does() -> None:
+    """``[log] format = "json"`` reaches the workers (``meet serve`` passes it on): every line
+    they write is one JSON object naming the worker."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meet.relay.worker", "--fd", str(child.fileno())],
+        pass_fds=(child.fileno(),),
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MEET_RELAY_LOG": "INFO", "MEET_RELAY_LOG_FORMAT": "json"},
+    )
+    child.close()
+    try:
+        channel = Channel(parent)
+        assert not channel.request("no-such-op")["ok"]  # logged at INFO: "request ... refused"
+        parent.close()
+        assert process.wait(timeout=10) == 0
+        assert process.stderr is not None
+        lines = process.stderr.read().decode().splitlines()
+    finally:
+        parent.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    records = [json.loads(line) for line in lines]
+    refused = [r for r in records if "refused" in r["message"]]
+    assert refused and refused[0]["level"] == "INFO" and refused[0]["logger"] == "meet.relay.worker"
+    assert all(r["relay"] == process.pid and r["time"].endswith("Z") for r in records)

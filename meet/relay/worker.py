@@ -412,15 +412,34 @@ async def serve(fd: int) -> int:
     return status
 
 
+class _WorkerTag(logging.Filter):
+    """Names the worker process on each line (``relay`` = its pid): its lines share the server's stream."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.relay = os.getpid()
+        return True
+
+
+def _log_to_stderr(level: str, fmt: str) -> None:
+    """Log lines to standard error in the server's ``[log] format`` (the server passes it on)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_WorkerTag())
+    if fmt == "json":  # the server's JSON lines, with a "relay": pid field
+        from meet.logs import MeetJsonFormatter
+
+        handler.setFormatter(MeetJsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("relay[%(relay)s] %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m meet.relay.worker --fd N``."""
     parser = argparse.ArgumentParser(prog="meet.relay.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--fd", type=int, required=True, help="inherited Unix stream socket to the server")
     args = parser.parse_args(argv)
     level = os.environ.get("MEET_RELAY_LOG", "INFO").upper()
-    logging.basicConfig(
-        level=level, format=f"relay[{os.getpid()}] %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    _log_to_stderr(level, os.environ.get("MEET_RELAY_LOG_FORMAT", "text"))
     if level != "DEBUG":  # aioice logs every connectivity check at INFO
         logging.getLogger("aioice").setLevel(logging.WARNING)
     try:
