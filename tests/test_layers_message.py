@@ -20,6 +20,7 @@ from wsclient import join
 
 from meet import protocol as p
 from meet.config import Config
+from meet.relay.bridge import RelayBridge
 from meet.server import RunningServer
 
 ALWAYS = {"relay": "always", "host_addresses": ["127.0.0.1"], "mesh_limit": 4}
@@ -39,8 +40,9 @@ def event(code: str, peer: str, **fields: Any) -> dict[str, Any]:
 
 async def ready_workers(server: RunningServer) -> None:
     bridge = server.services.rooms.media.relay
+    assert isinstance(bridge, RelayBridge)
     with trio.fail_after(30):
-        for worker in bridge.workers if bridge is not None else []:
+        for worker in bridge.workers:
             await worker.ready.wait()
 
 
