@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 from browser import CHROMIUM_ARGS, TIMEOUT_MS, poll, run_scenario
-from conftest import Outbox, make_config
+from browser import open_page as browser_page
+from conftest import PASSWORD, Outbox, make_config
 from netshape import ShapedPath, shaped_path
 from test_browser_call import assert_video_flowing, join, make_users, open_page
 
@@ -243,6 +244,72 @@ async def test_a_640_wide_camera_still_sends_its_full_size(
     assert r["layers"].get("h", {"frames": 0})["frames"] == 0  # the third encoding inactive
     assert [e["scale"] for e in r["encodings"][:2]] == [2, 1]
     assert r["received"] == 640
+    assert r["errors"] == []
+
+
+# The `layers` messages this page received (their rids, oldest first), from the RoomClient.
+RECORD_LAYERS_JS = """(() => {
+  window.layersSeen = [];
+  window.meetCall.client.addEventListener('layers', (e) => window.layersSeen.push(e.detail.rids));
+})()"""
+
+# The relay connection's camera sender: which rids are active now.
+ACTIVE_RIDS_JS = """() => {
+  const link = window.meetCall.relay.link;
+  if (!link || !link.camTx) return null;
+  return link.camTx.sender.getParameters().encodings.filter((e) => e.active).map((e) => e.rid);
+}"""
+
+
+def followed_layers(page: Any) -> list[str]:
+    """The latest `layers` rids once they leave out a layer and the camera sender has exactly
+    them active (else an empty list)."""
+    seen = page.evaluate("window.layersSeen")
+    rids = seen[-1] if seen else None
+    if not rids or set(rids) >= {"l", "m", "h"}:
+        return []
+    active = page.evaluate(ACTIVE_RIDS_JS)
+    return list(rids) if active == rids else []
+
+
+async def test_a_publisher_pauses_the_layers_nobody_uses(
+    server: RunningServer, client: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    """Dynacast end to end: bob's page is small, so his tile of alice's camera needs less than
+    her top layer; the relay says so (`layers`), and alice's page turns the unused encodings off
+    (setParameters), keeps them off across a camera off/on, and bob still sees her."""
+    code = await make_users(client, outbox, "alice", "bob")
+    base = server.url
+
+    def scenario(browser: Any) -> dict[str, Any]:
+        alice = open_page(browser, base, "alice")
+        bob = browser_page(browser, base, "bob", PASSWORD, viewport={"width": 360, "height": 640})
+        a = join(alice, base, code)
+        alice.evaluate(RECORD_LAYERS_JS)
+        join(bob, base, code)
+        assert_video_flowing(bob, [a], timeout=25)
+        rids = poll(lambda: followed_layers(alice), 40, "alice sending only the layers the relay asked for")
+        paused = sorted({"l", "m", "h"} - set(rids))
+        alice.wait_for_timeout(500)  # frames already in the encoder when it was paused
+        before = relay_camera_layers(alice)
+        alice.wait_for_timeout(1500)  # a window to see what grows
+        after = relay_camera_layers(alice)
+        alice.click("#toggle-camera")
+        poll(lambda: alice.evaluate("window.meetCall.media.video") is None, what="the camera off")
+        alice.click("#toggle-camera")  # a new track through replaceTrack: the pause holds
+        poll(lambda: alice.evaluate("Boolean(window.meetCall.media.video)"), what="the camera on")
+        again = poll(lambda: followed_layers(alice), 15, "the layers still paused after camera off/on")
+        assert_video_flowing(bob, [a], timeout=25)
+        return {"rids": rids, "paused": paused, "before": before, "after": after, "again": again,
+                "seen": alice.evaluate("window.layersSeen"), "errors": alice.errors + bob.errors}
+
+    r = await run_scenario(scenario)
+    print(f"layers messages {r['seen']}; alice sends {r['rids']}, pauses {r['paused']}")
+    assert r["paused"] and "l" in r["rids"]
+    grown = {rid: r["after"][rid]["frames"] - r["before"][rid]["frames"] for rid in r["after"]}
+    assert all(grown[rid] == 0 for rid in r["paused"] if rid in grown), grown
+    assert all(grown[rid] > 0 for rid in r["rids"]), grown
+    assert r["again"] == r["rids"]
     assert r["errors"] == []
 
 

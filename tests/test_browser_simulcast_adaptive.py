@@ -212,8 +212,6 @@ async def test_a_shaped_subscriber_drops_to_the_low_layer_and_comes_back(
             bob = open_page(shaped_browser, base, "bob")
             a = join(alice, base, code)
             names = {a: "alice", join(carol, base, code): "carol", join(bob, base, code): "bob"}
-            layers = three_layers(alice, timeout=60)  # the relay's uplink estimate ramps up first
-            low, high = layers["l"], layers["h"]
             for page in (bob, carol):
                 assert_video_flowing(page, [a], timeout=25)
                 assert_audio_flowing(page, [a], timeout=25)
@@ -221,6 +219,10 @@ async def test_a_shaped_subscriber_drops_to_the_low_layer_and_comes_back(
                 # high layer needs a tile over 640 px wide), the other camera in the strip.
                 page.evaluate("(peer) => document.querySelector(`.tile[data-peer-id='${peer}'] .tile-pin`).click()", a)
                 page.evaluate(SAMPLER_JS, a)
+            # After the pins: in the grid of three nobody needs alice's top layer, and the relay
+            # has her pause it (`layers`) until a large tile asks for it again.
+            layers = three_layers(alice, timeout=60)  # the relay's uplink estimate ramps up first
+            low, high = layers["l"], layers["h"]
             failures: list[str] = []
             start = now_ms(bob)
             if not waited(

@@ -53,15 +53,17 @@ export function cameraInit(streams, track = null) {
 /**
  * Fit the camera sender's layers to a new track (another camera, or the camera turned on
  * again): resolves true when they changed. The encodings negotiated stay (same RIDs).
+ * `rids` (the relay's `layers`, layers.js), when given, pauses every encoding not listed.
  */
-export async function fitCameraLayers(sender, track) {
+export async function fitCameraLayers(sender, track, rids = null) {
   if (!track) return false;
   const params = sender.getParameters();
   if (!params.encodings || params.encodings.length !== CAMERA_LAYERS.length) return false;
   const ladder = fitted(...sizeOf(track));
   let changed = false;
   params.encodings.forEach((enc, i) => {
-    for (const [key, value] of Object.entries(ladder[i])) {
+    const wanted = rids && !rids.includes(enc.rid) ? { ...ladder[i], active: false } : ladder[i];
+    for (const [key, value] of Object.entries(wanted)) {
       if (enc[key] !== value) {
         enc[key] = value;
         changed = true;

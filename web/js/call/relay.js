@@ -13,7 +13,9 @@
  * - I make the first offer: my microphone, then my camera, then (while sharing) my screen, each
  *   on its own "sendonly" transceiver, so my first audio m-line is the microphone, my first video
  *   m-line the camera and a further video m-line the screen. The camera goes out as three
- *   simulcast layers (RIDs l, m, h), the screen as one layer (encodings.js).
+ *   simulcast layers (RIDs l, m, h), the screen as one layer (encodings.js). The relay's
+ *   `layers` message pauses the camera encodings nobody uses (layers.js); a new connection
+ *   starts again from all of them.
  * - The relay renegotiates with its own offers when tracks come and go, never before it answered
  *   my first offer, and its answers and offers reach me in the order it made them. It never
  *   rolls back: I am always the polite side (perfect negotiation with polite = true). On a
@@ -35,7 +37,8 @@
  *   changes, the relay forgets me); the next welcome in relay mode starts a new one.
  */
 
-import { addScreenTransceiver, cameraInit, fitCameraLayers } from "./encodings.js";
+import { addScreenTransceiver, cameraInit } from "./encodings.js";
+import { CameraLayers, cameraRids } from "./layers.js";
 import { attributeStreams, isLive, parseTracks, pausedVideos, sameTracks, sdpSections } from "./relay-tracks.js";
 
 export const RELAY_PEER = "relay";
@@ -81,6 +84,7 @@ class Link {
     // Simulcast (encodings.js): the encodings belong to the transceiver, so camera toggles and
     // device switches (replaceTrack) keep them, and a reconnect's new Link sets them again.
     this.camTx = this.pc.addTransceiver(video || "video", cameraInit([relay.msid], video));
+    relay.layers.attach(this.camTx.sender); // the relay's `layers` pause encodings nobody uses
     if (relay.screen) this.updateScreen().catch((err) => relay.warn("screen share failed", err));
   }
 
@@ -161,6 +165,7 @@ class Link {
       }
       this.watchConnecting();
       this.syncRemote();
+      if (this.relay.layers.rids) this.relay.layers.refit(); // keep paused what the relay said after renegotiating
     } else if (candidate !== undefined) {
       try {
         await pc.addIceCandidate(candidate || undefined); // null: end of candidates
@@ -243,7 +248,7 @@ class Link {
     const tx = kind === "audio" ? this.micTx : this.camTx;
     if (this.closed || !isLive(tx)) return;
     await tx.sender.replaceTrack(track);
-    if (kind === "video") await fitCameraLayers(tx.sender, track); // the new camera's size
+    if (kind === "video") await this.relay.layers.refit(); // the new camera's size, the latest `layers`
   }
 
   /** Start, switch or stop sending my screen according to relay.screen (renegotiates). */
@@ -348,6 +353,7 @@ export class Relay extends EventTarget {
     this.link = null; // the Link while active
     this.pendingTracks = null; // a `tracks` map that came while there was no Link
     this.paused = new Set(); // "peerId:source" of the videos the relay paused for my bandwidth
+    this.layers = new CameraLayers((what, err) => this.warn(what, err)); // my camera's encodings in use
 
     this.handlers = {
       welcome: (e) => this.onWelcome(e.detail),
@@ -364,6 +370,7 @@ export class Relay extends EventTarget {
       },
       signal: (e) => this.onSignal(e.detail),
       tracks: (e) => this.onTracks(e.detail.tracks),
+      layers: (e) => this.onLayers(e.detail),
       error: (e) => this.onError(e.detail.code),
       disconnected: () => this.stop(),
       closed: () => this.stop(),
@@ -401,6 +408,7 @@ export class Relay extends EventTarget {
   /** Close the relay connection (if any) and go inactive. */
   stop() {
     this.active = false;
+    this.layers.reset(); // a new connection starts by sending every encoding
     const link = this.link;
     this.link = null;
     if (link) link.close();
@@ -421,6 +429,12 @@ export class Relay extends EventTarget {
       this.paused = paused;
       this.emit("paused-videos", { paused });
     }
+  }
+
+  /** `layers`: send only the camera encodings the relay says somebody uses (layers.js). */
+  onLayers(message) {
+    const rids = cameraRids(message);
+    if (rids && this.link) this.layers.set(rids);
   }
 
   onError(code) {
