@@ -95,6 +95,16 @@ def test_a_video_uses_its_layers_up_to_the_largest_tile_that_shows_it() -> None:
     assert demand.ranked(alice, {"f", "q"}) == ["q", "f"]
 
 
+def test_layers_are_taken_by_picture_size_not_by_rate() -> None:
+    """A publisher ramping up may send its top layer slower than a lower one: the rate ranking
+    (``Publication.measure``) then puts it first, but a large tile still uses every layer."""
+    ramping = video("dave")
+    ramping.layers.reverse()  # ranked f, h, q by their rates for now
+    assert demand.used([(page(("dave", 960, 540)), ramping)]) == {ramping: {"q", "h", "f"}}
+    assert demand.used([(page(("dave", 320, 180)), ramping)]) == {ramping: {"q"}}
+    assert demand.ranked(ramping, {"f", "q"}) == ["q", "f"]
+
+
 def test_a_layer_is_asked_for_at_once_and_dropped_only_after_the_hold() -> None:
     hold: demand.Hold[str] = demand.Hold(3.0)
     every = frozenset({"q", "h", "f"})
