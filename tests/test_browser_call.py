@@ -98,10 +98,24 @@ def prejoin_checks(page: Any) -> dict[str, Any]:
     }
 
 
+JOIN_READY_MS = 45_000
+PAGE_STATE_JS = """() => ({
+  url: location.href,
+  ready: document.readyState,
+  text: document.body ? document.body.innerText.slice(0, 400) : null,
+})"""
+
+
 def join(page: Any, base: str, code: str, checks: dict[str, Any] | None = None) -> str:
     """Pre-join, then join; returns my peer id."""
     page.goto(f"{base}/r/{code}")
-    page.wait_for_selector("#join-button:enabled")
+    try:
+        # Longer than the default: a page of a second Chromium in a shaped namespace, on a CI
+        # machine busy with the whole suite, was seen to need more than 15 s to get there.
+        page.wait_for_selector("#join-button:enabled", timeout=JOIN_READY_MS)
+    except Exception as exc:  # say where the page was, not only that it timed out
+        state = page.evaluate(PAGE_STATE_JS)
+        raise AssertionError(f"the pre-join screen never offered to join: {state}") from exc
     if checks is not None:
         checks.update(prejoin_checks(page))
     page.click("#join-button")
