@@ -584,16 +584,23 @@ class Channel:
             self.inbox += self.decoder.feed(data)
 
 
-@pytest.mark.parametrize("how", ["socket-closed", "sigterm"])
-def test_worker_process_speaks_the_channel_and_exits(how: str) -> None:
+def worker_process(**env: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """``python -m meet.relay.worker`` on a socket pair (with ``env`` added): the server's end, the process."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     process = subprocess.Popen(
         [sys.executable, "-m", "meet.relay.worker", "--fd", str(child.fileno())],
         pass_fds=(child.fileno(),),
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         stderr=subprocess.PIPE,
+        env={**os.environ, **env},
     )
     child.close()
+    return parent, process
+
+
+@pytest.mark.parametrize("how", ["socket-closed", "sigterm"])
+def test_worker_process_speaks_the_channel_and_exits(how: str) -> None:
+    parent, process = worker_process()
     try:
         channel = Channel(parent)
         assert channel.request("configure", ice_servers=[], host_addresses=LOOPBACK, udp_ports=None)["ok"]
@@ -623,15 +630,7 @@ def test_worker_process_speaks_the_channel_and_exits(how: str) -> None:
 def test_worker_logs_json_lines_when_the_server_does() -> None:
     """``[log] format = "json"`` reaches the workers (``meet serve`` passes it on): every line
     they write is one JSON object naming the worker."""
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "meet.relay.worker", "--fd", str(child.fileno())],
-        pass_fds=(child.fileno(),),
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        stderr=subprocess.PIPE,
-        env={**os.environ, "MEET_RELAY_LOG": "INFO", "MEET_RELAY_LOG_FORMAT": "json"},
-    )
-    child.close()
+    parent, process = worker_process(MEET_RELAY_LOG="INFO", MEET_RELAY_LOG_FORMAT="json")
     try:
         channel = Channel(parent)
         assert not channel.request("no-such-op")["ok"]  # logged at INFO: "request ... refused"
