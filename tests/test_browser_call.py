@@ -3,6 +3,7 @@ browsers, chat, mute indicators, screen sharing, leaving, and the call history."
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from browser import open_page as browser_page
 from browser import poll, run_scenario
 from conftest import PASSWORD, Outbox, login, signup_verified
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from meet.clock import FakeClock
 from meet.config import Config
@@ -98,11 +100,13 @@ def prejoin_checks(page: Any) -> dict[str, Any]:
     }
 
 
-JOIN_READY_MS = 45_000
+JOIN_READY_MS = 30_000
 PAGE_STATE_JS = """() => ({
   url: location.href,
   ready: document.readyState,
   text: document.body ? document.body.innerText.slice(0, 400) : null,
+  unanswered: performance.getEntriesByType("resource").filter((r) => !r.responseEnd).map((r) => r.name),
+  resources: performance.getEntriesByType("resource").map((r) => r.name.split("/").slice(3).join("/")).slice(-12),
 })"""
 
 
@@ -110,12 +114,20 @@ def join(page: Any, base: str, code: str, checks: dict[str, Any] | None = None) 
     """Pre-join, then join; returns my peer id."""
     page.goto(f"{base}/r/{code}")
     try:
-        # Longer than the default: a page of a second Chromium in a shaped namespace, on a CI
-        # machine busy with the whole suite, was seen to need more than 15 s to get there.
         page.wait_for_selector("#join-button:enabled", timeout=JOIN_READY_MS)
-    except Exception as exc:  # say where the page was, not only that it timed out
-        state = page.evaluate(PAGE_STATE_JS)
-        raise AssertionError(f"the pre-join screen never offered to join: {state}") from exc
+    except PlaywrightTimeout:
+        # A second Chromium inside a shaped network namespace, in CI with the whole suite, now
+        # and then stays on "Opening the meeting…" with a request of the page never answered
+        # (cause not found; never seen alone or with loopback pages). Loading the page again
+        # gets it going; a page that does not get there twice fails, saying where it stood.
+        first = page.evaluate(PAGE_STATE_JS)
+        warnings.warn(f"the pre-join screen did not come; loading the page again: {first}", stacklevel=2)
+        page.reload()
+        try:
+            page.wait_for_selector("#join-button:enabled", timeout=JOIN_READY_MS)
+        except PlaywrightTimeout as exc:
+            state = page.evaluate(PAGE_STATE_JS)
+            raise AssertionError(f"the pre-join screen never offered to join: {first}, then {state}") from exc
     if checks is not None:
         checks.update(prejoin_checks(page))
     page.click("#join-button")
