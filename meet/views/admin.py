@@ -16,7 +16,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 from meet.admin import Admin
 from meet.errors import BadRequest, Unavailable
 from meet.store.accounts import User
-from meet.views.auth import Body
+from meet.views.auth import Body, UserOut
 from meet.views.context import base_url, current_session, require_session, services
 
 blueprint = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -54,13 +54,9 @@ class InviteBody(Body):
     send: bool = True  # mail the link as well
 
 
-class AdminUserOut(BaseModel):
-    id: int
-    username: str
-    email: str
-    verified: bool
-    is_admin: bool
-    created_at: float
+class AdminUserOut(UserOut):
+    """An account as the public API shows it, and what only administrators see."""
+
     last_login_at: float | None
     disabled: bool
     disabled_at: float | None

@@ -105,8 +105,8 @@ export const resetPassword = ({ token, password }) => request("POST", "/api/auth
 
 // ---- Meetings ----------------------------------------------------------------
 
-/** "path?k=v" skipping empty values (kept here so api.js stays self-contained). */
-function withParams(path, params = {}) {
+/** "path?k=v" skipping empty values. */
+export function withParams(path, params = {}) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") query.set(key, String(value));

@@ -3,17 +3,7 @@
  * Every function resolves to the result object of ../api.js ({ ok, status, data, error, … }).
  */
 
-import { request } from "../api.js";
-
-/** "path?k=v" skipping empty values. */
-function withParams(path, params = {}) {
-  const query = new URLSearchParams();
-  for (const [key, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") query.set(key, String(value));
-  }
-  const qs = query.toString();
-  return qs ? `${path}?${qs}` : path;
-}
+import { request, withParams } from "../api.js";
 
 const userPath = (id) => `/api/admin/users/${encodeURIComponent(id)}`;
 const roomPath = (code) => `/api/admin/rooms/${encodeURIComponent(code)}`;
