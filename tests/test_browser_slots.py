@@ -296,7 +296,7 @@ async def test_a_relay_page_decodes_exactly_the_tiles_it_shows_pinned_speaker_gr
             page.set_viewport_size(LAPTOP)
             page.click("#toggle-speaker-view")
             poll(lambda: page.evaluate("document.querySelector('#screens .tile')?.dataset.peerId") == ids["bea"],
-                 30, "bea, the one speaking, large")  # speech judged over 1 s windows; CI is busy
+                 20, "bea, the one speaking, large")
             shown = decodes_what_it_shows(page, views, len(view_of(page)), "speaker view")
             assert 1 < len(shown) <= 7, shown
 
@@ -341,6 +341,10 @@ async def test_a_relay_page_decodes_exactly_the_tiles_it_shows_pinned_speaker_gr
                         c.media.voice.loud = name in ("fay", "gus", "hal")
                 await to_page.send("done")
 
+        # bea must be the dominant speaker before the other voices start: three equal voices
+        # starting together leave it to chance which one is judged first (and then kept).
+        live = server.services.rooms.live[code]
+        await clients["cyd"].wait_for(lambda: live.speaker == clients["bea"].peer_id, 30, "bea as the speaker")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve_page)
             for name in ("cyd", "dov"):  # three voices at first: bea, cyd, dov
