@@ -19,9 +19,11 @@ from meet.config import AuthConfig
 from meet.errors import BadRequest, Forbidden, Throttled, Unauthorized
 from meet.mail import Mailer, MailError, build_message
 from meet.passwords import MAX_LENGTH, MIN_LENGTH, Passwords
+from meet.session_cache import SessionCache
 from meet.store import Store
 from meet.store import accounts as q
 from meet.store.accounts import User
+from meet.store.epoch import EpochWatch
 from meet.throttle import Backoff, Busy, Throttle
 from meet.tokens import Tokens, new_code, new_nonce
 
@@ -104,6 +106,9 @@ class Accounts:
         # Failed sign-ins per address over all accounts: much higher, a NAT is many people.
         self.address_throttle = Throttle(settings.login_max_failures_per_address, window, clock)
         self.mail_throttle = Throttle(settings.mail_max_per_window, window, clock)
+        # Live sessions in memory, dropped whenever the session epoch moves (meet/session_cache.py).
+        self.epoch_watch = EpochWatch(store)
+        self.session_cache: SessionCache[Session] = SessionCache(clock.now, self.epoch_watch.current)
 
     # -- throttling ---------------------------------------------------------------------
 
@@ -278,16 +283,32 @@ class Accounts:
         return user, self.tokens.sign(purposes.SESSION, sid)
 
     async def authenticate(self, token: str) -> Session | None:
-        """The live session behind a cookie or bearer token, or None."""
+        """The live session behind a cookie or bearer token, or None.
+
+        From memory when this token was seen and nothing revoked since (no database call);
+        else looked up through the store and kept (see :mod:`meet.session_cache`).
+        """
+        cached = self.session_cache.get(token)
+        if cached is not None:
+            return cached
         sid = self.tokens.unsign(purposes.SESSION, token)
         if not isinstance(sid, str):
             return None
-        found = await self.store.run(
-            q.session_user, self.tokens.digest(purposes.SESSION, sid), self.clock.now()
+        if not self.epoch_watch.opened:
+            await self.epoch_watch.open()  # once per server, on its first signed-in request
+        epoch, found = await self.store.run(
+            q.lookup_session, self.tokens.digest(purposes.SESSION, sid), self.clock.now()
         )
         if found is None:
             return None
-        return Session(found[0], found[1])
+        session = Session(found.id, found.user)
+        self.session_cache.put(token, session, found.expires_at, epoch)
+        return session
+
+    def close(self) -> None:
+        """Stop answering from memory and close the epoch watch's connection (at shutdown)."""
+        self.epoch_watch.close()
+        self.session_cache.clear()
 
     async def logout(self, session: Session) -> None:
         """Revoke one session."""

@@ -178,6 +178,10 @@ def create_app(svc: Services) -> QuartTrio:
     )
     _register_error_handlers(app)
 
+    @app.after_serving
+    async def close_session_cache() -> None:
+        svc.accounts.close()  # its own SQLite connection, before the store's closes
+
     @app.before_request
     async def same_origin() -> None:
         if request.method not in SAFE_METHODS:

@@ -232,12 +232,51 @@ def record_login(
             set_password(db, user_id, new_password_hash)
 
 
+@dataclass(frozen=True)
+class LiveSession:
+    """A live session as the session cache keeps it: until when it lasts, and the session
+    epoch read *before* it (see :func:`lookup_session`)."""
+
+    id: int
+    user: User
+    expires_at: float
+    epoch: int
+
+
+def session_epoch(db: sqlite_utils.Database) -> int:
+    """The session epoch (migration 8): moves on with every change that ends a session or
+    changes what it carries."""
+    row = db.execute("SELECT epoch FROM session_epoch WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def lookup_session(db: sqlite_utils.Database, token_hash: str, now: float) -> tuple[int, LiveSession | None]:
+    """(epoch, live session or None), the epoch read first.
+
+    Read in this order, the pair is safe to cache without a transaction: a revocation
+    committed before the epoch read is seen by the session read (None); one committed after
+    it moves the epoch past the one returned, so the cache drops the entry.
+    """
+    epoch = session_epoch(db)
+    found = _session_row(db, token_hash, now)
+    if found is None:
+        return epoch, None
+    row, user = found
+    return epoch, LiveSession(row["id"], user, row["expires_at"], epoch)
+
+
 def session_user(db: sqlite_utils.Database, token_hash: str, now: float) -> tuple[int, User] | None:
     """(session id, user) for a live session, or None when unknown, revoked, expired or its
     account disabled (a sign-in racing the disable must not leave a usable session)."""
+    found = _session_row(db, token_hash, now)
+    return None if found is None else (found[0]["id"], found[1])
+
+
+def _session_row(db: sqlite_utils.Database, token_hash: str, now: float) -> tuple[dict[str, Any], User] | None:
+    """The live session's row and its user; records ``last_seen_at`` (at most once a minute)."""
     row = _one(
         db,
-        "SELECT s.id, s.user_id, s.last_seen_at FROM sessions AS s JOIN users AS u ON u.id = s.user_id"
+        "SELECT s.id, s.user_id, s.last_seen_at, s.expires_at FROM sessions AS s JOIN users AS u ON u.id = s.user_id"
         " WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND u.disabled_at IS NULL",
         (token_hash, now),
     )
@@ -252,7 +291,7 @@ def session_user(db: sqlite_utils.Database, token_hash: str, now: float) -> tupl
             if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
                 raise
     user = user_by_id(db, row["user_id"])
-    return None if user is None else (row["id"], user)
+    return None if user is None else (row, user)
 
 
 def live_sessions(db: sqlite_utils.Database, session_ids: list[int], now: float) -> set[int]:

@@ -180,6 +180,39 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         )
         """,
     ),
+    (
+        8,
+        "session epoch",
+        # One counter that every change ending a session, or changing what a signed-in
+        # session carries (meet.accounts.Session: the user's name, email, flags), moves on,
+        # in the same transaction, whichever process or connection commits it: the CLI, the
+        # admin pages, a manual sqlite3 session. The in-memory session cache (meet/session_cache.py)
+        # trusts its entries only while the counter stays where it was when they were read.
+        # Triggers rather than calls in each query: a future revoking query cannot forget it.
+        # New sign-ins, last_seen_at and last_login_at do not move it (no cached entry can
+        # be wrong about them); nor does anything outside users and sessions (chat, rooms).
+        """
+        CREATE TABLE session_epoch (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            epoch INTEGER NOT NULL
+        );
+        INSERT INTO session_epoch (id, epoch) VALUES (1, 0);
+        CREATE TRIGGER session_epoch_session_changed
+            AFTER UPDATE OF user_id, token_hash, expires_at, revoked_at ON sessions BEGIN
+            UPDATE session_epoch SET epoch = epoch + 1 WHERE id = 1;
+        END;
+        CREATE TRIGGER session_epoch_session_deleted AFTER DELETE ON sessions BEGIN
+            UPDATE session_epoch SET epoch = epoch + 1 WHERE id = 1;
+        END;
+        CREATE TRIGGER session_epoch_user_changed
+            AFTER UPDATE OF id, username, email, verified, is_admin, created_at, disabled_at ON users BEGIN
+            UPDATE session_epoch SET epoch = epoch + 1 WHERE id = 1;
+        END;
+        CREATE TRIGGER session_epoch_user_deleted AFTER DELETE ON users BEGIN
+            UPDATE session_epoch SET epoch = epoch + 1 WHERE id = 1;
+        END
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
