@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from meet import protocol as p
+from meet import wire
 from meet.connection import Connection, UserRef
 from meet.store.records import Room
 
@@ -115,13 +116,20 @@ class LiveRoom:
         return [peer for peer in self.peers.values() if peer.hosting]
 
     def broadcast(self, message: p.Message, exclude: str | None = None) -> None:
-        frame = p.encode(message)  # once, not once per member
+        frame = wire.frame(message)  # once, not once per member
         for peer_id, peer in list(self.peers.items()):
             if peer_id != exclude:
                 peer.conn.send_frame(frame)
 
     def tell_hosting(self, message: p.Message) -> None:
         """Send to the hosts and co-hosts present."""
-        frame = p.encode(message)
+        frame = wire.frame(message)
         for peer in self.hosting():
             peer.conn.send_frame(frame)
+
+    def tell_participants(self, message: p.Message) -> None:
+        """Send to everyone present without host powers."""
+        frame = wire.frame(message)
+        for peer in list(self.peers.values()):
+            if not peer.hosting:
+                peer.conn.send_frame(frame)

@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from meet import protocol as p
+from meet import wire
 from meet.connection import CLOSE_GOING_AWAY, Connection, UserRef
 from meet.store import Store
 from meet.store import accounts as account_queries
@@ -145,7 +146,7 @@ class Presence:
         self._broadcast(p.Online(user=self._entry(user_id)), exclude_user=user_id)
 
     def _broadcast(self, message: p.Message, exclude_user: int | None = None) -> None:
-        frame = p.encode(message)
+        frame = wire.frame(message)
         for user_id, conns in list(self.channels.items()):
             if user_id != exclude_user:
                 for conn in list(conns.values()):

@@ -415,10 +415,7 @@ class Rooms:
     def mute_all(self, live: LiveRoom, peer: Participant) -> None:
         """Ask everyone but the hosts and co-hosts to mute."""
         self._host_power(Action.MUTE, live, peer)
-        frame = p.encode(p.MuteRequest(by=peer.user.public(), all=True))
-        for other in live.peers.values():
-            if not other.hosting:
-                other.conn.send_frame(frame)
+        live.tell_participants(p.MuteRequest(by=peer.user.public(), all=True))
 
     def lower_hand(self, live: LiveRoom, peer: Participant, message: p.LowerHand) -> None:
         """Lower someone's hand; everyone (them included) gets their new ``state``."""

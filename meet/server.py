@@ -21,7 +21,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.trio import serve as hypercorn_serve
 
-from meet import hypercorn_compat
+from meet import hypercorn_compat, hypercorn_ws
 from meet.accounts import Accounts
 from meet.admin import Admin
 from meet.app import MAX_BODY, create_app
@@ -190,6 +190,7 @@ async def open_server(
     """Start everything under one nursery; leaving the block shuts down gracefully."""
     check_startup(config)
     hypercorn_compat.install()
+    hypercorn_ws.install()
     clock = clock or SystemClock()
     # The data folder's lock, held for the server's lifetime: `meet restore` and a second
     # server on the same data refuse to start while it is held.

@@ -1,9 +1,10 @@
 """WebSocket clients: one loop per client, fed by its bounded action queue.
 
 For each client three tasks share one nursery: the reader parses frames at the edge and
-dispatches them, the writer drains the client's queue into the socket, and the heartbeat
-pings and drops clients that went silent. The socket is anything with Quart's
-``receive/send/close`` coroutines, so this module knows no web framework.
+dispatches them, the writer drains the client's queue into the socket (all that is queued in
+one write), and the heartbeat pings and drops clients that went silent. The socket is anything
+with ``receive/write/close`` coroutines (``write`` takes ready WebSocket frames, see
+:mod:`meet.wire`), so this module knows no web framework.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from meet.rooms import Rooms
 log = logging.getLogger("meet.signaling")
 
 MAX_STRIKES = 20  # consecutive refused frames before a client counts as abusive
+BATCH_BYTES = 256 * 1024  # at most this much of the queue in one write (more waits for the next)
 
 
 class Socket(Protocol):
     async def receive(self) -> str | bytes: ...
-    async def send(self, data: str) -> None: ...
+    async def write(self, frames: bytes) -> None: ...
     async def close(self, code: int, reason: str = "") -> None: ...
 
 
@@ -86,10 +88,20 @@ class ClientLoop:
             await self.socket.close(self.conn.close_code or 1000, self.conn.close_reason)
 
     async def _writer(self) -> None:
-        """Deliver queued frames; returns once the queue is closed and drained."""
-        async for frame in self.conn.frames_out:
-            await self.socket.send(frame)
-            self.conn.delivered(frame)
+        """Deliver queued frames, as many per write as are waiting; returns once the queue is
+        closed and drained (so a close frame always comes after the data)."""
+        frames = self.conn.frames_out
+        async for first in frames:
+            batch, size = [first], len(first)
+            while size < BATCH_BYTES:
+                try:
+                    more = frames.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                batch.append(more)
+                size += len(more)
+            await self.socket.write(first if len(batch) == 1 else b"".join(batch))
+            self.conn.delivered(size)
 
     async def _reader(self) -> None:
         while True:

@@ -19,6 +19,7 @@ import trio.testing
 from conftest import User, make_config, make_room
 from wsclient import WS, connect, join, user_ws_url
 
+from meet import wire
 from meet.config import Config
 from meet.connection import Connection, UserRef
 from meet.presence import Presence
@@ -299,7 +300,7 @@ def frames(conn: Connection) -> list[dict[str, Any]]:
     out = []
     while True:
         try:
-            out.append(json.loads(conn.frames_out.receive_nowait()))
+            out.extend(json.loads(text) for text in wire.payloads(conn.frames_out.receive_nowait()))
         except trio.WouldBlock:
             return out
 

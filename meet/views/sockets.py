@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 from quart import Blueprint, websocket
 
 from meet import protocol as p
+from meet import wire
 from meet.connection import Connection, UserRef
 from meet.errors import MeetError, Throttled, Unauthorized
+from meet.hypercorn_ws import FrameSink, sink_of
 from meet.signaling import ClientLoop, RoomEntry, Socket, user_handlers
 from meet.views.context import (
     GUEST_COOKIE,
@@ -29,9 +32,38 @@ from meet.views.context import (
 blueprint = Blueprint("sockets", __name__, url_prefix="/api")
 
 
-def _socket() -> Socket:
-    """The real websocket object behind Quart's context-local proxy."""
-    return websocket._get_current_object()  # type: ignore[attr-defined,no-any-return]
+class _Socket:
+    """The accepted WebSocket as :class:`meet.signaling.Socket`: frames in through Quart, ready
+    frames out through Hypercorn's stream (:mod:`meet.hypercorn_ws`), or — off Hypercorn —
+    one Quart ``send`` per frame."""
+
+    def __init__(self, ws: Any, sink: FrameSink | None) -> None:
+        self.ws, self.sink = ws, sink
+
+    async def receive(self) -> str | bytes:
+        return await self.ws.receive()  # type: ignore[no-any-return]
+
+    async def write(self, frames: bytes) -> None:
+        if self.sink is not None:
+            await self.sink.write(frames)
+            return
+        for text in wire.payloads(frames):
+            await self.ws.send(text)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self.sink is not None and self.sink.held:
+            self.sink.abandon()  # half a frame went out: no close frame can follow it
+            return
+        await self.ws.close(code, reason)
+
+
+def _socket(conn: Connection) -> Socket:
+    """The real websocket behind Quart's context-local proxy; ``conn`` gets its fast path."""
+    ws = websocket._get_current_object()  # type: ignore[attr-defined]
+    sink = sink_of(ws.scope)
+    if sink is not None:
+        conn.direct = sink.try_write
+    return _Socket(ws, sink)
 
 
 async def refuse(error: MeetError) -> None:
@@ -117,7 +149,7 @@ async def room_socket(code: str) -> None:
 async def _run_room(svc: Services, code: str, conn: Connection) -> None:
     entry = RoomEntry(svc.rooms, code, conn)
     loop = ClientLoop(
-        _socket(), conn, svc.config.rooms, p.parse_room_message, entry.handle, svc.metrics.throttle_hit
+        _socket(conn), conn, svc.config.rooms, p.parse_room_message, entry.handle, svc.metrics.throttle_hit
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -148,7 +180,7 @@ async def user_socket() -> None:
 async def _run_user(svc: Services, conn: Connection) -> None:
     svc.presence.connect(conn)
     loop = ClientLoop(
-        _socket(), conn, svc.config.rooms, p.parse_user_message,
+        _socket(conn), conn, svc.config.rooms, p.parse_user_message,
         user_handlers(svc.presence, svc.rooms, conn), svc.metrics.throttle_hit,
     )
 
