@@ -9,12 +9,17 @@ this process over loopback:
 2. ``GET /api/auth/me`` with a bearer token from ``--concurrency`` keep-alive connections:
    requests/s, latency p50/p99, and the server's CPU time per request (from
    ``/proc/<pid>/stat``, which is far less noisy than wall-clock figures on a shared box).
+3. The same ``GET /api/auth/me`` load, by the same client, against ``bench/bare_app.py``: a
+   bare quart-trio app on the same Hypercorn answering a fixed JSON (the framework's own
+   floor), its runs interleaved with meet's; the report gives both and meet's share of the
+   bare rate (skip with ``--no-bare``).
 
 Each measurement is repeated ``--runs`` times (warm-up, then a fixed window) and the table
 at the end shows the median of every figure with its min and max. Nothing here asserts a
 timing; it only reports. See bench/README.md.
 
-    python bench/http.py [--runs 3] [--duration 5] [--concurrency 50] [--login-clients 8] [--json out.json]
+    python bench/http.py [--runs 3] [--duration 5] [--concurrency 50] [--login-clients 8] [--no-login]
+                         [--no-bare] [--json out.json]
 """
 
 from __future__ import annotations
@@ -498,16 +503,21 @@ def stored_hash_params(db_path: Path) -> str:
 
 
 class Server:
-    def __init__(self, config_path: Path, workdir: Path, port: int) -> None:
+    """``python -m meet serve`` (or ``command``, e.g. the bare app) as its own process."""
+
+    def __init__(
+        self, config_path: Path, workdir: Path, port: int, command: list[str] | None = None, name: str = "server"
+    ) -> None:
         self.config_path, self.workdir, self.port = config_path, workdir, port
-        self.log_path = workdir / "server.log"
+        self.command = command or meet_cmd("serve", "--config", str(config_path), "--port", str(port))
+        self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with open(self.log_path, "wb") as log:
             # No threads exist yet in this process, so preexec_fn is safe here.
             self.proc = subprocess.Popen(
-                meet_cmd("serve", "--config", str(self.config_path), "--port", str(self.port)),
+                self.command,
                 cwd=self.workdir,
                 env=child_env(),
                 stdin=subprocess.DEVNULL,
@@ -603,9 +613,26 @@ def _progress(label: str, i: int, runs: int, result: RunResult, unit: str) -> No
     )
 
 
-async def bench(args: argparse.Namespace, server: Server, users: list[str]) -> dict[str, Any]:
+async def me_run(args: argparse.Namespace, server: Server, tokens: list[str]) -> RunResult:
+    """One ``GET /api/auth/me`` run against ``server`` (meet or the bare app)."""
+    return await load_run(
+        kind=args.client,
+        port=server.port,
+        server_pid=server.pid,
+        requests=[me_req(t) for t in tokens],
+        workers=args.concurrency,
+        warmup=args.warmup,
+        duration=args.duration,
+        timeout=args.timeout,
+        check=lambda body: b'"username"' in body,
+    )
+
+
+async def bench(
+    args: argparse.Namespace, server: Server, users: list[str], bare: Server | None = None
+) -> dict[str, Any]:
     port, pid = server.port, server.pid
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"login": [], "bare": []}
 
     async def on_sigterm() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
@@ -618,12 +645,12 @@ async def bench(args: argparse.Namespace, server: Server, users: list[str]) -> d
 
         login_duration = args.login_duration or args.duration
         print(
-            f"login: POST /api/auth/login, {args.login_clients} clients, "
+            "login: skipped (--no-login)" if not args.login else f"login: POST /api/auth/login, {args.login_clients} clients, "
             f"{args.warmup:g} s warm-up + {login_duration:g} s x {args.runs} runs",
             flush=True,
         )
         runs = []
-        for i in range(args.runs):
+        for i in range(args.runs if args.login else 0):
             rss_before = proc_peak_rss_mib(pid)
             result = await load_run(
                 kind=args.client,
@@ -644,25 +671,21 @@ async def bench(args: argparse.Namespace, server: Server, users: list[str]) -> d
 
         print(
             f"me: GET /api/auth/me, {args.concurrency} keep-alive connections, "
-            f"{args.warmup:g} s warm-up + {args.duration:g} s x {args.runs} runs",
+            f"{args.warmup:g} s warm-up + {args.duration:g} s x {args.runs} runs"
+            + (", each followed by the same run against the bare app" if bare is not None else ""),
             flush=True,
         )
         runs = []
         for i in range(args.runs):
-            result = await load_run(
-                kind=args.client,
-                port=port,
-                server_pid=pid,
-                requests=[me_req(t) for t in tokens],
-                workers=args.concurrency,
-                warmup=args.warmup,
-                duration=args.duration,
-                timeout=args.timeout,
-                check=lambda body: b'"username"' in body,
-            )
+            result = await me_run(args, server, tokens)
             runs.append(result)
             _progress("me", i, args.runs, result, "req")
             await trio.sleep(args.pause)
+            if bare is not None:
+                # Interleaved: both see the same background load, run for run.
+                out["bare"].append(await me_run(args, bare, tokens))
+                _progress("bare", i, args.runs, out["bare"][-1], "req")
+                await trio.sleep(args.pause)
         out["me"] = runs
         nursery.cancel_scope.cancel()
     return out
@@ -724,12 +747,43 @@ def render_table(title: str, rate_label: str, results: list[RunResult], summary:
     return lines
 
 
+def compare(me: dict[str, Any], bare: dict[str, Any]) -> dict[str, float | None]:
+    """meet against the bare app, from the medians: rate ratio and CPU per request."""
+    def median(summary: dict[str, Any], key: str) -> float | None:
+        value = summary.get(key, {}).get("median")
+        return None if value is None else float(value)
+
+    rates = median(me, "rate_per_s"), median(bare, "rate_per_s")
+    cpu = median(me, "server_cpu_ms_per_req"), median(bare, "server_cpu_ms_per_req")
+    return {
+        "meet_rate_per_s": rates[0],
+        "bare_rate_per_s": rates[1],
+        "rate_ratio": rates[0] / rates[1] if rates[0] is not None and rates[1] else None,
+        "meet_cpu_ms_per_req": cpu[0],
+        "bare_cpu_ms_per_req": cpu[1],
+        "cpu_ratio": cpu[0] / cpu[1] if cpu[0] is not None and cpu[1] else None,
+    }
+
+
+def render_comparison(c: dict[str, float | None]) -> list[str]:
+    ratio, cpu_ratio = c["rate_ratio"], c["cpu_ratio"]
+    share = _fmt(None if ratio is None else 100 * ratio, 0)
+    rate = f"{_fmt(c['meet_rate_per_s']):>10} vs {_fmt(c['bare_rate_per_s'])}   meet at {share}% of the bare rate"
+    cpu = f"{_fmt(c['meet_cpu_ms_per_req'], 3):>10} vs {_fmt(c['bare_cpu_ms_per_req'], 3)}   x{_fmt(cpu_ratio, 2)}"
+    return [
+        "meet vs bare (medians)",
+        f"  {'requests/s':<38}{rate}",
+        f"  {'server CPU per request (ms)':<38}{cpu}",
+    ]
+
+
 def report(
     args: argparse.Namespace, command: str, env: dict[str, Any], out: dict[str, Any]
 ) -> dict[str, Any]:
     login_duration = args.login_duration or args.duration
     login_summary = summarize(out["login"])
     me_summary = summarize(out["me"])
+    bare_summary = summarize(out["bare"])
     lines = [
         "",
         "=" * 100,
@@ -743,14 +797,15 @@ def report(
         f"client:  {args.client} client on trio, in this process",
         "",
     ]
-    lines += render_table(
-        f"Login: POST /api/auth/login, {args.login_clients} concurrent clients, "
-        f"{login_duration:g} s window after {args.warmup:g} s warm-up",
-        "logins/s",
-        out["login"],
-        login_summary,
-    )
-    lines.append("")
+    if out["login"]:
+        lines += render_table(
+            f"Login: POST /api/auth/login, {args.login_clients} concurrent clients, "
+            f"{login_duration:g} s window after {args.warmup:g} s warm-up",
+            "logins/s",
+            out["login"],
+            login_summary,
+        )
+        lines.append("")
     lines += render_table(
         f"Authenticated GET /api/auth/me (bearer token), {args.concurrency} keep-alive connections, "
         f"{args.duration:g} s window after {args.warmup:g} s warm-up",
@@ -758,8 +813,21 @@ def report(
         out["me"],
         me_summary,
     )
+    comparison = compare(me_summary, bare_summary) if out["bare"] else {}
+    if out["bare"]:
+        lines.append("")
+        lines += render_table(
+            "The same GET /api/auth/me against bench/bare_app.py (bare quart-trio, same Hypercorn, fixed JSON), "
+            "runs interleaved with meet's",
+            "requests/s",
+            out["bare"],
+            bare_summary,
+        )
+        lines += ["", *render_comparison(comparison)]
     notes = []
-    for name, summary in (("login", login_summary), ("me", me_summary)):
+    for name, summary in (("login", login_summary), ("me", me_summary), ("bare", bare_summary)):
+        if not summary.get("completed"):
+            continue
         client = summary.get("client_cpu_pct", {}).get("max")
         if client is not None and client >= CLIENT_BUSY_WARN:
             notes.append(
@@ -818,6 +886,14 @@ def report(
             "summary": me_summary,
             "runs": runs_json(out["me"]),
         },
+        "bare": {
+            "median": {
+                k: v["median"] for k, v in bare_summary.items() if isinstance(v, dict) and "median" in v
+            },
+            "summary": bare_summary,
+            "runs": runs_json(out["bare"]),
+        },
+        "comparison": comparison,
         "notes": notes,
     }
 
@@ -852,6 +928,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=50, help="keep-alive connections for /api/auth/me (50)")
     p.add_argument("--login-clients", type=int, default=8, help="concurrent login clients (8)")
     p.add_argument("--users", type=int, default=2, help="accounts to create and sign in as (2)")
+    p.add_argument("--no-login", dest="login", action="store_false", help="skip the login runs")
+    p.add_argument(
+        "--no-bare", dest="bare", action="store_false",
+        help="skip the runs against bench/bare_app.py (the framework's floor)",
+    )
     p.add_argument(
         "--client",
         choices=("raw", "httpx"),
@@ -912,6 +993,7 @@ def main(argv: list[str] | None = None) -> int:
     auth = AuthConfig()  # the production defaults
     workdir = Path(tempfile.mkdtemp(prefix="meet-bench-"))
     server: Server | None = None
+    bare: Server | None = None
     code = 0
     try:
         config_path = workdir / "meet.toml"
@@ -927,6 +1009,12 @@ def main(argv: list[str] | None = None) -> int:
             f"server pid {server.pid} on http://{HOST}:{port} (ready after {time.monotonic() - started:.1f} s)",
             flush=True,
         )
+        if args.bare:
+            bare_port = free_port()
+            bare_command = [sys.executable, os.path.join(_HERE, "bare_app.py"), "--port", str(bare_port)]
+            bare = Server(config_path, workdir, bare_port, bare_command, name="bare")
+            bare.start()
+            print(f"bare app pid {bare.pid} on http://{HOST}:{bare_port}", flush=True)
         env = {
             "cpus": NCPU,
             "platform": platform.platform(),
@@ -937,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
             "server_pid": server.pid,
             "tmp_fs": fs_type(workdir),
         }
-        out = run_trio(bench, args, server, users)
+        out = run_trio(bench, args, server, users, bare)
         if server.proc is not None and server.proc.poll() is not None:
             raise SystemExit(f"bench: the server died during the run:\n{server.log_tail()}")
         data = report(args, command, env, out)
@@ -950,6 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # don't interrupt the cleanup itself
+        if bare is not None:
+            bare.stop()
         if server is not None:
             rc = server.stop()
             if rc not in (0, None, -signal.SIGTERM):
