@@ -3,6 +3,7 @@ place where errors become HTTP responses."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -28,6 +29,7 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 HSTS = "max-age=31536000"
+FIXED_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"))
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -149,7 +151,12 @@ def _csp() -> str:
     CSP3 lets 'self' cover same-origin ws(s): too (Chromium does); the explicit origin keeps
     older engines working without allowing any other host.
     """
-    origin = base_url()
+    return _csp_for(base_url())
+
+
+@functools.lru_cache(maxsize=64)
+def _csp_for(origin: str) -> str:
+    """The policy for one origin (a server has one or a few: kept, not formatted per request)."""
     websocket_origin = ("wss" if origin.startswith("https://") else "ws") + "://" + origin.split("://", 1)[1]
     return CSP.format(websocket=websocket_origin)
 
@@ -189,14 +196,19 @@ def create_app(svc: Services) -> QuartTrio:
 
     @app.after_request
     async def security_headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", _csp())
-        if _served_over_https():
-            response.headers.setdefault("Strict-Transport-Security", HSTS)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
+        headers = response.headers
+        # One pass over what the view set, instead of a setdefault per header: werkzeug's
+        # setdefault raises and catches a KeyError for every header not there yet.
+        present = {name.lower() for name, _value in headers.items()}
+        wanted = [
+            ("Content-Security-Policy", _csp()),
+            *([("Strict-Transport-Security", HSTS)] if _served_over_https() else []),
+            *FIXED_HEADERS,
+            *([("Cache-Control", "no-store")] if request.path.startswith("/api/") else []),
+        ]
+        for name, value in wanted:
+            if name.lower() not in present:
+                headers.add(name, value)
         return response
 
     app.register_blueprint(admin.blueprint)  # /api/admin/*

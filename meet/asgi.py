@@ -40,8 +40,14 @@ class _Exchange:
         self.timeout = timeout
         self.done = trio.Event()  # the whole body (or a disconnect) was received
         self.received = 0
-        self.declared = _content_length(scope)
+        self.declared, chunked = _framing(scope)
         self.http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
+        if self.http1 and not self.declared and not chunked:
+            # No Content-Length (or 0) and no Transfer-Encoding: an HTTP/1 request without a
+            # body (RFC 9112 6.3), which h11 ended with its headers, so Hypercorn recycles the
+            # connection whenever the answer goes. Nothing to drain: most requests (every GET)
+            # skip the nursery and task a drain costs.
+            self.done.set()
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -86,14 +92,19 @@ class _Exchange:
         scope.cancel()
 
 
-def _content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """(Content-Length or None, whether a Transfer-Encoding is given) of a request."""
+    length, chunked = None, False
     for name, value in scope.get("headers", []):
-        if name.lower() == b"content-length":
+        name = name.lower()
+        if name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                length = None
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length, chunked
 
 
 class BodyDrain:

@@ -84,11 +84,24 @@ class MeetJsonFormatter(JsonFormatter):
 
 
 
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``, its local time formatted once per second rather than once per line."""
+
+    _second: int | None = None
+    _stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, super().formatTime(record, datefmt)[:-4]
+        return f"{self._stamp},{int(record.msecs):03d}"  # as logging.Formatter: ``…:SS,mmm``
+
+
 def make_formatter(fmt: str) -> logging.Formatter:
     """The formatter for ``[log] format``."""
     formatters: dict[str, Callable[[], logging.Formatter]] = {
         "json": MeetJsonFormatter,
-        "text": lambda: logging.Formatter(TEXT_FORMAT),
+        "text": lambda: TextFormatter(TEXT_FORMAT),
     }
     return formatters[fmt]()
 
@@ -182,14 +195,20 @@ class _Exchange:
         if self.logged:
             return
         self.logged = True
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         scope = self.scope
         method = scope.get("method", "GET") if scope["type"] == "http" else "WS"
         status = self.status if self.status is not None else 500  # the app failed before answering
         millis = (time.perf_counter() - self.started) * 1000
         client = scope.get("client") or ("", 0)
-        access_log.info(
+        # makeRecord + handle is what Logger.info does, without findCaller's walk up the stack
+        # (the line names no source location): one line per request, so it counts.
+        record = access_log.makeRecord(
+            access_log.name, logging.INFO, __file__, 0,
             "%s %s %d %.1fms %dB %s",
-            method, scope.get("path", ""), status, millis, self.bytes, client[0],
+            (method, scope.get("path", ""), status, millis, self.bytes, client[0]),
+            None, "log",
             extra={
                 "method": method,
                 "path": scope.get("path", ""),  # never the query string: links carry tokens there
@@ -200,3 +219,4 @@ class _Exchange:
                 "user_agent": _header(scope, b"user-agent") or "",
             },
         )
+        access_log.handle(record)

@@ -76,6 +76,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._request_series: dict[tuple[str | None, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.http_requests = Counter(
             "meet_http_requests", "HTTP requests answered, by route (URL rule), method and status.",
@@ -120,10 +121,18 @@ class Metrics:
 
     def request_done(self, rule: str | None, method: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request (``rule``: the URL rule it matched, None if none)."""
-        route = rule or UNMATCHED
-        verb = method if method in METHODS else "other"
-        self.http_requests.labels(route, verb, str(status)).inc()
-        self.http_seconds.labels(route, verb).observe(seconds)
+        key = (rule, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            # labels() validates and locks on every call; the series of a (rule, method,
+            # status) never change, and there are few (rules are the app's, not the URLs).
+            route = rule or UNMATCHED
+            verb = method if method in METHODS else "other"
+            series = (self.http_requests.labels(route, verb, str(status)), self.http_seconds.labels(route, verb))
+            if len(self._request_series) < 4096:  # methods and statuses come from clients
+                self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def mail_done(self, result: str) -> None:
         """One mail handed to the backend: ``result`` "sent" or "failed"."""

@@ -6,6 +6,7 @@ flow one way (app → views → context).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,7 @@ def _socket_origin() -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
+@functools.lru_cache(maxsize=64)  # parsing an address costs ~10 µs; a server has a few
 def _unmapped(address: str) -> str:
     """``::ffff:192.0.2.1`` (IPv4 on a dual-stack ``::`` socket) as the browser sees it."""
     try:
@@ -121,6 +123,7 @@ def _loopback_host() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address.strip("[]")).is_loopback
