@@ -31,6 +31,7 @@ from meet.media import MediaRouter, RelayFailure
 from meet.store import Store
 from meet.store import guests as guest_passes
 from meet.store import rooms as q
+from meet.store.group import GroupCommit
 from meet.store.records import Message, Room
 from meet.turn import IceServers
 
@@ -69,6 +70,8 @@ class Rooms:
         self.meeting_listener: Callable[[int, bool], None] | None = None
         self.meetings: Counter[int] = Counter()  # room connections per signed-in user
         self.metrics: Metrics | None = None  # joins, leaves and chat are counted (set by the server)
+        # Chat messages from concurrent senders share a transaction (the server runs the writer).
+        self.chat_log: GroupCommit[Message] = GroupCommit(store, q.add_message)
 
     # -- records --------------------------------------------------------------------------
 
@@ -365,12 +368,20 @@ class Rooms:
         target.conn.send(p.SignalFrom(from_=peer.peer_id, data=message.data))
 
     async def chat(self, live: LiveRoom, peer: Participant, message: p.Chat) -> None:
-        posted = await self.store.run(
-            q.add_message, live.room.id, peer.user.id, peer.user.username, message.text, self.clock.now()
+        """Store the message, then broadcast it (the echo means it is stored).
+
+        The broadcast runs as the row's commit callback: broadcasts follow the order of the
+        ids even when several messages were committed together.
+        """
+
+        def posted(stored: Message) -> None:
+            live.broadcast(p.ChatPosted(message=stored.public()))
+            if self.metrics is not None:
+                self.metrics.chat.inc()
+
+        await self.chat_log.add(
+            live.room.id, peer.user.id, peer.user.username, message.text, self.clock.now(), then=posted
         )
-        live.broadcast(p.ChatPosted(message=posted.public()))
-        if self.metrics is not None:
-            self.metrics.chat.inc()
 
     def state(self, live: LiveRoom, peer: Participant, message: p.State) -> None:
         for key, value in message.changes().items():
