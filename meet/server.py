@@ -273,13 +273,13 @@ async def _run_jobs(
 
 
 def settle_garbage_collector() -> None:
-    """Keep the collector's full passes short once the server is up.
+    """Keep the collector's full passes shorter once the server is up.
 
-    A full (oldest-generation) collection walks every tracked object: with the modules and
-    services loaded and a few hundred WebSockets open, one took 60–200 ms here, stalling
-    every room's signaling for that long (the p99 of a join). The objects made at startup
-    live as long as the process, so they are moved out of the collector's sight
-    (``gc.freeze``); what connections create afterwards is still collected as usual.
+    A full (oldest-generation) collection walks every tracked object and stalls every room's
+    signaling meanwhile: with 500 WebSockets open, 60–200 ms here (bench/fanout.py's join
+    p99). The ~46,000 objects made at startup (modules, services) live as long as the process,
+    so they are moved out of the collector's sight (``gc.freeze``); what connections create
+    afterwards is collected as usual.
     """
     gc.collect()
     gc.freeze()

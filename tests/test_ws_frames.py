@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import socket
+import ssl
 import struct
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import trio
-from conftest import User, make_config, make_room
+from conftest import Outbox, User, make_config, make_room, make_user
+from test_origin import _self_signed
+from trio_websocket import open_websocket_url
 from wsclient import WAIT, join, room_ws_url
 from wsproto import ConnectionType
 from wsproto.connection import Connection
@@ -25,8 +28,9 @@ from wsproto.events import TextMessage
 from wsproto.frame_protocol import Opcode
 
 from meet import hypercorn_ws, wire
+from meet.clock import FakeClock
 from meet.config import Config
-from meet.server import RunningServer
+from meet.server import RunningServer, open_server
 
 
 @pytest.fixture
@@ -183,3 +187,33 @@ async def test_a_stalled_reader_gets_every_frame_whole_and_in_order_then_the_clo
     assert seen[-1] == {"type": "kicked"}, seen[-3:]
     assert cuts, "no frame was cut by a full socket: the test did not stall the reader"
     assert len(writes) < len(seen), (len(writes), len(seen))  # queued frames went out together
+
+
+async def test_frames_over_tls_take_the_stream_path(tmp_path: Path, clock: FakeClock) -> None:
+    """On TLS the sink has no direct route (the bytes must be encrypted): frames go through the
+    stream, and a room works as on plain TCP."""
+    cert, key = _self_signed(tmp_path)
+    config = make_config(tmp_path, server={"tls_cert": str(cert), "tls_key": str(key)})
+    context = ssl.create_default_context(cafile=str(cert))
+    async with (
+        open_server(config, clock=clock) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10, verify=context) as c,
+    ):
+        outbox = Outbox(config.outbox_dir)
+        alice, bob = await make_user(c, outbox, "alice"), await make_user(c, outbox, "bob")
+        room = await make_room(c, alice)
+        url = server.url.replace("https://", "wss://") + f"/api/rooms/{room}/ws"
+
+        async def member(user: User) -> Any:
+            headers = [("Authorization", f"Bearer {user.token}")]
+            return open_websocket_url(url, ssl_context=context, extra_headers=headers, connect_timeout=WAIT)
+
+        async with await member(alice) as a, await member(bob) as b:
+            assert json.loads(await a.get_message())["type"] == "welcome"
+            assert json.loads(await b.get_message())["type"] == "welcome"
+            assert json.loads(await a.get_message())["type"] == "peer-joined"
+            await a.send_message(json.dumps({"type": "chat", "text": "over TLS " + "y" * 1000}))
+            for ws in (a, b):
+                with trio.fail_after(WAIT):
+                    frame = json.loads(await ws.get_message())
+                assert frame["type"] == "chat" and frame["message"]["text"].startswith("over TLS"), frame
