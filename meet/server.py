@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import gc
+import ipaddress
 import logging
 import signal
 import socket
@@ -32,6 +32,7 @@ from meet.clock import Clock, SystemClock
 from meet.config import Config, RoomsConfig, load_secret_key
 from meet.errors import ConfigError, MeetError
 from meet.guests import Guests
+from meet.heartbeat import Heartbeat
 from meet.history import History
 from meet.logs import RequestLog
 from meet.mail import CountingMailer, Mailer, make_mailer
@@ -141,6 +142,7 @@ def build_services(config: Config, store: Store, clock: Clock, mailer: Mailer | 
         presence=presence,
         clock=clock,
         sessions=sessions,
+        heartbeat=Heartbeat(config.rooms),
         metrics=metrics,
         admin=admin,
     )
@@ -261,6 +263,7 @@ async def _run_jobs(
             await nursery.start(svc.rooms.chat_log.run)
             await nursery.start(svc.presence.run)
             await nursery.start(svc.sessions.run)
+            await nursery.start(svc.heartbeat.run)
             if svc.config.rtc.relay != "off":
                 bridge = RelayBridge(svc.config.rtc, svc.rooms.relay_event, svc.rooms.relay_lost)
                 await nursery.start(bridge.run)

@@ -1,8 +1,9 @@
 """WebSocket clients: one loop per client, fed by its bounded action queue.
 
-For each client three tasks share one nursery: the reader parses frames at the edge and
-dispatches them, the writer drains the client's queue into the socket (all that is queued in
-one write), and the heartbeat pings and drops clients that went silent. The socket is anything
+For each client two tasks share one nursery: the reader parses frames at the edge and
+dispatches them, and the writer drains the client's queue into the socket (all that is queued
+in one write); the server's :class:`~meet.heartbeat.Heartbeat` pings each client and drops
+those that went silent (:meth:`ClientLoop.beat`). The socket is anything
 with ``receive/write/close`` coroutines (``write`` takes ready WebSocket frames, see
 :mod:`meet.wire`), so this module knows no web framework.
 """
@@ -20,6 +21,7 @@ from meet.authz import Action
 from meet.config import RoomsConfig
 from meet.connection import CLOSE_POLICY, CLOSE_TIMEOUT, Connection
 from meet.errors import MeetError
+from meet.heartbeat import Heartbeat
 from meet.live import Participant
 from meet.media import RELAY_PEER
 from meet.presence import Presence
@@ -68,22 +70,28 @@ class ClientLoop:
         settings: RoomsConfig,
         parse: Callable[[str | bytes], p.Message],
         handle: Handler,
+        heartbeat: Heartbeat,
         throttled: Callable[[str], None] | None = None,
     ) -> None:
         self.socket, self.conn, self.settings = socket, conn, settings
         self.parse, self.handle = parse, handle
         self.throttled = throttled  # told "rate_limited" for each frame over the rate (metrics)
         self.bucket = TokenBucket(settings.message_rate, settings.message_burst)
+        self.heartbeat = heartbeat
         self.last_heard = trio.current_time()
+        self.next_ping = self.last_heard + settings.ping_interval
         self.strikes = 0
 
     async def run(self) -> None:
-        with self.conn.scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._reader)
-                nursery.start_soon(self._heartbeat)
-                await self._writer()
-                nursery.cancel_scope.cancel()
+        self.heartbeat.watch(self)
+        try:
+            with self.conn.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader)
+                    await self._writer()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.heartbeat.forget(self)
         with trio.move_on_after(2, shield=True):
             await self.socket.close(self.conn.close_code or 1000, self.conn.close_reason)
 
@@ -133,92 +141,94 @@ class ClientLoop:
         if self.strikes >= MAX_STRIKES:
             self.conn.finish(CLOSE_POLICY, "too many invalid messages")
 
-    async def _heartbeat(self) -> None:
-        interval, timeout = self.settings.ping_interval, self.settings.idle_timeout
-        next_ping = trio.current_time() + interval
-        while True:
-            await trio.sleep_until(min(next_ping, self.last_heard + timeout))
-            now = trio.current_time()
-            if now >= self.last_heard + timeout:
-                self.conn.abort(CLOSE_TIMEOUT, "no message within the heartbeat timeout")
-                return
-            if now >= next_ping:
-                self.conn.send(p.Ping())
-                next_ping = now + interval
+    def beat(self, now: float) -> None:
+        """The heartbeat's tick: end a client silent for ``idle_timeout``, else ping when due."""
+        if now >= self.last_heard + self.settings.idle_timeout:
+            self.conn.abort(CLOSE_TIMEOUT, "no message within the heartbeat timeout")
+        elif now >= self.next_ping:
+            self.conn.send(p.Ping())
+            self.next_ping = now + self.settings.ping_interval
 
 
-def room_handlers(rooms: Rooms, peer: Participant) -> Handler:
-    """The dispatch table of a room connection."""
-    conn = peer.conn
+class RoomHandlers:
+    """The dispatch table of a room connection: one method per client message type.
 
-    def live() -> Any:
-        room = rooms.room_of(peer)
+    The table is the class's, shared by every connection (per-connection closures cost ~4 KiB
+    each: sixteen functions and their cells).
+    """
+
+    def __init__(self, rooms: Rooms, peer: Participant) -> None:
+        self.rooms, self.peer = rooms, peer
+
+    async def handle(self, message: p.Message) -> None:
+        await ROOM_TABLE[type(message)](self, message)
+
+    def live(self) -> Any:
+        room = self.rooms.room_of(self.peer)
         if room is None:
             raise p.ProtocolError("not_in_room", "you are no longer in this room")
         return room
 
-    async def on_signal(m: Any) -> None:
+    async def on_signal(self, m: Any) -> None:
         if m.to == RELAY_PEER:
-            await rooms.media.signal(live(), peer, m.data)
+            await self.rooms.media.signal(self.live(), self.peer, m.data)
         else:
-            rooms.signal(live(), peer, m)
+            self.rooms.signal(self.live(), self.peer, m)
 
-    async def on_chat(m: Any) -> None:
-        await rooms.chat(live(), peer, m)
+    async def on_chat(self, m: Any) -> None:
+        await self.rooms.chat(self.live(), self.peer, m)
 
-    async def on_state(m: Any) -> None:
-        rooms.state(live(), peer, m)
+    async def on_state(self, m: Any) -> None:
+        self.rooms.state(self.live(), self.peer, m)
 
-    async def on_kick(m: Any) -> None:
-        await rooms.kick(live(), peer, m)
+    async def on_kick(self, m: Any) -> None:
+        await self.rooms.kick(self.live(), self.peer, m)
 
-    async def on_mute(m: Any) -> None:
-        rooms.mute(live(), peer, m)
+    async def on_mute(self, m: Any) -> None:
+        self.rooms.mute(self.live(), self.peer, m)
 
-    async def on_end(m: Any) -> None:
-        await rooms.end_by(live(), peer)
+    async def on_end(self, m: Any) -> None:
+        await self.rooms.end_by(self.live(), self.peer)
 
-    async def on_mute_all(m: Any) -> None:
-        rooms.mute_all(live(), peer)
+    async def on_mute_all(self, m: Any) -> None:
+        self.rooms.mute_all(self.live(), self.peer)
 
-    async def on_lower_hand(m: Any) -> None:
-        rooms.lower_hand(live(), peer, m)
+    async def on_lower_hand(self, m: Any) -> None:
+        self.rooms.lower_hand(self.live(), self.peer, m)
 
-    async def on_admit(m: Any) -> None:
-        await rooms.answer_knock(live(), peer, m.id, admitted=True)
+    async def on_admit(self, m: Any) -> None:
+        await self.rooms.answer_knock(self.live(), self.peer, m.id, admitted=True)
 
-    async def on_deny(m: Any) -> None:
-        await rooms.answer_knock(live(), peer, m.id, admitted=False)
+    async def on_deny(self, m: Any) -> None:
+        await self.rooms.answer_knock(self.live(), self.peer, m.id, admitted=False)
 
-    async def on_promote(m: Any) -> None:
-        rooms.promote(live(), peer, m)
+    async def on_promote(self, m: Any) -> None:
+        self.rooms.promote(self.live(), self.peer, m)
 
-    async def on_demote(m: Any) -> None:
-        rooms.demote(live(), peer, m)
+    async def on_demote(self, m: Any) -> None:
+        self.rooms.demote(self.live(), self.peer, m)
 
-    async def on_react(m: Any) -> None:
-        rooms.react(live(), peer, m)
+    async def on_react(self, m: Any) -> None:
+        self.rooms.react(self.live(), self.peer, m)
 
-    async def on_view(m: Any) -> None:
-        await rooms.media.view(live(), peer, m)
+    async def on_view(self, m: Any) -> None:
+        await self.rooms.media.view(self.live(), self.peer, m)
 
-    async def on_ping(m: Any) -> None:
-        conn.send(p.Pong())
+    async def on_ping(self, m: Any) -> None:
+        self.peer.conn.send(p.Pong())
 
-    async def on_pong(m: Any) -> None:
+    async def on_pong(self, m: Any) -> None:
         pass  # arriving at all is what the heartbeat needs
 
-    table: dict[type[p.Message], Handler] = {
-        p.Signal: on_signal, p.Chat: on_chat, p.State: on_state, p.Kick: on_kick, p.Mute: on_mute,
-        p.End: on_end, p.MuteAll: on_mute_all, p.LowerHand: on_lower_hand, p.Admit: on_admit, p.Deny: on_deny,
-        p.Promote: on_promote, p.Demote: on_demote, p.React: on_react, p.View: on_view, p.Ping: on_ping,
-        p.Pong: on_pong,
-    }
 
-    async def handle(message: p.Message) -> None:
-        await table[type(message)](message)
-
-    return handle
+ROOM_TABLE: dict[type[p.Message], Callable[[RoomHandlers, Any], Awaitable[None]]] = {
+    p.Signal: RoomHandlers.on_signal, p.Chat: RoomHandlers.on_chat, p.State: RoomHandlers.on_state,
+    p.Kick: RoomHandlers.on_kick, p.Mute: RoomHandlers.on_mute, p.End: RoomHandlers.on_end,
+    p.MuteAll: RoomHandlers.on_mute_all, p.LowerHand: RoomHandlers.on_lower_hand, p.Admit: RoomHandlers.on_admit,
+    p.Deny: RoomHandlers.on_deny, p.Promote: RoomHandlers.on_promote, p.Demote: RoomHandlers.on_demote,
+    p.React: RoomHandlers.on_react, p.View: RoomHandlers.on_view, p.Ping: RoomHandlers.on_ping,
+    p.Pong: RoomHandlers.on_pong,
+}
 
 
 class RoomEntry:
@@ -244,7 +254,7 @@ class RoomEntry:
             self.conn.send(p.Error(code=exc.code, message=exc.message))
             self.conn.finish(exc.ws_close_code, exc.message[:120])
         else:
-            self._handle = room_handlers(self.rooms, self.peer)
+            self._handle = RoomHandlers(self.rooms, self.peer).handle
         finally:
             self.settled.set()
 
@@ -268,33 +278,41 @@ class RoomEntry:
             await self.rooms.leave(self.peer)
 
 
-def user_handlers(presence: Presence, rooms: Rooms, conn: Connection) -> Handler:
+class UserHandlers:
     """The dispatch table of a user (presence/ringing) connection."""
 
-    async def on_ring(m: Any) -> None:
-        room = await rooms.get(m.room)
-        await rooms.check(Action.RING, room, conn.user)  # raises Gone/Forbidden: an error reply
-        presence.ring(conn, m.user_id, room.public())
+    def __init__(self, presence: Presence, rooms: Rooms, conn: Connection) -> None:
+        self.presence, self.rooms, self.conn = presence, rooms, conn
 
-    async def on_answer(m: Any) -> None:
-        ring = presence.answer(conn, m.ring_id, m.accepted)
+    async def handle(self, message: p.Message) -> None:
+        await USER_TABLE[type(message)](self, message)
+
+    async def on_ring(self, m: Any) -> None:
+        room = await self.rooms.get(m.room)
+        await self.rooms.check(Action.RING, room, self.conn.user)  # raises Gone/Forbidden: an error reply
+        self.presence.ring(self.conn, m.user_id, room.public())
+
+    async def on_answer(self, m: Any) -> None:
+        ring = self.presence.answer(self.conn, m.ring_id, m.accepted)
         if m.accepted and ring.caller.user.id == ring.room["host"]["id"]:
-            rooms.invite(ring.room["code"], conn.user.id)
+            self.rooms.invite(ring.room["code"], self.conn.user.id)
 
-    async def on_cancel(m: Any) -> None:
-        presence.cancel(conn, m.ring_id)
+    async def on_cancel(self, m: Any) -> None:
+        self.presence.cancel(self.conn, m.ring_id)
 
-    async def on_ping(m: Any) -> None:
-        conn.send(p.Pong())
+    async def on_ping(self, m: Any) -> None:
+        self.conn.send(p.Pong())
 
-    async def on_pong(m: Any) -> None:
+    async def on_pong(self, m: Any) -> None:
         pass
 
-    table: dict[type[p.Message], Handler] = {
-        p.Ring: on_ring, p.RingAnswer: on_answer, p.RingCancel: on_cancel, p.Ping: on_ping, p.Pong: on_pong,
-    }
 
-    async def handle(message: p.Message) -> None:
-        await table[type(message)](message)
+USER_TABLE: dict[type[p.Message], Callable[[UserHandlers, Any], Awaitable[None]]] = {
+    p.Ring: UserHandlers.on_ring, p.RingAnswer: UserHandlers.on_answer, p.RingCancel: UserHandlers.on_cancel,
+    p.Ping: UserHandlers.on_ping, p.Pong: UserHandlers.on_pong,
+}
 
-    return handle
+
+def user_handlers(presence: Presence, rooms: Rooms, conn: Connection) -> Handler:
+    """The handler of a user (presence/ringing) connection."""
+    return UserHandlers(presence, rooms, conn).handle

@@ -20,6 +20,7 @@ from meet.clock import Clock
 from meet.config import Config
 from meet.errors import Forbidden, Unauthorized
 from meet.guests import Guests
+from meet.heartbeat import Heartbeat
 from meet.history import History
 from meet.metrics import Metrics
 from meet.presence import Presence
@@ -45,6 +46,7 @@ class Services:
     clock: Clock
     sessions: SessionGuard  # open WebSockets per sign-in: limits and revocation
     guests: Guests  # guest passes
+    heartbeat: Heartbeat  # pings every open WebSocket, ends the silent ones
     metrics: Metrics = field(default_factory=Metrics)  # Prometheus series (/metrics)
     admin: Admin | None = None  # the administration (/api/admin, /admin): set by build_services
 

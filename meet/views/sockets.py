@@ -149,7 +149,8 @@ async def room_socket(code: str) -> None:
 async def _run_room(svc: Services, code: str, conn: Connection) -> None:
     entry = RoomEntry(svc.rooms, code, conn)
     loop = ClientLoop(
-        _socket(conn), conn, svc.config.rooms, p.parse_room_message, entry.handle, svc.metrics.throttle_hit
+        _socket(conn), conn, svc.config.rooms, p.parse_room_message, entry.handle, svc.heartbeat,
+        svc.metrics.throttle_hit,
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -181,7 +182,7 @@ async def _run_user(svc: Services, conn: Connection) -> None:
     svc.presence.connect(conn)
     loop = ClientLoop(
         _socket(conn), conn, svc.config.rooms, p.parse_user_message,
-        user_handlers(svc.presence, svc.rooms, conn), svc.metrics.throttle_hit,
+        user_handlers(svc.presence, svc.rooms, conn), svc.heartbeat, svc.metrics.throttle_hit,
     )
 
     async def disconnect() -> None:
