@@ -9,6 +9,7 @@ the very next request must see it. Without the invalidation each of them gets th
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,25 @@ async def test_a_cached_session_ends_at_its_expiry(
     assert calls.names == ["lookup_session"]
     clock.advance(config.auth.session_days * 86400)
     assert (await me(client, alice)).status_code == 401
+
+
+async def test_without_the_epoch_row_nothing_is_answered_from_memory(
+    server: RunningServer, client: httpx.AsyncClient, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await warm(server, client, alice)
+    path = server.services.store.path
+    await trio.to_thread.run_sync(_delete_epoch_row, path)  # by hand, as another process would
+    calls = StoreCalls(server, monkeypatch)
+    assert (await me(client, alice)).status_code == 200
+    assert (await me(client, alice)).status_code == 200
+    assert calls.names == ["lookup_session", "lookup_session"]  # looked up every time
+    assert (await client.post("/api/auth/logout", headers=alice.auth)).status_code == 200
+    assert (await me(client, alice)).status_code == 401
+
+
+def _delete_epoch_row(path: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM session_epoch")
 
 
 def test_the_cache_is_bounded_and_follows_the_epoch() -> None:

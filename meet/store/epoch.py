@@ -77,7 +77,8 @@ class EpochWatch:
             if version != self._version or self._epoch is None:
                 rows = conn.execute("SELECT epoch FROM session_epoch WHERE id = 1").fetchall()
                 self.reads += 1
-                self._epoch = int(rows[0][0]) if rows else 0
+                # No row (deleted by hand): nothing would move the epoch, so none is known.
+                self._epoch = int(rows[0][0]) if rows else None
                 self._version = version
         except sqlite3.Error:
             self._version = self._epoch = None  # read both again next time
