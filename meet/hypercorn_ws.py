@@ -68,6 +68,13 @@ class FrameSink:
     def open(self) -> bool:
         return not self.stream.closed and self.stream.state is ASGIWebsocketState.CONNECTED
 
+    def detach(self) -> None:
+        """The app is done with the socket: leave the scope, so that the stream (which holds
+        the scope) and this sink (which holds the stream) are no reference cycle."""
+        extensions: dict[str, Any] = self.stream.scope.get("extensions") or {}
+        if extensions.get(EXTENSION) is self:
+            del extensions[EXTENSION]
+
     def try_write(self, data: bytes) -> int | None:
         """Send what the kernel takes of ``data`` now, without blocking.
 

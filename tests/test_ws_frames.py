@@ -31,6 +31,7 @@ from meet import hypercorn_ws, wire
 from meet.clock import FakeClock
 from meet.config import Config
 from meet.server import RunningServer, open_server
+from meet.views.sockets import _forget_cancellation
 
 
 @pytest.fixture
@@ -217,3 +218,49 @@ async def test_frames_over_tls_take_the_stream_path(tmp_path: Path, clock: FakeC
                 with trio.fail_after(WAIT):
                     frame = json.loads(await ws.get_message())
                 assert frame["type"] == "chat" and frame["message"]["text"].startswith("over TLS"), frame
+
+
+async def test_a_closed_socket_leaves_no_traceback_of_its_cancellation_and_no_sink_in_its_scope(
+    server: RunningServer, client: httpx.AsyncClient, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the client's close cancels keeps no frames alive (they wait for a full collection,
+    which stalls every room); a real error keeps its traceback for the log."""
+    detached = trio.Event()
+    sinks: list[hypercorn_ws.FrameSink] = []
+    detach = hypercorn_ws.FrameSink.detach
+
+    def recording(self: hypercorn_ws.FrameSink) -> None:
+        detach(self)
+        sinks.append(self)
+        detached.set()
+
+    monkeypatch.setattr(hypercorn_ws.FrameSink, "detach", recording)
+    room = await make_room(client, alice)
+    async with join(server.url, room, alice.token) as (a, _):
+        await a.assert_idle()
+    with trio.fail_after(WAIT):
+        await detached.wait()  # the handler's end, in the server's task
+    assert hypercorn_ws.EXTENSION not in sinks[0].stream.scope["extensions"]
+
+    caught: list[BaseException] = []
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.sleep(1)
+        except trio.Cancelled as exc:
+            caught.append(exc)
+            raise
+    cancelled = BaseExceptionGroup("nursery", [caught[0]])
+    try:
+        raise cancelled
+    except BaseExceptionGroup:
+        pass
+    assert cancelled.__traceback__ is not None and caught[0].__traceback__ is not None
+    _forget_cancellation(cancelled)
+    assert cancelled.__traceback__ is None and caught[0].__traceback__ is None
+    try:
+        raise ValueError("a bug")
+    except ValueError as bug:
+        mixed = BaseExceptionGroup("nursery", [bug])
+    _forget_cancellation(mixed)
+    assert mixed.exceptions[0].__traceback__ is not None  # kept for the log

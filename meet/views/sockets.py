@@ -132,6 +132,33 @@ async def _depart_when_aborted(conn: Connection, depart: Callable[[], Awaitable[
         await depart()
 
 
+def _forget_cancellation(exc: BaseException) -> None:
+    """A socket closed by its client ends its handler with trio's ``Cancelled`` (in groups, one
+    per nursery): drop their tracebacks on the way out.
+
+    Each traceback holds the frames of every task of the connection, and Quart keeps the
+    exception in frames of its own, so the whole connection stays in reference cycles until
+    the collector's next full pass (~300 objects per closed socket; those passes stall every
+    room, see bench/README.md). Real errors keep their tracebacks for the log.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        if exc.split(trio.Cancelled)[1] is not None:
+            return
+        for inner in exc.exceptions:
+            _forget_cancellation(inner)
+    elif not isinstance(exc, trio.Cancelled):
+        return
+    exc.__traceback__ = None
+    exc.__context__ = None
+
+
+def _detach_sink() -> None:
+    """The socket's FrameSink and its stream refer to each other (through the scope): part."""
+    sink = sink_of(dict(websocket.scope))
+    if sink is not None:
+        sink.detach()
+
+
 @blueprint.websocket("/rooms/<code>/ws")
 async def room_socket(code: str) -> None:
     """Join a room (perhaps through its lobby) and exchange signaling messages until leaving."""
@@ -142,8 +169,12 @@ async def room_socket(code: str) -> None:
     try:
         with svc.metrics.websockets.labels("room").track_inprogress():
             await _run_room(svc, code, conn)
+    except BaseException as exc:
+        _forget_cancellation(exc)
+        raise
     finally:
         svc.sessions.forget(conn)
+        _detach_sink()
 
 
 async def _run_room(svc: Services, code: str, conn: Connection) -> None:
@@ -174,8 +205,12 @@ async def user_socket() -> None:
     try:
         with svc.metrics.websockets.labels("presence").track_inprogress():
             await _run_user(svc, conn)
+    except BaseException as exc:
+        _forget_cancellation(exc)
+        raise
     finally:
         svc.sessions.forget(conn)
+        _detach_sink()
 
 
 async def _run_user(svc: Services, conn: Connection) -> None:
