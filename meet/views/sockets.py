@@ -132,24 +132,30 @@ async def _depart_when_aborted(conn: Connection, depart: Callable[[], Awaitable[
         await depart()
 
 
-def _forget_cancellation(exc: BaseException) -> None:
-    """A socket closed by its client ends its handler with trio's ``Cancelled`` (in groups, one
-    per nursery): drop their tracebacks on the way out.
+def _quiet_cancellation(exc: BaseException) -> BaseException:
+    """What to raise on: ``exc``, or for a client's close, one bare ``Cancelled`` without a
+    traceback.
 
-    Each traceback holds the frames of every task of the connection, and Quart keeps the
-    exception in frames of its own, so the whole connection stays in reference cycles until
-    the collector's next full pass (~300 objects per closed socket; those passes stall every
-    room, see bench/README.md). Real errors keep their tracebacks for the log.
+    A socket closed by its client ends its handler with trio's ``Cancelled`` (in groups, one
+    per nursery). Their tracebacks hold the frames of every task of the connection, and Quart
+    keeps a group in frames of its own (it re-raises bare ``Cancelled`` at once), so the whole
+    connection stayed in reference cycles until the collector's next full pass (~300 objects
+    per closed socket; those passes stall every room, see bench/README.md). The cancel scope
+    being unwound takes a bare ``Cancelled`` as it takes the group. Real errors are raised as
+    they are, tracebacks and all, for the log.
     """
+    leaf = exc
     if isinstance(exc, BaseExceptionGroup):
         if exc.split(trio.Cancelled)[1] is not None:
-            return
-        for inner in exc.exceptions:
-            _forget_cancellation(inner)
-    elif not isinstance(exc, trio.Cancelled):
-        return
-    exc.__traceback__ = None
-    exc.__context__ = None
+            return exc
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf.__traceback__ = leaf.__context__ = None
+            leaf = leaf.exceptions[0]
+    if not isinstance(leaf, trio.Cancelled):
+        return exc
+    leaf.__traceback__ = None
+    leaf.__context__ = None
+    return leaf
 
 
 def _detach_sink() -> None:
@@ -166,15 +172,22 @@ async def room_socket(code: str) -> None:
     if conn is None:
         return
     svc = services()
+    quiet: BaseException | None = None
     try:
         with svc.metrics.websockets.labels("room").track_inprogress():
             await _run_room(svc, code, conn)
     except BaseException as exc:
-        _forget_cancellation(exc)
-        raise
+        quiet = _quiet_cancellation(exc)
+        if quiet is exc:
+            raise
     finally:
         svc.sessions.forget(conn)
         _detach_sink()
+    if quiet is not None:
+        try:
+            raise quiet  # outside the except block: not chained to the group it came from
+        finally:
+            quiet = None  # this frame is in its traceback: no cycle through the local
 
 
 async def _run_room(svc: Services, code: str, conn: Connection) -> None:
@@ -202,15 +215,22 @@ async def user_socket() -> None:
     if conn is None:
         return
     svc = services()
+    quiet: BaseException | None = None
     try:
         with svc.metrics.websockets.labels("presence").track_inprogress():
             await _run_user(svc, conn)
     except BaseException as exc:
-        _forget_cancellation(exc)
-        raise
+        quiet = _quiet_cancellation(exc)
+        if quiet is exc:
+            raise
     finally:
         svc.sessions.forget(conn)
         _detach_sink()
+    if quiet is not None:
+        try:
+            raise quiet  # outside the except block: not chained to the group it came from
+        finally:
+            quiet = None  # this frame is in its traceback: no cycle through the local
 
 
 async def _run_user(svc: Services, conn: Connection) -> None:
