@@ -558,3 +558,24 @@ def test_rtcp_packet_header() -> None:
     assert packet[0] == 0x80 | 15 and packet[1] == 205
     assert (struct.unpack_from("!H", packet, 2)[0] + 1) * 4 == len(packet)
     assert packet[12:] == fci
+
+
+def test_no_probe_while_a_video_waits_for_a_keyframe() -> None:
+    """A probe overfills a narrow link on purpose: while a picture waits for the keyframe of its
+    new layer, the probe would lose that very keyframe (behind the browser test's 400 kbit/s
+    bucket the picture stayed frozen 17-18 s). Once the layer flows, probing resumes."""
+
+    async def main() -> None:
+        publication = Publication("alice", "video", lambda ssrc: True, Counters())
+        publication.set_rids(["l", "m", "h"])  # not measured yet: 150 k, 500 k, 1.5 M
+        out = OutStream("video", Counters())
+        bandwidth = Bandwidth("bob")
+        bandwidth.link = Link(initial=300_000.0)  # the low layer fits, the middle one would not
+        bandwidth.rebalance([(publication, out)], 0.0)
+        assert out.source is publication.layer_for_rid("l") and out.waiting
+        assert bandwidth.link.stats()["probes"] == 0  # frozen until the keyframe: no probe
+        out.waiting = False  # the low layer's keyframe came: the picture flows
+        bandwidth.rebalance([(publication, out)], 0.1)
+        assert bandwidth.link.stats()["probes"] == 1  # now it may look for room for the next layer
+
+    asyncio.run(main())  # a layer asked for a keyframe arms its timer on the running loop

@@ -95,7 +95,7 @@ class Bandwidth:
                     budget / 1000,
                 )
             out.switch(chosen)
-        if self.link is not None and allocation.probe is not None:
+        if self.link is not None and allocation.probe is not None and not _awaiting_keyframe(videos):
             self.link.probe(allocation.probe, now)
 
     @property
@@ -189,3 +189,13 @@ def subscription_stats(mid: str, publication: Publication, out: OutStream) -> di
         "packets": out.packets,
         "padding": out.padding,
     }
+
+
+def _awaiting_keyframe(videos: Sequence[Subscription]) -> bool:
+    """Whether a video of this subscriber waits for a keyframe (switching layers, or starting).
+
+    No probe then: a probe overfills a narrow link on purpose, and the keyframe it would cost is
+    the one the frozen picture waits for. Behind a 400 kbit/s bucket, probes every few seconds
+    lost the low layer's keyframe again and again: the picture stayed frozen for 17-18 s.
+    """
+    return any(not out.paused and (out.waiting or out.target is not None) for _publication, out in videos)

@@ -55,7 +55,7 @@ __all__ = [
     "vp8_keyframe_start", "vp8_picture_id",
 ]  # fmt: skip
 
-KEYFRAME_RETRY = 1.0  # seconds: a subscriber still waiting for a keyframe asks again
+KEYFRAME_RETRY = 0.5  # seconds: a subscriber still waiting for a keyframe asks again (one lost keyframe: a freeze under 1 s; upstream PLIs are coalesced per PLI_INTERVAL anyway)
 MAX_PADDING_PACKETS = 16  # per call of OutStream.pad (every 10 ms): up to ~3.5 Mbit/s of padding-only packets
 PADDING_SIZE = 255  # bytes of a padding-only packet's padding (the last one counts them)
 
