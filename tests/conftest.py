@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
 
 from meet.clock import FakeClock
 from meet.config import Config, config_from_mapping
@@ -158,3 +160,16 @@ async def bob(client: httpx.AsyncClient, outbox: Outbox) -> User:
 @pytest.fixture
 async def carol(client: httpx.AsyncClient, outbox: Outbox) -> User:
     return await make_user(client, outbox, "carol")
+
+
+async def run_cli(tmp_path: Path, *args: str, stdin: bytes = b"") -> None:
+    """``meet`` in another process, on the server's database file."""
+    config = tmp_path / "cli.toml"
+    config.write_text(
+        '[storage]\ndata_dir = "data"\n\n[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 64\nargon2_parallelism = 1\n'
+    )
+    done = await trio.run_process(
+        [sys.executable, "-m", "meet", *args, "--config", str(config)],
+        stdin=stdin, capture_stdout=True, capture_stderr=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()

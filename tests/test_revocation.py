@@ -9,7 +9,6 @@ those tests count the guard's passes instead of measuring time.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import trio
-from conftest import PASSWORD, Outbox, User, make_config, make_room, make_user
+from conftest import PASSWORD, Outbox, User, make_config, make_room, make_user, run_cli
 from wsclient import WS, connect, join, room_ws_url, user_ws_url
 
 from meet.clock import FakeClock
@@ -45,19 +44,6 @@ async def signed_out(ws: WS, timeout: float) -> None:
     assert code == 4401, (code, frames)
     errors = [f for f in frames if f["type"] == "error"]
     assert errors and errors[-1]["code"] == "signed_out" and errors[-1]["message"], frames
-
-
-async def run_cli(tmp_path: Path, *args: str, stdin: bytes = b"") -> None:
-    """``meet`` in another process, on the server's database file."""
-    config = tmp_path / "cli.toml"
-    config.write_text(
-        '[storage]\ndata_dir = "data"\n\n[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 64\nargon2_parallelism = 1\n'
-    )
-    done = await trio.run_process(
-        [sys.executable, "-m", "meet", *args, "--config", str(config)],
-        stdin=stdin, capture_stdout=True, capture_stderr=True, check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()
 
 
 async def test_logout_closes_room_and_presence_sockets_at_once(

@@ -10,7 +10,6 @@ the very next request must see it. Without the invalidation each of them gets th
 from __future__ import annotations
 
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import trio
-from conftest import PASSWORD, Outbox, User, login, make_config, make_room, make_user
+from conftest import PASSWORD, Outbox, User, login, make_config, make_room, make_user, run_cli
 
 from meet.clock import FakeClock
 from meet.config import Config
@@ -58,19 +57,6 @@ async def warm(server: RunningServer, client: httpx.AsyncClient, user: User) -> 
     r = await me(client, user)
     assert r.status_code == 200 and r.json()["user"]["username"] == user.username
     assert cache.hits == hits + 1, "the second request was not answered from the cache"
-
-
-async def run_cli(tmp_path: Path, *args: str, stdin: bytes = b"") -> None:
-    """``meet`` in another process, on the server's database file."""
-    config = tmp_path / "cli.toml"
-    config.write_text(
-        '[storage]\ndata_dir = "data"\n\n[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 64\nargon2_parallelism = 1\n'
-    )
-    done = await trio.run_process(
-        [sys.executable, "-m", "meet", *args, "--config", str(config)],
-        stdin=stdin, capture_stdout=True, capture_stderr=True, check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()
 
 
 async def test_a_warm_session_makes_no_database_call(

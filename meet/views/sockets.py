@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -165,17 +166,12 @@ def _detach_sink() -> None:
         sink.detach()
 
 
-@blueprint.websocket("/rooms/<code>/ws")
-async def room_socket(code: str) -> None:
-    """Join a room (perhaps through its lobby) and exchange signaling messages until leaving."""
-    conn = await _open_connection(code)
-    if conn is None:
-        return
-    svc = services()
+async def _serve(svc: Services, conn: Connection, kind: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run an admitted connection's channel; then forget it, however it ended."""
     quiet: BaseException | None = None
     try:
-        with svc.metrics.websockets.labels("room").track_inprogress():
-            await _run_room(svc, code, conn)
+        with svc.metrics.websockets.labels(kind).track_inprogress():
+            await run()
     except BaseException as exc:
         quiet = _quiet_cancellation(exc)
         if quiet is exc:
@@ -188,6 +184,16 @@ async def room_socket(code: str) -> None:
             raise quiet  # outside the except block: not chained to the group it came from
         finally:
             quiet = None  # this frame is in its traceback: no cycle through the local
+
+
+@blueprint.websocket("/rooms/<code>/ws")
+async def room_socket(code: str) -> None:
+    """Join a room (perhaps through its lobby) and exchange signaling messages until leaving."""
+    conn = await _open_connection(code)
+    if conn is None:
+        return
+    svc = services()
+    await _serve(svc, conn, "room", partial(_run_room, svc, code, conn))
 
 
 async def _run_room(svc: Services, code: str, conn: Connection) -> None:
@@ -215,22 +221,7 @@ async def user_socket() -> None:
     if conn is None:
         return
     svc = services()
-    quiet: BaseException | None = None
-    try:
-        with svc.metrics.websockets.labels("presence").track_inprogress():
-            await _run_user(svc, conn)
-    except BaseException as exc:
-        quiet = _quiet_cancellation(exc)
-        if quiet is exc:
-            raise
-    finally:
-        svc.sessions.forget(conn)
-        _detach_sink()
-    if quiet is not None:
-        try:
-            raise quiet  # outside the except block: not chained to the group it came from
-        finally:
-            quiet = None  # this frame is in its traceback: no cycle through the local
+    await _serve(svc, conn, "presence", partial(_run_user, svc, conn))
 
 
 async def _run_user(svc: Services, conn: Connection) -> None:
