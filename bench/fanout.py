@@ -81,16 +81,11 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
         spy.wait(timeout=30)
 
 
-def server_rss_kib(pid: int) -> int:
-    return int(sg.proc_rss_kib(pid))
-
-
-def run_load(gen: Path, pid: int, args: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+def run_load(gen: Path, pid: int, args: list[str]) -> dict[str, float]:
     """One ``node load.js`` fan-out run: its figures and the server's CPU (cores) meanwhile."""
     cpu0, t0 = hb.proc_cpu_seconds(pid), time.monotonic()
     done = subprocess.run(
-        ["node", "load.js", *args], check=False, cwd=gen, capture_output=True, text=True, timeout=LOAD_TIMEOUT,
-        env={**os.environ, **(env or {})},
+        ["node", "load.js", *args], check=False, cwd=gen, capture_output=True, text=True, timeout=LOAD_TIMEOUT
     )
     cpu1, t1 = hb.proc_cpu_seconds(pid), time.monotonic()
     found = RESULT.search(done.stdout)
@@ -107,7 +102,7 @@ def run_joins(gen: Path, pid: int, args: list[str]) -> dict[str, float]:
     """``JOIN_ONLY=1``: join latency, then the server's RSS growth per idle connection."""
     count = int(args[-1])
     time.sleep(1.0)  # let the server settle before the baseline (a bench, not a test)
-    before = server_rss_kib(pid)
+    before = sg.proc_rss_kib(pid)
     proc = subprocess.Popen(
         ["node", "load.js", *args], cwd=gen, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "JOIN_ONLY": "1", "IDLE_MS": "3000"},
@@ -119,7 +114,7 @@ def run_joins(gen: Path, pid: int, args: list[str]) -> dict[str, float]:
         if line.startswith("READY"):
             break
     time.sleep(1.0)  # the last joins' broadcasts are written
-    after = server_rss_kib(pid)
+    after = sg.proc_rss_kib(pid)
     proc.wait(timeout=LOAD_TIMEOUT)
     found = JOINS.search("".join(lines))
     if found is None:
