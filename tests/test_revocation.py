@@ -102,18 +102,19 @@ async def test_cli_set_password_closes_sockets_within_one_heartbeat(
     tmp_path: Path, server: RunningServer, client: httpx.AsyncClient, alice: User, bob: User
 ) -> None:
     guard = server.services.sessions
-    async with connect(user_ws_url(server.url), alice.token) as a, connect(user_ws_url(server.url), bob.token) as b:
-        await a.expect("presence")
-        await b.expect("presence")
-        await a.expect("online")
-        await run_cli(tmp_path, "user", "set-password", "alice", "--password-stdin", stdin=b"another password\n")
-        revoked_at_pass = guard.passes
-        await signed_out(a, timeout=10)
-        # closed by the first pass that started after the CLI's commit (one still running
-        # then may finish first without seeing it): within one ping_interval
-        assert guard.passes - revoked_at_pass <= 2
-        assert await b.until("offline") == {"type": "offline", "user_id": alice.id}
-        await b.assert_idle()
+    async with connect(user_ws_url(server.url), alice.token) as a:
+        await a.expect("presence")  # listed before bob comes: bob arrives as `online`, not in her roster
+        async with connect(user_ws_url(server.url), bob.token) as b:
+            await b.expect("presence")
+            await a.expect("online")
+            await run_cli(tmp_path, "user", "set-password", "alice", "--password-stdin", stdin=b"another password\n")
+            revoked_at_pass = guard.passes
+            await signed_out(a, timeout=10)
+            # closed by the first pass that started after the CLI's commit (one still running
+            # then may finish first without seeing it): within one ping_interval
+            assert guard.passes - revoked_at_pass <= 2
+            assert await b.until("offline") == {"type": "offline", "user_id": alice.id}
+            await b.assert_idle()
 
 
 @pytest.mark.parametrize("rooms_settings", [FAST_HEARTBEAT])
@@ -195,18 +196,19 @@ async def test_bearer_clients_of_one_user_from_many_tabs(
 async def test_expired_session_loses_its_socket_at_the_next_pass(
     server: RunningServer, clock: FakeClock, alice: User, bob: User
 ) -> None:
-    async with connect(user_ws_url(server.url), alice.token) as a, connect(user_ws_url(server.url), bob.token) as b:
-        await a.expect("presence")
-        await b.expect("presence")
-        await a.expect("online")
-        guard = server.services.sessions
-        clock.advance(29 * 86400)  # [auth] session_days is 30
-        checked = guard.passed
-        guard.poke()  # stands in for the next periodic pass
-        with trio.fail_after(POKE_WAIT):
-            await checked.wait()
-        await a.assert_idle()
-        clock.advance(2 * 86400)
-        server.services.sessions.poke()
-        await signed_out(a, POKE_WAIT)
-        await signed_out(b, POKE_WAIT)
+    async with connect(user_ws_url(server.url), alice.token) as a:
+        await a.expect("presence")  # listed before bob comes: bob arrives as `online`, not in her roster
+        async with connect(user_ws_url(server.url), bob.token) as b:
+            await b.expect("presence")
+            await a.expect("online")
+            guard = server.services.sessions
+            clock.advance(29 * 86400)  # [auth] session_days is 30
+            checked = guard.passed
+            guard.poke()  # stands in for the next periodic pass
+            with trio.fail_after(POKE_WAIT):
+                await checked.wait()
+            await a.assert_idle()
+            clock.advance(2 * 86400)
+            server.services.sessions.poke()
+            await signed_out(a, POKE_WAIT)
+            await signed_out(b, POKE_WAIT)
