@@ -318,7 +318,7 @@ class Paced(Member):
     [
         (True, 0, 0.01),  # a probe: every 10 ms
         (False, 500, 0.05),  # a publisher numbers its packets (transport-cc): feedback every 50 ms
-        (False, 0, 0.2),  # nothing to pace or report: the next speaker judgement (not 50 ms)
+        (False, 0, 0.2),  # nothing to pace or report: the next full round (not 50 ms)
     ],
 )
 def test_the_pacer_wakes_only_as_often_as_its_work_needs(probing: bool, numbered: int, wait: float) -> None:

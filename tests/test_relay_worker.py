@@ -158,6 +158,48 @@ def test_three_publishers_receive_each_other_untranscoded() -> None:
     per_publication(scenario)
 
 
+async def round_trip_time(sender: aiortc.RTCRtpSender) -> float | None:
+    """The round-trip time a sender measured from the receiver reports it got, if any yet."""
+    stats = (await sender.getStats()).values()
+    return next((s.roundTripTime for s in stats if s.type == "remote-inbound-rtp" and s.roundTripTime), None)
+
+
+def test_the_relay_reports_from_its_pacer_not_from_a_timer_per_sender_and_receiver() -> None:
+    """Each publisher hears the relay's receiver reports (its round-trip time comes of them) and
+    each subscriber its sender reports, though no sender or receiver of the relay runs aiortc's
+    RTCP timer task: a dozen per connection, most for idle slots, each waking the worker."""
+
+    async def scenario(hub: Hub) -> None:
+        alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob", video=False)
+        for peer in (alice, bob):
+            await peer.join()
+        await until(lambda: bool(bob.mids_of("alice", "camera")), 10, "alice's camera in bob's tracks")
+        (mid,) = bob.mids_of("alice", "camera")
+        await until(lambda: bob.decoded_since(mid, 0) >= 10, 20, "alice's camera at bob")
+        (camera,) = [s for s in alice.pc.getSenders() if s.track is not None and s.track.kind == "video"]
+        deadline = time.monotonic() + 10
+        while not (rtt := await round_trip_time(camera)):  # a report answering one of her SRs
+            assert time.monotonic() < deadline, "no receiver report from the relay about alice's camera"
+            await asyncio.sleep(0.05)
+        assert 0 <= rtt < 1, rtt
+        await until(lambda: any(r[0] == mid and r[1].packet_count > 0 for r in bob.reports), 10, "an SR at bob")
+        check_sender_reports(bob, mid)
+
+        endpoints = [
+            endpoint
+            for room in hub.relay.rooms.values()
+            for participant in room.participants.values()
+            for transceiver in participant.pc.getTransceivers()
+            for endpoint in (transceiver.sender, transceiver.receiver)
+        ]
+        tasks = [getattr(e, f"_{type(e).__name__}__rtcp_task") for e in endpoints]
+        running = [t.get_coro().__qualname__ for t in tasks if t is not None and not t.done()]
+        assert len(running) >= 8, running  # alice's microphone and camera, bob's microphone, slots
+        assert not [name for name in running if name.endswith("._run_rtcp")], running
+
+    run_hub(scenario)
+
+
 def test_late_joiner_gets_keyframe_then_leaver_is_removed_and_slot_reused() -> None:
     async def scenario(hub: Hub) -> None:
         alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob", shade=60)
@@ -514,13 +556,15 @@ def test_the_relay_asks_for_opus_dtx_in_its_answers_and_offers() -> None:
         (lambda mp: mp.delattr(RTCRtpReceiver, "_handle_rtp_packet"), "RTCRtpReceiver._handle_rtp_packet"),
         (lambda mp: mp.delattr(aiortc.RTCRtpSender, "_send_rtcp"), "RTCRtpSender._send_rtcp"),
         (lambda mp: mp.setattr(aiortc, "__version__", "9.0.0"), "aiortc 9.0.0 is installed"),
+        (lambda mp: mp.delattr(aiortc.rtp, "RtcpRrPacket"), "aiortc.rtp.RtcpRrPacket"),
+        (lambda mp: mp.setattr(RTCRtpReceiver, "receive", _receive_without_rtcp), "RTCRtpReceiver.receive"),
         (lambda mp: mp.delattr(aiortc.rtp, "unwrap_rtx"), "aiortc.rtp.unwrap_rtx"),
         (
             lambda mp: mp.setattr(RTCRtpReceiver, "__init__", _receiver_without_nacks(mp)),
             "_RTCRtpReceiver__nack_generator",
         ),
     ],
-    ids=["receiver-hook", "sender-sr-hook", "version", "rtx-unwrap", "private-field"],
+    ids=["receiver-hook", "sender-sr-hook", "version", "rr-packet", "rr-task", "rtx-unwrap", "private-field"],
 )
 def test_internals_guard_fails_loudly_when_an_internal_moves(
     monkeypatch: pytest.MonkeyPatch, remove: Callable[[pytest.MonkeyPatch], None], named: str
@@ -534,6 +578,10 @@ def test_internals_guard_fails_loudly_when_an_internal_moves(
 
     reply = asyncio.run(configure())
     assert reply["ok"] is False and "internals" in reply["error"]
+
+
+async def _receive_without_rtcp(self: RTCRtpReceiver, parameters: Any) -> None:
+    """An aiortc whose receivers no longer start the RTCP task the relay replaces."""
 
 
 def _receiver_without_nacks(mp: pytest.MonkeyPatch) -> Callable[..., None]:

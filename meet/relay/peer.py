@@ -50,7 +50,7 @@ from aiortc import (
 
 from meet.relay import slots as receive_slots
 from meet.relay.bandwidth import Bandwidth
-from meet.relay.compat import feedback, forwarding, receiving
+from meet.relay.compat import feedback, forwarding, receiving, reports
 from meet.relay.forward import Counters, OutStream, Publication
 from meet.relay.numbering import Numbering
 from meet.relay.slot import SENDING, ForwardTrack, Slot
@@ -109,6 +109,7 @@ class Participant:
         self.started = False  # the client's first offer was answered: we may offer from now on
         self._update: asyncio.Task[None] | None = None
         self._again = False
+        self._next_report = 0.0  # when its RTCP sender and receiver reports are next due
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -214,10 +215,22 @@ class Participant:
         self.rebalance(now)
 
     def pace(self, now: float) -> None:
-        """Report this publisher's arrivals; send the padding a probe of the estimate asks for."""
+        """Report this publisher's arrivals and, when due, send the RTCP reports of this
+        connection; send the padding a probe of the estimate asks for."""
         self._report_uplink(now)
+        if now >= self._next_report:
+            self._send_reports(now)
         if self.bandwidth.link is not None:  # no estimate, no probe: spare the list every round
             self.bandwidth.pace(self.view.arrange(self._subscribed("video")), now)
+
+    def _send_reports(self, now: float) -> None:
+        """RTCP SRs of the slots that forward something and RRs of the publications (every
+        0.5–1.5 s, as aiortc's own timer per sender and receiver would, without its wake-ups)."""
+        self._next_report = now + reports.interval()
+        forwarding.send_reports(
+            ((slot.transceiver.sender, slot.out.sender_info()) for slot in self.slots.values()),
+            (transceiver.receiver for transceiver in self.pubs),
+        )
 
     def _report_uplink(self, now: float) -> None:
         """Transport-cc feedback on what this participant sent us, when due."""

@@ -50,7 +50,7 @@ EventSink = Callable[[dict[str, Any]], None]
 CLOSE_TIMEOUT = 5.0
 PACE_INTERVAL = PACE  # seconds between two rounds while a probe runs: what its schedule expects
 IDLE_INTERVAL = uplink.INTERVAL  # seconds between two rounds otherwise: the publishers' feedback
-REBALANCE_INTERVAL = 0.25  # seconds between two measurements of layers and choices of layers
+ROUND_INTERVAL = speaker.INTERVAL  # seconds between two rounds of layers, speaker and reports
 
 
 class Relay:
@@ -66,9 +66,8 @@ class Relay:
         self.layer_hold = demand.HOLD  # seconds a layer no one uses stays requested
         self.pipes = Endpoint(self.counters)  # opened by configure: rooms spread over workers
         self._retired = [0, 0]  # packets, octets of closed subscriptions
-        self._pacer: asyncio.Task[None] | None = None
-        self._next_rebalance = 0.0
-        self._next_speaker = 0.0
+        self._pacer: asyncio.TimerHandle | None = None
+        self._next_round = 0.0
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "configure": self._configure,
             "open": self._open,
@@ -106,35 +105,34 @@ class Relay:
     def pace(self, now: float) -> float:
         """One round of the pacer; the seconds until the next one.
 
-        Each round sends the publishers their feedback and the padding probes need; every 250
-        ms it also measures the layers and chooses each subscriber's. Rounds come every 10 ms
-        while any link probes, else every 50 ms while a publisher needs transport-cc feedback
-        (fewer wake-ups of a loop that also receives), else at the next measurement or speaker
-        judgement.
+        Each round sends the publishers their feedback and the padding probes need, and the RTCP
+        reports that are due; every :data:`ROUND_INTERVAL` it also measures the layers, chooses
+        each subscriber's and judges the speaker. Rounds come every 10 ms while any link probes,
+        else every 50 ms while a publisher needs transport-cc feedback, else at the next full
+        round: every wake-up of a loop that also receives costs more than the round itself.
         """
         participants = [p for room in self.rooms.values() for p in room.participants.values()]
         for participant in participants:
             participant.pace(now)
-        if now >= self._next_rebalance:
-            self._next_rebalance = now + REBALANCE_INTERVAL
-            for room in self.rooms.values():
-                for publication in room.all_publications():
-                    publication.measure(now)
-            for participant in participants:
-                participant.rebalance(now)
-            for room in self.rooms.values():
-                room.update_layers(now)
-        if now >= self._next_speaker:
-            self._next_speaker = now + speaker.INTERVAL
-            for room in self.rooms.values():
-                self._judge_speaker(room, now)
+        if now >= self._next_round:
+            self._next_round = now + ROUND_INTERVAL
+            self._full_round(participants, now)
         if any(participant.bandwidth.probing for participant in participants):
             return PACE_INTERVAL
         if any(participant.bandwidth.uplink.packets for participant in participants):
             return IDLE_INTERVAL  # a publisher numbers its packets: its feedback is due every round
-        # Nothing to pace or report until the next measurement or judgement: each wake-up of
-        # the worker costs more than the round itself, most of all with few packets to forward.
-        return max(PACE_INTERVAL, min(self._next_rebalance, self._next_speaker) - now)
+        return max(PACE_INTERVAL, self._next_round - now)
+
+    def _full_round(self, participants: list[Participant], now: float) -> None:
+        """Measure the layers, choose each subscriber's, judge each room's speaker."""
+        for room in self.rooms.values():
+            for publication in room.all_publications():
+                publication.measure(now)
+        for participant in participants:
+            participant.rebalance(now)
+        for room in self.rooms.values():
+            room.update_layers(now)
+            self._judge_speaker(room, now)
 
     def _judge_speaker(self, room: Room, now: float) -> None:
         dominant = room.judge_speaker(now)
@@ -145,15 +143,20 @@ class Relay:
             for participant in room.participants.values():
                 participant.assign()
 
-    async def _run_pacer(self) -> None:
-        delay = PACE_INTERVAL
-        while self.rooms:
-            await asyncio.sleep(delay)
-            try:
-                delay = self.pace(time.time())
-            except Exception:  # one participant's surprise must not stop everyone's pacing
-                log.exception("pacing failed")
+    def _start_pacer(self, delay: float) -> None:
+        """The next round in ``delay`` s: a timer, not a task (no sleep future to settle per round)."""
+        self._pacer = asyncio.get_running_loop().call_later(delay, self._pace_round)
+
+    def _pace_round(self) -> None:
         self._pacer = None
+        if not self.rooms:
+            return  # started again by the next open
+        try:
+            delay = self.pace(time.time())
+        except Exception:  # one participant's surprise must not stop everyone's pacing
+            log.exception("pacing failed")
+            delay = ROUND_INTERVAL
+        self._start_pacer(delay)
 
     async def close(self) -> None:
         """Close every participant at once (process shutdown)."""
@@ -197,7 +200,7 @@ class Relay:
             await self._remove(room, peer, leave=False)
         room.participants[peer] = Participant(room, peer, self._configuration(), self.on_event)
         if self._pacer is None:  # runs while any room is open
-            self._pacer = asyncio.ensure_future(self._run_pacer())
+            self._start_pacer(PACE_INTERVAL)
         return {}
 
     async def _offer(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,8 @@ place that does; the rest of the relay sees plain functions and plain values:
   or task wake-up per packet) and smaller datagram reads.
 - :mod:`.simulcast`: ``a=rid``/``a=simulcast`` read from offers and written into the relay's
   answers and offers; the simulcast stream-id header extensions parsed by aiortc.
+- :mod:`.reports`: RTCP sender and receiver reports sent on the relay's clock, not by a timer
+  task per sender and receiver.
 - :mod:`.sending`: SRTP RTP/RTCP sent on the nominated pair in one call (no coroutine layers).
 - :mod:`.srtp`: SRTP protect/unprotect bound once per pylibsrtp session (no wrapper per packet).
 - :mod:`.gathering`: host candidates on sockets the relay binds itself (addresses, port range),
@@ -46,7 +48,7 @@ import aiortc.sdp
 import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 
-from meet.relay.compat import gathering, receiving, srtp
+from meet.relay.compat import gathering, receiving, reports, srtp
 from meet.relay.compat.feedback import problems as feedback_problems
 from meet.relay.compat.simulcast import problems as simulcast_problems
 
@@ -129,7 +131,6 @@ _CALL_PATHS = (
     *((receiving.DATAGRAM_TRANSPORT, "sendto", name) for name in ("_buffer", "_sock", "_extra", "sendto")),
     (receiving.DATAGRAM_TRANSPORT, "__init__", "_read_ready"),
     (receiving.DATAGRAM_TRANSPORT, "resume_reading", "_read_ready"),
-    (RTCRtpSender, "_run_rtcp", "_send_rtcp"),
     # feedback.on_transport_feedback wraps the transport's _handle_rtcp_data per instance
     (aiortc.rtcdtlstransport.RTCDtlsTransport, "_recv_next", "_handle_rtcp_data"),
     (RTCRtpSender, "_next_encoded_frame", "recv"),
@@ -147,17 +148,13 @@ _RECEIVER_FIELDS = (
     "_RTCRtpReceiver__remote_streams",
     "_RTCRtpReceiver__nack_generator",
     "_RTCRtpReceiver__remote_bitrate_estimator",
-    "_RTCRtpReceiver__rtcp_ssrc",
+    *reports.RECEIVER_FIELDS,
 )
 _SENDER_FIELDS = (
     "_ssrc",
     "_rtx_ssrc",
     "_stream_id",
-    "_RTCRtpSender__lsr",
-    "_RTCRtpSender__ntp_timestamp",
-    "_RTCRtpSender__rtp_timestamp",
-    "_RTCRtpSender__octet_count",
-    "_RTCRtpSender__packet_count",
+    *reports.SENDER_FIELDS,
 )
 _CONNECTION_FIELDS = (
     "_nominated",
@@ -214,6 +211,7 @@ def problems() -> list[str]:
         found.append("aiortc.rtcicetransport.Connection is not aioice's Connection")
     found += receiving.problems()  # its RTP parser against aiortc's
     found += srtp.problems()  # pylibsrtp's session fields
+    found += reports.problems()  # the RTCP tasks it replaces
     return found + _instance_problems() + simulcast_problems() + feedback_problems()
 
 

@@ -20,11 +20,13 @@ What is touched, and why:
   Upstream RTCP (NACK, PLI, REMB) is sent with the receiver's RTCP SSRC (``__rtcp_ssrc``).
 - Outbound, per ``RTCRtpSender`` instance: ``_handle_rtcp_packet`` is wrapped so subscriber
   NACKs and PLI/FIR reach the forwarder (stock aiortc would look in its own RTP history and flag
-  its own encoder); ``_send_rtcp`` is wrapped so each sender report carries the forwarder's
-  packet/octet counts and RTP/NTP pair (the stock counters ``__packet_count``, ``__octet_count``,
-  ``__ntp_timestamp``, ``__rtp_timestamp`` and ``__lsr`` are updated too, for getStats and RTT).
-  ``_stream_id`` is set to the publisher's peer id (the msid stream id); ``_ssrc``/``_rtx_ssrc``
-  are read.
+  its own encoder). ``_stream_id`` is set to the publisher's peer id (the msid stream id);
+  ``_ssrc``/``_rtx_ssrc`` are read.
+- Reports (:mod:`.reports`): hooked senders and receivers send no RTCP of their own on a
+  timer; :func:`send_reports` sends their SRs — carrying the forwarder's packet/octet counts and
+  RTP/NTP pair (the stock counters ``__packet_count``, ``__octet_count``, ``__ntp_timestamp``,
+  ``__rtp_timestamp`` and ``__lsr`` are updated too, for getStats and RTT) — and RRs when the
+  relay's pacer says they are due. ``_send_rtcp`` is wrapped so an idle sender sends no BYE.
 - Sending (:mod:`.sending`): RTP is SRTP-protected with ``RTCDtlsTransport._tx_srtp`` and
   written straight to the nominated candidate pair's socket (``aioice.Connection._nominated``),
   skipping the four coroutine layers of ``_send_rtp`` (the stock path, used for TURN pairs).
@@ -46,7 +48,7 @@ from __future__ import annotations
 
 import copy
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import aiortc
@@ -68,7 +70,7 @@ from aiortc import (
     RTCRtpTransceiver,
 )
 
-from meet.relay.compat import receiving, simulcast
+from meet.relay.compat import receiving, reports, simulcast
 from meet.relay.compat.sending import transport_sender
 
 _PLI = struct.Struct("!BBHLL")
@@ -259,6 +261,7 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
     receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
     setattr(receiver, receiving.RECEIVE, receive)  # the synchronous path (receiving.fast_receive)
     receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    reports.take_over(receiver)  # its receiver reports: send_reports
 
 
 def set_layers(receiver: RTCRtpReceiver, publication: Layered, rids: Sequence[str]) -> None:
@@ -336,10 +339,10 @@ def hook_sender(
     on_keyframe_request: Callable[[], None],
     sender_info: Callable[[], tuple[int, int, int, int] | None],
 ) -> None:
-    """Route a forwarding sender's NACK and PLI/FIR to the forwarder; keep its SRs true.
+    """Route a forwarding sender's NACK and PLI/FIR to the forwarder; take over its reports.
 
     ``sender_info()`` returns ``(ntp, rtp_timestamp, packets, octets)``, or None (no media yet:
-    no sender report goes out).
+    no sender report goes out). Its reports are the relay's to send (:func:`send_reports`).
     """
     stock_rtcp = sender._handle_rtcp_packet
     stock_send = sender._send_rtcp
@@ -356,29 +359,30 @@ def hook_sender(
             await stock_rtcp(packet)
 
     async def send_rtcp(packets: list[Any]) -> None:
-        info = sender_info()
-        if info is None:
-            # Nothing sent yet (an empty receive slot): no report to make. A connection with a
-            # dozen idle slots would otherwise spend ~10 kbit/s on reports of nothing.
-            return
-        for packet in packets:
-            if isinstance(packet, _rtp.RtcpSrPacket) and packet.ssrc == sender._ssrc:
-                ntp, rtp_ts, count, octets = info
-                packet.sender_info = _rtp.RtcpSenderInfo(
-                    ntp_timestamp=ntp,
-                    rtp_timestamp=rtp_ts,
-                    packet_count=count & 0xFFFFFFFF,
-                    octet_count=octets & 0xFFFFFFFF,
-                )
-                sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
-                sender._RTCRtpSender__rtp_timestamp = rtp_ts  # type: ignore[attr-defined]
-                sender._RTCRtpSender__packet_count = count  # type: ignore[attr-defined]
-                sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
-                sender._RTCRtpSender__lsr = (ntp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+        # Only the BYE of its end comes this way: the relay sends its reports (send_reports).
+        if sender_info() is None:
+            return  # nothing forwarded on it (an idle receive slot): no stream to say goodbye to
         await stock_send(packets)
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
     sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+    reports.take_over(sender)
+
+
+def send_reports(
+    senders: Iterable[tuple[RTCRtpSender, tuple[int, int, int, int] | None]], receivers: Iterable[RTCRtpReceiver]
+) -> int:
+    """Send each sender's SR (given its ``sender_info``; None: nothing sent, no report) and each
+    receiver's RR now, as their stock RTCP tasks would have; the number of reports sent."""
+    sent = 0
+    for sender, info in senders:
+        if info is not None:
+            sent += transport_sender(sender.transport, rtcp=True)(reports.sender_report(sender, info))
+    for receiver in receivers:
+        report = reports.receiver_report(receiver)
+        if report is not None:
+            sent += transport_sender(receiver.transport, rtcp=True)(report)
+    return sent
 
 
 def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
