@@ -24,6 +24,7 @@ from typing import Any
 import aiortc
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription
 from relay_peers import Hub, TestPeer, picture, run_hub, until
 
@@ -158,6 +159,17 @@ def test_three_publishers_receive_each_other_untranscoded() -> None:
     per_publication(scenario)
 
 
+def remb_recorder(stock: Callable[[Any], Any], rembs: list[tuple[int, list[int]]]) -> Callable[[Any], Any]:
+    """A sender's RTCP handler that also keeps each REMB it gets: (bitrate, SSRCs)."""
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            rembs.append(unpack_remb_fci(packet.fci))
+        await stock(packet)
+
+    return handle
+
+
 async def round_trip_time(sender: aiortc.RTCRtpSender) -> float | None:
     """The round-trip time a sender measured from the receiver reports it got, if any yet."""
     stats = (await sender.getStats()).values()
@@ -166,8 +178,8 @@ async def round_trip_time(sender: aiortc.RTCRtpSender) -> float | None:
 
 def test_the_relay_reports_from_its_pacer_not_from_a_timer_per_sender_and_receiver() -> None:
     """Each publisher hears the relay's receiver reports (its round-trip time comes of them) and
-    each subscriber its sender reports, though no sender or receiver of the relay runs aiortc's
-    RTCP timer task: a dozen per connection, most for idle slots, each waking the worker."""
+    REMBs, each subscriber its sender reports, though no sender or receiver of the relay runs
+    aiortc's RTCP timer task: a dozen per connection, most for idle slots, each waking the worker."""
 
     async def scenario(hub: Hub) -> None:
         alice, bob = TestPeer(hub, "alice"), TestPeer(hub, "bob", video=False)
@@ -177,6 +189,8 @@ def test_the_relay_reports_from_its_pacer_not_from_a_timer_per_sender_and_receiv
         (mid,) = bob.mids_of("alice", "camera")
         await until(lambda: bob.decoded_since(mid, 0) >= 10, 20, "alice's camera at bob")
         (camera,) = [s for s in alice.pc.getSenders() if s.track is not None and s.track.kind == "video"]
+        rembs: list[tuple[int, list[int]]] = []
+        camera._handle_rtcp_packet = remb_recorder(camera._handle_rtcp_packet, rembs)  # type: ignore[method-assign]
         deadline = time.monotonic() + 10
         while not (rtt := await round_trip_time(camera)):  # a report answering one of her SRs
             assert time.monotonic() < deadline, "no receiver report from the relay about alice's camera"
@@ -184,6 +198,11 @@ def test_the_relay_reports_from_its_pacer_not_from_a_timer_per_sender_and_receiv
         assert 0 <= rtt < 1, rtt
         await until(lambda: any(r[0] == mid and r[1].packet_count > 0 for r in bob.reports), 10, "an SR at bob")
         check_sender_reports(bob, mid)
+        # alice numbers no packets for transport-cc: she hears her uplink's estimate as REMB
+        await until(lambda: bool(rembs), 10, "a REMB at alice")
+        bitrate, ssrcs = rembs[-1]
+        assert camera._ssrc in ssrcs and 30_000 <= bitrate <= 20_000_000, rembs
+        assert hub.relay.counters.remb_sent >= len(rembs)
 
         endpoints = [
             endpoint

@@ -5,7 +5,8 @@
 - ``link``: the estimate of what the participant's connection carries towards it
   (``bwe.Link``), made when transport-wide cc is first negotiated on the connection (a client
   that never reports arrivals keeps every video at its best layer, as before estimates);
-- ``uplink``: the arrivals of what the participant sends, reported back to it (``uplink.Uplink``).
+- ``uplink``: the arrivals of what the participant sends, reported back to it (``uplink.Uplink``),
+  or, from a client that does not number its packets, the REMB estimate of its uplink (``remb.Remb``).
 
 The worker's pacer calls :meth:`Bandwidth.rebalance` every 250 ms (choose each video's layer with
 ``allocate``, and ask the link to probe when a higher rate would help) and :meth:`Bandwidth.pace`
@@ -24,6 +25,7 @@ from meet.relay.allocate import Allocation, allocate, nominal
 from meet.relay.bwe import Link
 from meet.relay.compat import feedback
 from meet.relay.forward import OutStream, Publication, Source
+from meet.relay.remb import Remb
 from meet.relay.uplink import Uplink
 
 log = logging.getLogger("meet.relay.bandwidth")
@@ -60,6 +62,7 @@ class Bandwidth:
         self.peer = peer
         self.link: LinkControl | None = None  # the connection's bandwidth estimate, once negotiated
         self.uplink = Uplink()  # what we tell the client about what it sends us
+        self.remb = Remb()  # the same, for a client that does not number its packets (REMB)
 
     def link_for(self, dtls: Any) -> LinkControl:
         """The connection's estimate (made now if need be), fed by its transport-cc feedback."""

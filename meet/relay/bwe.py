@@ -13,7 +13,7 @@ each arrived. From those pairs of (send time, arrival time) the link derives:
   12.5 ms, follows the signal slowly upwards (k = 0.0087) and faster downwards (k = 0.039),
   within 6–600 ms, so a competing TCP flow does not starve us). Above it for more than 10 ms
   and two groups: *overuse*; below its negative: *underuse*; else *normal*.
-- **AIMD rate control** (:class:`_Aimd`). Overuse: decrease to :data:`BETA` 0.85 × the
+- **AIMD rate control** (:class:`Aimd`). Overuse: decrease to :data:`BETA` 0.85 × the
   acknowledged throughput (what the subscriber received over the last 500 ms; under heavy
   loss, over the last 250 ms if lower: a link that just narrowed delivers its new rate at
   once), at most once per 200 ms. Normal: increase, multiplicatively (+8 %/s) while far from
@@ -70,7 +70,7 @@ from meet.relay.twcc import REFERENCE_UNIT, Feedback, build_feedback, parse_feed
 
 log = logging.getLogger("meet.relay.bwe")
 
-__all__ = ["INITIAL", "MAX_RATE", "MIN_RATE", "Link", "build_feedback", "parse_feedback", "rtcp_packet"]
+__all__ = ["INITIAL", "MAX_RATE", "MIN_RATE", "Aimd", "Link", "Throughput", "build_feedback", "parse_feedback", "rtcp_packet"]
 
 MIN_RATE = 30_000.0  # bps: below this not even audio fits; the estimate never goes lower
 MAX_RATE = 20_000_000.0  # bps: more than any room sends one subscriber
@@ -115,7 +115,7 @@ class _History:
         return i if seq >= 0 and self.seq[i] == seq else None
 
 
-class _Throughput:
+class Throughput:
     """Bytes the receiver acknowledged per second, over the last :data:`THROUGHPUT_WINDOW`."""
 
     def __init__(self) -> None:
@@ -155,7 +155,7 @@ class _Throughput:
         return total * 8 / RECENT_WINDOW
 
 
-class _Aimd:
+class Aimd:
     """The delay-based rate: additive/multiplicative increase, multiplicative decrease."""
 
     def __init__(self, initial: float) -> None:
@@ -307,11 +307,11 @@ class Link:
     ) -> None:
         self.minimum, self.maximum, self.name = minimum, maximum, name
         self._history = _History()
-        self._throughput = _Throughput()
+        self._throughput = Throughput()
         self._groups = Groups()
         self._trend = Trendline()
         self._detector = Detector()
-        self._aimd = _Aimd(min(max(initial, minimum), maximum))
+        self._aimd = Aimd(min(max(initial, minimum), maximum))
         self._loss = _Loss()
         self._prober = Prober()
         self._reference: tuple[int, int] | None = None  # last reference time: as sent, unwrapped

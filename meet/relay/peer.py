@@ -233,15 +233,21 @@ class Participant:
         )
 
     def _report_uplink(self, now: float) -> None:
-        """Transport-cc feedback on what this participant sent us, when due."""
-        reports = self.bandwidth.uplink.feedback(now)
+        """Transport-cc feedback on what this participant sent us, or its REMB, when due."""
         transceiver = next(iter(self.pubs), None)
-        if not reports or transceiver is None:
+        if transceiver is None:
             return
-        media_ssrc = next((p.layers[0].ssrc for p in self.pubs.values() if p.layers[0].ssrc), 0)
-        send = forwarding.feedback_sender(transceiver.receiver)
-        for fci in reports:
-            send(fci, media_ssrc)
+        fcis = self.bandwidth.uplink.feedback(now)
+        if fcis:
+            media_ssrc = next((p.layers[0].ssrc for p in self.pubs.values() if p.layers[0].ssrc), 0)
+            send = forwarding.feedback_sender(transceiver.receiver)
+            for fci in fcis:
+                send(fci, media_ssrc)
+        rate = self.bandwidth.remb.due(now)
+        if rate is not None:
+            ssrcs = [layer.ssrc for p in self.pubs.values() for layer in p.layers if layer.ssrc is not None]
+            if ssrcs and forwarding.remb_sender(transceiver.receiver)(rate, ssrcs):
+                self.counters.remb_sent += 1
 
     def _subscribed(self, kind: str) -> list[tuple[Publication, OutStream]]:
         """(publication, out stream) of each live subscription of ``kind`` being carried."""
@@ -429,7 +435,9 @@ class Participant:
     def _negotiated(self) -> None:
         """A negotiation completed: update publications, start/stop forwarding, emit tracks."""
         for transceiver in self.pc.getTransceivers():  # transports are final now (BUNDLE)
-            receiving.fast_receive(transceiver.receiver.transport, self.bandwidth.uplink.arrived)
+            receiving.fast_receive(
+                transceiver.receiver.transport, self.bandwidth.uplink.arrived, self.bandwidth.remb.add
+            )
         published = False
         for transceiver, publication in self.pubs.items():
             live = transceiver.currentDirection in RECEIVING

@@ -147,7 +147,6 @@ _RECEIVER_FIELDS = (
     "_RTCRtpReceiver__rtx_ssrc",
     "_RTCRtpReceiver__remote_streams",
     "_RTCRtpReceiver__nack_generator",
-    "_RTCRtpReceiver__remote_bitrate_estimator",
     *reports.RECEIVER_FIELDS,
 )
 _SENDER_FIELDS = (

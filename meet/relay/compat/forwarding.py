@@ -9,8 +9,7 @@ What is touched, and why:
 
 - Inbound, ``RTCRtpReceiver._handle_rtp_packet`` (called by ``RTCDtlsTransport._handle_rtp_data``
   for each decrypted RTP packet) is replaced per instance. The replacement keeps the stock
-  steps a forwarder needs, in the stock order — REMB estimation (``__remote_bitrate_estimator``),
-  receive statistics for RTCP RR (``__remote_streams``, ``StreamStatistics``), RTX unwrapping
+  steps a forwarder needs, in the stock order — receive statistics for RTCP RR (``__remote_streams``, ``StreamStatistics``), RTX unwrapping
   (``__codecs``, ``__rtx_ssrc``, ``unwrap_rtx``) and NACK generation (``__nack_generator``) —
   and then hands the packet's fields to the forwarder instead of depayloading, jitter-buffering
   and decoding it: to one layer of the publication (simulcast: by SSRC once learned, else by
@@ -140,7 +139,6 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
     fid: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
     streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     nacking = receiver._RTCRtpReceiver__nack_generator is not None  # type: ignore[attr-defined]
-    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
     stock_rtcp = receiver._handle_rtcp_packet
     is_rtx = aiortc.codecs.is_rtx
     new_nacks = aiortc.rtcrtpreceiver.NackGenerator
@@ -187,27 +185,6 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
     def receive(packet: Any, arrival_time_ms: int) -> None:
         if not receiver._enabled:
             return
-        if (
-            estimator is not None
-            and packet.extensions.abs_send_time is not None
-            # A packet numbered for transport-wide cc: the publisher estimates its own uplink
-            # from the relay's feedback (meet.relay.uplink); a REMB would only hold it back.
-            and packet.extensions.transport_sequence_number is None
-        ):
-            remb = estimator.add(
-                abs_send_time=packet.extensions.abs_send_time,
-                arrival_time_ms=arrival_time_ms,
-                payload_size=len(packet.payload) + packet.padding_size,
-                ssrc=packet.ssrc,
-            )
-            sender_ssrc = rtcp_ssrc()
-            if remb is not None and sender_ssrc is not None:
-                counters.remb_sent += 1
-                send_rtcp(
-                    _rtp.RtcpPsfbPacket(
-                        fmt=_rtp.RTCP_PSFB_APP, ssrc=sender_ssrc, media_ssrc=0, fci=_rtp.pack_remb_fci(*remb)
-                    )
-                )
         codec = codecs.get(packet.payload_type)
         if codec is None:
             return
@@ -315,6 +292,20 @@ def feedback_sender(receiver: RTCRtpReceiver) -> Callable[[bytes, int], bool]:
         return transport_sender(receiver.transport, rtcp=True)(header + fci)
 
     return send_feedback
+
+
+def remb_sender(receiver: RTCRtpReceiver) -> Callable[[int, list[int]], bool]:
+    """A function sending a REMB (``bitrate`` bps for ``ssrcs``) with the receiver's RTCP SSRC now."""
+
+    def send_remb(bitrate: int, ssrcs: list[int]) -> bool:
+        sender_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if sender_ssrc is None:
+            return False
+        fci = _rtp.pack_remb_fci(bitrate, ssrcs)
+        packet = _rtp.RtcpPsfbPacket(fmt=_rtp.RTCP_PSFB_APP, ssrc=sender_ssrc, media_ssrc=0, fci=fci)
+        return transport_sender(receiver.transport, rtcp=True)(bytes(packet))
+
+    return send_remb
 
 
 def pli_sender(receiver: RTCRtpReceiver) -> Callable[[int], bool]:

@@ -26,8 +26,9 @@ the relay cost three to five times Janus's per packet at one subscriber.
   so the stock task still owns the handshake, RTCP and the end of the connection.
 
 A packet that fails to unprotect (a replay, a forged or damaged one) or to parse is dropped, as
-stock does. The receiver's handler runs exactly the stock forwarding steps (REMB estimate,
-statistics, RTX unwrap, NACKs), just without the coroutine around them.
+stock does. The receiver's handler runs the stock forwarding steps (statistics, RTX unwrap,
+NACKs), just without the coroutine around them. The REMB estimate is not aiortc's per-receiver
+one: the relay's own for the whole connection, fed through ``sent_at`` (``meet.relay.remb``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from meet.relay.compat import srtp as srtp_fast
 #: The attribute ``forwarding.hook_receiver`` sets on a receiver: ``receive(packet, arrival_ms)``.
 RECEIVE = "_meet_receive"
 _HOOKED = "_meet_fast_receive"  # marks a connection (with the DTLS transport it serves)
-_ARRIVALS = "_meet_arrivals"  # a DTLS transport's arrivals callback (fast_receive)
+_ARRIVALS = "_meet_arrivals"  # a DTLS transport's (arrivals, sent_at) callbacks (fast_receive)
 NTP_EPOCH = 2208988800  # aiortc's arrival times are milliseconds since 1900 (``clock.current_ms``)
 
 MAX_DATAGRAM = 65536  # bytes read per datagram (see small_reads)
@@ -79,16 +80,22 @@ _tables: dict[tuple[Any, ...], dict[int, int]] = {}
 DATAGRAM_TRANSPORT: type[Any] = getattr(asyncio.selector_events, "_SelectorDatagramTransport", type(None))
 
 
-def fast_receive(dtls: Any, arrivals: Callable[[int, float], None] | None = None) -> bool:
+def fast_receive(
+    dtls: Any,
+    arrivals: Callable[[int, float], None] | None = None,
+    sent_at: Callable[[int, float, int], None] | None = None,
+) -> bool:
     """Deliver ``dtls``'s incoming RTP synchronously from the socket; False if already done.
 
     Call it once the transport is final (after a negotiation: with BUNDLE aiortc may replace
     the transports an m-line was created with). Idempotent. ``arrivals(seq, now)`` is told
     the transport-wide sequence number and arrival time (``time.time()``) of every RTP packet
     that carries one — all of them, before routing: the publisher's congestion control needs
-    to hear about padding probes and packets the relay does not forward too.
+    to hear about padding probes and packets the relay does not forward too. ``sent_at(abs,
+    now, size)`` is told the abs-send-time, arrival time and size of every other packet that
+    carries an abs-send-time (for the REMB estimate of a publisher without transport-cc).
     """
-    setattr(dtls, _ARRIVALS, arrivals)
+    setattr(dtls, _ARRIVALS, (arrivals, sent_at))
     connection = dtls.transport._connection
     if getattr(connection, _HOOKED, None) is dtls:
         return False
@@ -358,11 +365,16 @@ def _srtp_receiver(dtls: Any, stock: Callable[[bytes, int], None]) -> Callable[[
             packet = parse_rtp(unprotect(data), extensions)
         except (srtp_error, ValueError):
             return  # stock drops these too (after a debug log line)
-        transport_seq = packet.extensions.transport_sequence_number
+        extensions_found = packet.extensions
+        transport_seq = extensions_found.transport_sequence_number
         if transport_seq is not None:
-            arrivals = getattr(dtls, _ARRIVALS, None)
+            arrivals = getattr(dtls, _ARRIVALS)[0]
             if arrivals is not None:
                 arrivals(transport_seq, now)
+        elif extensions_found.abs_send_time is not None:
+            sent_at = getattr(dtls, _ARRIVALS)[1]
+            if sent_at is not None:
+                sent_at(extensions_found.abs_send_time, now, len(data))
         receiver = router.route_rtp(packet)
         if receiver is None:
             receiver = route_by_mid(router, packet)
