@@ -16,7 +16,10 @@ the relay cost three to five times Janus's per packet at one subscriber.
   ending that participant's connection: one empty UDP packet from anyone was enough;
 - each host socket's asyncio transport reads into 64 KiB buffers, not 256 KiB (:func:`small_reads`),
   and reads every datagram already queued when the socket wakes the loop, up to :data:`BATCH`
-  (:func:`batch_reads`; stock reads one per event-loop round);
+  (:func:`batch_reads`; stock reads one per event-loop round). Both apply to asyncio's own
+  transport (the worker in-process, as the tests run it); the worker process runs uvloop,
+  whose transport already reads up to 32 datagrams per wake-up (libuv), each into the loop's
+  one receive buffer and copied out at its size;
 - ``Connection.data_received`` handles SRTP **RTP** at once, in the datagram callback: the
   transport's receive counters, SRTP unprotect with its ``_rx_srtp`` session, :func:`parse_rtp`
   (``RtpPacket.parse``'s result, with its header extension map, at ~60 % of its cost), ``route_rtp`` (then :func:`route_by_mid` for what it cannot
