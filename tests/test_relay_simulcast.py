@@ -252,8 +252,8 @@ def _stream_ids_unparsed(mp: pytest.MonkeyPatch) -> None:
     "remove, named",
     [
         (
-            lambda mp: mp.delattr(aiortc.rtcrtpreceiver, "NackGenerator"),
-            "aiortc.rtcrtpreceiver.NackGenerator",
+            lambda mp: mp.delattr(aiortc.rtcdtlstransport.RtpRouter, "route_rtp"),
+            "aiortc.rtcdtlstransport.RtpRouter.route_rtp",
         ),
         (_stream_ids_unparsed, "no longer parses mid/rtp-stream-id"),
         (
@@ -261,7 +261,7 @@ def _stream_ids_unparsed(mp: pytest.MonkeyPatch) -> None:
             "RtpRouter instances lack mid_table",
         ),
     ],
-    ids=["nack-generator", "stream-id-extension", "router-tables"],
+    ids=["router-route", "stream-id-extension", "router-tables"],
 )
 def test_simulcast_internals_are_guarded(
     monkeypatch: pytest.MonkeyPatch, remove: Callable[[pytest.MonkeyPatch], None], named: str

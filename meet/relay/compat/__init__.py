@@ -100,7 +100,6 @@ _MODULE_NAMES = (
             "RTCP_PSFB",
         ),
     ),
-    (aiortc.rtcrtpreceiver, ("StreamStatistics", "NackGenerator")),
     (aiortc.codecs, ("is_rtx", "HEADER_EXTENSIONS", "CODECS")),
     (aiortc.sdp, ("SessionDescription", "candidate_from_sdp")),
     (aiortc.rtcdtlstransport, ("State", "RtpRouter")),

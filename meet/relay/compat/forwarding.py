@@ -9,12 +9,15 @@ What is touched, and why:
 
 - Inbound, ``RTCRtpReceiver._handle_rtp_packet`` (called by ``RTCDtlsTransport._handle_rtp_data``
   for each decrypted RTP packet) is replaced per instance. The replacement keeps the stock
-  steps a forwarder needs, in the stock order — receive statistics for RTCP RR (``__remote_streams``, ``StreamStatistics``), RTX unwrapping
-  (``__codecs``, ``__rtx_ssrc``, ``unwrap_rtx``) and NACK generation (``__nack_generator``) —
-  and then hands the packet's fields to the forwarder instead of depayloading, jitter-buffering
-  and decoding it: to one layer of the publication (simulcast: by SSRC once learned, else by
-  the rtp-stream-id / repaired-rtp-stream-id extensions), with a NACK generator per layer
-  (``NackGenerator``) instead of the receiver's one. ``_handle_rtcp_packet`` is wrapped to
+  steps a forwarder needs, in the stock order — receive statistics for RTCP RR
+  (``__remote_streams``, with the relay's :class:`meet.relay.reception.Statistics` in place of
+  ``StreamStatistics``: the same fields, cheaper per packet), RTX unwrapping (``__codecs``,
+  ``__rtx_ssrc``, ``unwrap_rtx``) and NACK generation where negotiated (``__nack_generator``)
+  — and then hands the packet's fields to the forwarder instead of depayloading,
+  jitter-buffering and decoding it: to one layer of the publication (simulcast: by SSRC once
+  learned, else by the rtp-stream-id / repaired-rtp-stream-id extensions), with the gaps of
+  each layer's SSRC tracked apart (:class:`meet.relay.reception.Gaps`) instead of the
+  receiver's one ``NackGenerator``, which would mix the sequence numbers of several SSRCs. ``_handle_rtcp_packet`` is wrapped to
   read the publisher's sender reports.
   Upstream RTCP (NACK, PLI, REMB) is sent with the receiver's RTCP SSRC (``__rtcp_ssrc``).
 - Outbound, per ``RTCRtpSender`` instance: ``_handle_rtcp_packet`` is wrapped so subscriber
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import struct
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -71,6 +75,7 @@ from aiortc import (
 
 from meet.relay.compat import receiving, reports, simulcast
 from meet.relay.compat.sending import transport_sender
+from meet.relay.reception import Gaps, Statistics
 
 _PLI = struct.Struct("!BBHLL")
 _FEEDBACK = _PLI  # same header: V/P/FMT, type, length, sender SSRC, media SSRC
@@ -141,7 +146,6 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
     nacking = receiver._RTCRtpReceiver__nack_generator is not None  # type: ignore[attr-defined]
     stock_rtcp = receiver._handle_rtcp_packet
     is_rtx = aiortc.codecs.is_rtx
-    new_nacks = aiortc.rtcrtpreceiver.NackGenerator
     routes: dict[int, tuple[PacketSink, Any]] = {}  # media SSRC -> (layer, its NACK generator)
     kinds: dict[int, tuple[RTCRtpCodecParameters, bool]] = {}  # payload type -> (codec, is RTX)
     repairs: dict[int, int] = {}  # RTX SSRC -> media SSRC, learned from repaired-rtp-stream-id
@@ -167,7 +171,7 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
         for known, (sink, _nacks) in list(routes.items()):
             if sink is layer:
                 del routes[known]  # the layer restarted with a new SSRC
-        route = routes[ssrc] = (layer, new_nacks() if nacking else None)
+        route = routes[ssrc] = (layer, Gaps() if nacking else None)
         return route
 
     def repaired_ssrc(packet: Any) -> int | None:
@@ -182,7 +186,7 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
             return layer.ssrc
         return repairs.get(packet.ssrc)  # browsers stop sending the rid once it is established
 
-    def receive(packet: Any, arrival_time_ms: int) -> None:
+    def receive(packet: Any, now: float) -> None:
         if not receiver._enabled:
             return
         codec = codecs.get(packet.payload_type)
@@ -190,8 +194,8 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
             return
         stats = streams.get(packet.ssrc)
         if stats is None:
-            stats = streams[packet.ssrc] = aiortc.rtcrtpreceiver.StreamStatistics(codec.clockRate)
-        stats.add(packet)
+            stats = streams[packet.ssrc] = Statistics(codec.clockRate)
+        stats.add(packet.sequence_number, packet.timestamp, now)
         kind = kinds.get(packet.payload_type)
         if kind is None or kind[0] is not codec:  # is_rtx parses the MIME type: once per codec
             kind = kinds[packet.payload_type] = (codec, is_rtx(codec))
@@ -206,11 +210,11 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
         route = routes.get(packet.ssrc) or learn(packet)
         if route is None:
             return
-        sink, nacks = route
-        if nacks is not None and nacks.add(packet) and (sender_ssrc := rtcp_ssrc()) is not None:
+        sink, gaps = route
+        if gaps is not None and gaps.add(packet.sequence_number) and (sender_ssrc := rtcp_ssrc()) is not None:
             counters.upstream_nacks += 1
             nack = _rtp.RtcpRtpfbPacket(fmt=_rtp.RTCP_RTPFB_NACK, ssrc=sender_ssrc, media_ssrc=packet.ssrc)
-            nack.lost = sorted(nacks.missing)
+            nack.lost = sorted(gaps.missing)
             send_rtcp(nack)
         level = packet.extensions.audio_level
         sink.on_rtp(
@@ -223,7 +227,7 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
         )
 
     async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
-        receive(packet, arrival_time_ms)
+        receive(packet, time.time())
 
     async def handle_rtcp(packet: Any) -> None:
         if isinstance(packet, _rtp.RtcpSrPacket):

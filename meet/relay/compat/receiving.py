@@ -51,7 +51,7 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 
 from meet.relay.compat import srtp as srtp_fast
 
-#: The attribute ``forwarding.hook_receiver`` sets on a receiver: ``receive(packet, arrival_ms)``.
+#: The attribute ``forwarding.hook_receiver`` sets on a receiver: ``receive(packet, now)``.
 RECEIVE = "_meet_receive"
 _HOOKED = "_meet_fast_receive"  # marks a connection (with the DTLS transport it serves)
 _ARRIVALS = "_meet_arrivals"  # a DTLS transport's (arrivals, sent_at) callbacks (fast_receive)
@@ -361,7 +361,6 @@ def _srtp_receiver(dtls: Any, stock: Callable[[bytes, int], None]) -> Callable[[
         dtls._RTCDtlsTransport__rx_bytes += len(data)
         dtls._RTCDtlsTransport__rx_packets += 1
         now = time.time()
-        arrival_ms = int((now + NTP_EPOCH) * 1000)
         if srtp is not session:
             session, unprotect = srtp, srtp_fast.unprotector(srtp)
         try:
@@ -385,8 +384,9 @@ def _srtp_receiver(dtls: Any, stock: Callable[[bytes, int], None]) -> Callable[[
                 return
         receive = getattr(receiver, RECEIVE, None)
         if receive is not None:
-            receive(packet, arrival_ms)
+            receive(packet, now)
         else:  # a receiver the relay did not hook: its stock coroutine, in order of arrival
+            arrival_ms = int((now + NTP_EPOCH) * 1000)
             asyncio.ensure_future(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_ms))
 
     return data_received
