@@ -329,6 +329,16 @@ def test_when_not_every_video_fits_the_ones_flowing_keep_their_place() -> None:
     assert allocate(budget, [RATES, RATES], (None, 0)).layers == (None, 0)
     assert allocate(budget, [RATES, RATES], (0, None)).layers == (0, None)
     assert allocate(budget, [RATES, RATES], (None, None)).layers == (0, None)
+    assert allocate(budget, [RATES, RATES], (None, 0), sizes=(500.0, 500.0)).layers == (None, 0)
+
+
+def test_a_large_tile_paused_in_a_drop_takes_the_place_of_a_thumbnail_still_flowing() -> None:
+    """Seen in Chromium behind a 400 kbit/s token bucket: the pinned speaker's video paused in
+    the drop while a strip thumbnail kept flowing, and stayed paused while the thumbnail held."""
+    budget = RATES[0] * UP_MARGIN + 10_000  # one lowest layer
+    large, thumbnail = 960.0 * 540, 160.0 * 90
+    assert allocate(budget, [RATES, RATES], (None, 0), sizes=(large, thumbnail)).layers == (0, None)
+    assert allocate(budget, [RATES, RATES], (0, None), sizes=(large, thumbnail)).layers == (0, None)
 
 
 async def received(peer: TestPeer, mid: str) -> int:

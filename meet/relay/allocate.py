@@ -45,11 +45,18 @@ def nominal(count: int, index: int) -> float:
     return rates[min(index, len(rates) - 1)]
 
 
-def allocate(budget: float, videos: Sequence[Sequence[float]], current: Sequence[int | None]) -> Allocation:
+def allocate(
+    budget: float,
+    videos: Sequence[Sequence[float]],
+    current: Sequence[int | None],
+    sizes: Sequence[float] | None = None,
+) -> Allocation:
     """Choose one layer per video (rates low → high per video) within ``budget`` bps.
 
     ``current`` is what each video receives now (index, or None when paused or new): staying
     needs the layer's rate, moving to another layer :data:`UP_MARGIN` times its rate.
+    ``sizes`` (each video's tile area; all equal when not given) says who gets a lowest layer
+    first when not all fit: the larger tiles, then, among equal ones, those flowing now.
     """
     chosen: list[int | None] = [None] * len(videos)
     used = 0.0
@@ -59,9 +66,12 @@ def allocate(budget: float, videos: Sequence[Sequence[float]], current: Sequence
         # needs the headroom, or a link that just narrowed would step down one layer at a time.
         return videos[i][layer] * (1.0 if layer == current[i] else UP_MARGIN)
 
-    # Videos flowing now first: when only some fit, the ones already shown keep their place
-    # rather than trading it with a paused one at every change of the estimate.
-    for i in sorted(range(len(videos)), key=lambda i: current[i] is None):
+    # Larger tiles first; among equal ones those flowing now: when only some fit, the ones
+    # already shown keep their place rather than trading it with a paused one at every change
+    # of the estimate — but a thumbnail that kept flowing through a drop never holds off the
+    # large tile (a pinned speaker) that happened to be paused at that moment.
+    area = sizes or [0.0] * len(videos)
+    for i in sorted(range(len(videos)), key=lambda i: (-area[i], current[i] is None)):
         rates = videos[i]
         if rates and used + cost(i, 0) <= budget:
             chosen[i] = 0

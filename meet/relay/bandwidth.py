@@ -33,6 +33,7 @@ log = logging.getLogger("meet.relay.bandwidth")
 Subscription = tuple[Publication, OutStream]
 #: How many of a video's selectable layers (low → high) the subscriber's page has use for.
 Needs = Callable[[Publication, Sequence[Source]], int]
+Sizes = Callable[[Publication], float]  # a video's tile area on the page (view.View.area)
 
 
 class LinkControl(Protocol):
@@ -76,15 +77,18 @@ class Bandwidth:
         feedback.on_transport_feedback(dtls, on_feedback)  # again after each negotiation: idempotent
         return link
 
-    def rebalance(self, videos: Sequence[Subscription], now: float, needs: Needs | None = None) -> None:
+    def rebalance(
+        self, videos: Sequence[Subscription], now: float, needs: Needs | None = None, sizes: Sizes | None = None
+    ) -> None:
         """Choose each video's layer within the link's estimate; probe for more when it helps.
 
-        Audio takes nothing from it (see :meth:`video_budget`). ``needs`` caps each video at the layers its tile has use for (``view.View.needs``).
+        Audio takes nothing from it (see :meth:`video_budget`). ``needs`` caps each video at the layers its tile has use for (``view.View.needs``);
+        ``sizes`` gives the larger tiles their lowest layer first when not all fit (``view.View.area``).
         """
         if not videos:
             return
         budget = self.video_budget()
-        allocation = self._allocation(videos, budget, needs)
+        allocation = self._allocation(videos, budget, needs, sizes)
         for (publication, out), index in zip(videos, allocation.layers, strict=True):
             layers = selectable(publication)
             chosen = None if index is None else layers[index]
@@ -150,7 +154,9 @@ class Bandwidth:
             "subscriptions": [subscription_stats(mid, pub, out) for mid, pub, out in subscriptions],
         }
 
-    def _allocation(self, videos: Sequence[Subscription], budget: float, needs: Needs | None = None) -> Allocation:
+    def _allocation(
+        self, videos: Sequence[Subscription], budget: float, needs: Needs | None = None, sizes: Sizes | None = None
+    ) -> Allocation:
         rates: list[list[float]] = []
         current: list[int | None] = []
         for publication, out in videos:
@@ -159,7 +165,8 @@ class Bandwidth:
             rates.append([layer.rate or nominal(len(layers), i) for i, layer in enumerate(usable)])
             held = out.target or out.source
             current.append(usable.index(held) if held in usable else None)
-        return allocate(budget, rates, current)
+        areas = [sizes(publication) for publication, _out in videos] if sizes is not None else None
+        return allocate(budget, rates, current, areas)
 
 
 def selectable(publication: Publication) -> list[Source]:

@@ -202,7 +202,7 @@ class Participant:
         for publication, out in videos:
             if not self.view.shows(publication) and not out.paused:
                 out.switch(None)  # not on the page: nothing forwarded
-        self.bandwidth.rebalance(self.view.arrange(videos), now, self.view.needs)
+        self.bandwidth.rebalance(self.view.arrange(videos), now, self.view.needs, self.view.area)
         self._emit_tracks()  # a video paused or resumed for this link: the client shows it
 
     def set_view(self, tiles: list[dict[str, Any]], now: float) -> None:

@@ -103,6 +103,11 @@ class View:
                 return index + 1
         return len(layers)
 
+    def area(self, publication: Shown) -> float:
+        """The area of the tile showing this video (0 before the first view, or not shown)."""
+        tile = self.tiles.get((publication.publisher, str(publication.label))) if self.tiles else None
+        return 0.0 if tile is None else float(tile.area)
+
     def shows(self, publication: Shown) -> bool:
         """Whether the page shows this video (always, before its first view)."""
         return self.tiles is None or (publication.publisher, str(publication.label)) in self.tiles
