@@ -8,7 +8,7 @@
 - ``uplink``: the arrivals of what the participant sends, reported back to it (``uplink.Uplink``),
   or, from a client that does not number its packets, the REMB estimate of its uplink (``remb.Remb``).
 
-The worker's pacer calls :meth:`Bandwidth.rebalance` every 250 ms (choose each video's layer with
+The worker's pacer calls :meth:`Bandwidth.rebalance` every 200 ms (choose each video's layer with
 ``allocate``, and ask the link to probe when a higher rate would help) and :meth:`Bandwidth.pace`
 every 10 ms (the padding a probe needs now, resent as RTX on the videos). A subscription is a
 (publication, out stream) pair: this module does not know m-lines or aiortc's transceivers.

@@ -98,6 +98,7 @@ _MODULE_NAMES = (
             "RTCP_PSFB_FIR",
             "RTCP_PSFB_APP",
             "RTCP_PSFB",
+            *reports.RTCP_NAMES,
         ),
     ),
     (aiortc.codecs, ("is_rtx", "HEADER_EXTENSIONS", "CODECS")),
@@ -130,6 +131,11 @@ _CALL_PATHS = (
     *((receiving.DATAGRAM_TRANSPORT, "sendto", name) for name in ("_buffer", "_sock", "_extra", "sendto")),
     (receiving.DATAGRAM_TRANSPORT, "__init__", "_read_ready"),
     (receiving.DATAGRAM_TRANSPORT, "resume_reading", "_read_ready"),
+    # reports.take_over replaces the RTCP task these start, keeping what stop waits on
+    (RTCRtpSender, "send", "_run_rtcp"),
+    (RTCRtpReceiver, "receive", "_run_rtcp"),
+    *((RTCRtpSender, "stop", name) for name in reports.SENDER_FIELDS[:3]),
+    *((RTCRtpReceiver, "stop", name) for name in reports.RECEIVER_FIELDS[:3]),
     # feedback.on_transport_feedback wraps the transport's _handle_rtcp_data per instance
     (aiortc.rtcdtlstransport.RTCDtlsTransport, "_recv_next", "_handle_rtcp_data"),
     (RTCRtpSender, "_next_encoded_frame", "recv"),
@@ -209,7 +215,6 @@ def problems() -> list[str]:
         found.append("aiortc.rtcicetransport.Connection is not aioice's Connection")
     found += receiving.problems()  # its RTP parser against aiortc's
     found += srtp.problems()  # pylibsrtp's session fields
-    found += reports.problems()  # the RTCP tasks it replaces
     return found + _instance_problems() + simulcast_problems() + feedback_problems()
 
 

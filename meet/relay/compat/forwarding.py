@@ -146,7 +146,7 @@ def hook_receiver(receiver: RTCRtpReceiver, publication: Layered, counters: Coun
     nacking = receiver._RTCRtpReceiver__nack_generator is not None  # type: ignore[attr-defined]
     stock_rtcp = receiver._handle_rtcp_packet
     is_rtx = aiortc.codecs.is_rtx
-    routes: dict[int, tuple[PacketSink, Any]] = {}  # media SSRC -> (layer, its NACK generator)
+    routes: dict[int, tuple[PacketSink, Gaps | None]] = {}  # media SSRC -> (layer, its gaps to NACK)
     kinds: dict[int, tuple[RTCRtpCodecParameters, bool]] = {}  # payload type -> (codec, is RTX)
     repairs: dict[int, int] = {}  # RTX SSRC -> media SSRC, learned from repaired-rtp-stream-id
     setattr(receiver, _ROUTES, (routes, repairs))  # forgotten when the layers change (set_layers)
@@ -282,6 +282,15 @@ def _layer_with_ssrc(publication: Layered, ssrc: int) -> PacketSink | None:
     return next((layer for layer in publication.layers if layer.ssrc == ssrc), None)
 
 
+def _send_upstream(receiver: RTCRtpReceiver, build: Callable[[int], bytes]) -> bool:
+    """Send ``build(rtcp_ssrc)`` now, upstream on ``receiver``'s transport, with the receiver's
+    RTCP SSRC as the sender's; False before the receiver has one or while it cannot send."""
+    ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if ssrc is None:
+        return False
+    return transport_sender(receiver.transport, rtcp=True)(build(ssrc))
+
+
 def feedback_sender(receiver: RTCRtpReceiver) -> Callable[[bytes, int], bool]:
     """A function sending one transport-cc feedback (its FCI) upstream on ``receiver``'s transport.
 
@@ -289,25 +298,25 @@ def feedback_sender(receiver: RTCRtpReceiver) -> Callable[[bytes, int], bool]:
     """
 
     def send_feedback(fci: bytes, media_ssrc: int) -> bool:
-        ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-        if ssrc is None:
-            return False
-        header = _FEEDBACK.pack(0x80 | _FMT_TWCC, _rtp.RTCP_RTPFB, 2 + len(fci) // 4, ssrc, media_ssrc)
-        return transport_sender(receiver.transport, rtcp=True)(header + fci)
+        def build(ssrc: int) -> bytes:
+            return (
+                _FEEDBACK.pack(0x80 | _FMT_TWCC, _rtp.RTCP_RTPFB, 2 + len(fci) // 4, ssrc, media_ssrc) + fci
+            )
+
+        return _send_upstream(receiver, build)
 
     return send_feedback
 
 
 def remb_sender(receiver: RTCRtpReceiver) -> Callable[[int, list[int]], bool]:
-    """A function sending a REMB (``bitrate`` bps for ``ssrcs``) with the receiver's RTCP SSRC now."""
+    """A function sending a REMB (``bitrate`` bps for ``ssrcs``) upstream on ``receiver``'s transport."""
 
     def send_remb(bitrate: int, ssrcs: list[int]) -> bool:
-        sender_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-        if sender_ssrc is None:
-            return False
         fci = _rtp.pack_remb_fci(bitrate, ssrcs)
-        packet = _rtp.RtcpPsfbPacket(fmt=_rtp.RTCP_PSFB_APP, ssrc=sender_ssrc, media_ssrc=0, fci=fci)
-        return transport_sender(receiver.transport, rtcp=True)(bytes(packet))
+        return _send_upstream(
+            receiver,
+            lambda ssrc: bytes(_rtp.RtcpPsfbPacket(fmt=_rtp.RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=fci)),
+        )
 
     return send_remb
 
@@ -316,11 +325,9 @@ def pli_sender(receiver: RTCRtpReceiver) -> Callable[[int], bool]:
     """A function sending one PLI for a media SSRC upstream on ``receiver``'s transport."""
 
     def send_pli(media_ssrc: int) -> bool:
-        ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-        if ssrc is None:
-            return False
-        data = _PLI.pack(0x80 | _rtp.RTCP_PSFB_PLI, _rtp.RTCP_PSFB, 2, ssrc, media_ssrc)
-        return transport_sender(receiver.transport, rtcp=True)(data)
+        return _send_upstream(
+            receiver, lambda ssrc: _PLI.pack(0x80 | _rtp.RTCP_PSFB_PLI, _rtp.RTCP_PSFB, 2, ssrc, media_ssrc)
+        )
 
     return send_pli
 
@@ -365,7 +372,8 @@ def hook_sender(
 
 
 def send_reports(
-    senders: Iterable[tuple[RTCRtpSender, tuple[int, int, int, int] | None]], receivers: Iterable[RTCRtpReceiver]
+    senders: Iterable[tuple[RTCRtpSender, tuple[int, int, int, int] | None]],
+    receivers: Iterable[RTCRtpReceiver],
 ) -> int:
     """Send each sender's SR (given its ``sender_info``; None: nothing sent, no report) and each
     receiver's RR now, as their stock RTCP tasks would have; the number of reports sent."""

@@ -15,7 +15,9 @@ the report: at one subscriber those timers were a sixth of the worker's CPU.
   moment, and update the fields stock keeps for the round-trip time (``__lsr``, ``__lsr_time``);
   the relay's pacer sends them when due (``meet.relay.peer``), every :func:`interval`.
 
-:func:`problems` is part of ``meet.relay.compat.check``.
+What it relies on is verified by ``meet.relay.compat.check``, with the rest: the names in
+:data:`RTCP_NAMES`, the instance fields in :data:`SENDER_FIELDS` and :data:`RECEIVER_FIELDS`,
+and the stock ``send``/``receive`` that start ``_run_rtcp`` and ``stop`` that waits on it.
 """
 
 from __future__ import annotations
@@ -24,14 +26,13 @@ import asyncio
 import random
 import time
 import types
-from typing import Any
 
 import aiortc.rtp as _rtp
 from aiortc import RTCRtpReceiver, RTCRtpSender
 
 _SENDER = "_RTCRtpSender__"
 _RECEIVER = "_RTCRtpReceiver__"
-#: What the functions below read or write on instances (checked by :func:`problems`).
+#: What the functions below read or write on instances (checked by ``compat.check``).
 SENDER_FIELDS = tuple(
     _SENDER + name
     for name in ("rtcp_task", "rtcp_started", "rtcp_exited", "cname", "lsr", "lsr_time", "ntp_timestamp",
@@ -145,21 +146,3 @@ def receiver_report(receiver: RTCRtpReceiver) -> bytes | None:
             )
         )
     return bytes(_rtp.RtcpRrPacket(ssrc=rtcp_ssrc, reports=reports))
-
-
-def _names(function: Any) -> tuple[str, ...]:
-    code = getattr(function, "__code__", None)
-    return code.co_names if code is not None else ()
-
-
-def problems() -> list[str]:
-    """What this module relies on, checked against the installed aiortc (``compat.check``)."""
-    found = [f"aiortc.rtp.{name} is missing" for name in RTCP_NAMES if not hasattr(_rtp, name)]
-    for cls, fields in ((RTCRtpSender, SENDER_FIELDS[:3]), (RTCRtpReceiver, RECEIVER_FIELDS[:3])):
-        start = "send" if cls is RTCRtpSender else "receive"
-        if "_run_rtcp" not in _names(getattr(cls, start, None)):
-            found.append(f"{cls.__name__}.{start} no longer starts _run_rtcp")
-        missing = [name for name in fields if name not in _names(getattr(cls, "stop", None))]
-        if missing:
-            found.append(f"{cls.__name__}.stop no longer uses {', '.join(missing)}")
-    return found
